@@ -1,0 +1,1 @@
+"""drivers stage of talkinghead (see README: data flow)."""

@@ -1,0 +1,1 @@
+"""enhance stage of talkinghead (see README: data flow)."""

@@ -1,0 +1,1 @@
+"""face stage of talkinghead (see README: data flow)."""

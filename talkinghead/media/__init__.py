@@ -1,0 +1,1 @@
+"""media stage of talkinghead (see README: data flow)."""

@@ -1,0 +1,1 @@
+"""motion stage of talkinghead (see README: data flow)."""
