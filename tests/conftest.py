@@ -64,3 +64,29 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol
     bound = atol + rtol * e.abs()
     bad = diff > bound
     assert not bad.any(), f"{what}: max |diff| {diff.max().item():.3g} (atol {atol}, rtol {rtol}), {int(bad.sum())} values out of tolerance"
+
+
+@pytest.fixture(scope="session")
+def lp_weights_dir(tmp_path_factory, fill_weights, lp_manifest) -> Path:
+    """A folder laid out like the Hub repo, holding the five LivePortrait ``.pth``
+    files filled by ``shared/tools/fill_weights.py`` (same nesting and key layout
+    as the real checkpoints)."""
+    root = tmp_path_factory.mktemp("weights")
+    for entry in lp_manifest["files"]:
+        path = root / entry["hub_path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(fill_weights.fill_manifest_file(entry), path)
+    return root
+
+
+@pytest.fixture(scope="session")
+def engine(lp_weights_dir):
+    """An :class:`talkinghead.Engine` on CPU with the filled LivePortrait weights."""
+    from talkinghead.engine import Engine
+
+    return Engine.from_pretrained(weights=lp_weights_dir, device="cpu", progress=False)
+
+
+def landmarks_json(name: str) -> Path:
+    """Path of the testdata landmark file for a testdata media file name (e.g. ``"lp_d0.mp4"``)."""
+    return TESTDATA / "landmarks" / f"{name}.json"

@@ -1,0 +1,162 @@
+"""Video driver: a driving clip → a stream of per-frame motion in LivePortrait's space.
+
+Each driving frame is brought to 256×256 — resized as is when the clip is a
+pre-cropped square face video, otherwise cut out around the face with an
+axis-aligned box that follows the face smoothly (:func:`talkinghead.face.crop.smooth_boxes`)
+— and run through the motion extractor M (LivePortrait spec §2–§3, §9
+"Driving video").  Frames are decoded lazily; only the landmarks (68×2 per
+frame) of a clip are held in memory, never its frames.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import MediaError
+from ..face.crop import NETWORK_SIZE, crop_box, driving_box, smooth_boxes
+from ..face.landmarks import LandmarkProvider
+from ..face.ratios import eye_open_ratios, lip_open_ratio
+from ..media.video import VideoReader, probe_video
+from ..models.images import image_to_tensor
+from ..models.motion_extractor import MotionExtractor
+from ..motion.animate import EyeLipRatios
+from ..motion.frame import KeypointInfo
+from ..motion.keypoints import keypoint_info_from_raw
+
+CropMode = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True)
+class DrivingBatch:
+    """Motion of B consecutive driving frames.
+
+    Attributes:
+        motion: (B) keypoint info from M (angles in degrees).
+        ratios: (B) eye/lip open ratios from the frames' 68-point landmarks,
+            or None when they were not asked for.
+    """
+
+    motion: KeypointInfo
+    ratios: EyeLipRatios | None
+
+
+def ratios_from_landmarks(landmarks: np.ndarray, device: torch.device | str = "cpu") -> EyeLipRatios:
+    """(B, 68, 2) landmarks → (B) eye/lip ratios as float32 tensors (:mod:`talkinghead.face.ratios`)."""
+    eye = torch.as_tensor(eye_open_ratios(landmarks), dtype=torch.float32, device=device)
+    lip = torch.as_tensor(lip_open_ratio(landmarks), dtype=torch.float32, device=device)[..., None]
+    return EyeLipRatios(eye=eye.reshape(-1, 2), lip=lip.reshape(-1, 1))
+
+
+class VideoDriver:
+    """Streams the motion of a driving video, batch by batch.
+
+    Args:
+        path: driving video file.
+        motion_extractor: M, in eval mode; its device is used.
+        landmarks: 68-point landmark provider for the driving frames; needed
+            when the frames are cropped or ``need_ratios`` is set.
+        crop: "auto" (crop unless the clip is square), "on" or "off".
+        max_frames: use at most this many frames.
+        need_ratios: also compute eye/lip open ratios (for eye/lip retargeting).
+        batch_size: frames per batch given to M.
+
+    Attributes:
+        fps: frame rate of the motion stream (the clip's average rate), Hz.
+        n_frames: number of frames the stream will have (from the container;
+            may be off by a frame or two for damaged or VFR files).
+        has_audio: whether the clip has an audio track.
+        cropped: whether frames are cropped around the face.
+
+    Raises:
+        MediaError: the file is missing or not a video.
+        ValueError: a landmark provider is needed but none was given.
+    """
+
+    def __init__(self, path: str | os.PathLike, motion_extractor: MotionExtractor, *,
+                 landmarks: LandmarkProvider | None = None, crop: CropMode = "auto",
+                 max_frames: int | None = None, need_ratios: bool = False, batch_size: int = 1) -> None:
+        self.path = path
+        self.info = probe_video(path)
+        self.motion_extractor = motion_extractor
+        self.device = next(motion_extractor.parameters()).device
+        self.cropped = crop == "on" or (crop == "auto" and self.info.width != self.info.height)
+        self.need_ratios = need_ratios
+        if (self.cropped or need_ratios) and landmarks is None:
+            raise ValueError("a landmark provider is needed to crop driving frames or measure eye/lip ratios")
+        self.landmarks = landmarks
+        self.max_frames = max_frames
+        self.batch_size = batch_size
+        self.fps = self.info.fps
+        self.n_frames = min(self.info.n_frames, max_frames) if max_frames else self.info.n_frames
+        self.has_audio = self.info.has_audio
+
+    def _reader(self) -> VideoReader:
+        return VideoReader(self.path, max_frames=self.max_frames, fps=self.fps)
+
+    def _all_landmarks(self) -> list[np.ndarray | None]:
+        """First pass: 68-point landmarks of every frame (None where no face)."""
+        with self._reader() as reader:
+            return [self.landmarks.landmarks(frame, i) for i, frame in enumerate(reader)]
+
+    def _network_inputs(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(256, 256, 3) uint8 input of M and the frame's landmarks (or None), frame by frame."""
+        points = self._all_landmarks() if (self.cropped or self.need_ratios) else None
+        boxes = None
+        if self.cropped:
+            boxes = smooth_boxes([None if p is None else driving_box(p) for p in points], self.fps)
+        with self._reader() as reader:
+            for i, frame in enumerate(reader):
+                if boxes is not None:
+                    image = crop_box(frame, boxes[min(i, len(boxes) - 1)]).crop_256
+                else:
+                    image = cv2.resize(frame, (NETWORK_SIZE, NETWORK_SIZE), interpolation=cv2.INTER_LINEAR)
+                yield image, (points[i] if points is not None and i < len(points) else None)
+
+    def _batch(self, images: list[np.ndarray], points: list[np.ndarray | None]) -> DrivingBatch:
+        with torch.inference_mode():
+            raw = self.motion_extractor(image_to_tensor(np.stack(images), self.device))
+            motion = keypoint_info_from_raw({k: v.float() for k, v in raw.items()})
+        ratios = None
+        if self.need_ratios:
+            ratios = ratios_from_landmarks(np.stack(_fill_missing(points)), self.device)
+        return DrivingBatch(motion=motion, ratios=ratios)
+
+    def __iter__(self) -> Iterator[DrivingBatch]:
+        """Yield :class:`DrivingBatch` es of up to ``batch_size`` frames, in order.
+
+        Raises:
+            MediaError: the clip has no decodable frame, or is damaged.
+            NoFaceError: cropping is on and no frame shows a face.
+        """
+        images: list[np.ndarray] = []
+        points: list[np.ndarray | None] = []
+        count = 0
+        for image, pts in self._network_inputs():
+            images.append(image)
+            points.append(pts)
+            count += 1
+            if len(images) == self.batch_size:
+                yield self._batch(images, points)
+                images, points = [], []
+        if images:
+            yield self._batch(images, points)
+        if count == 0:
+            raise MediaError(f"driving video {self.path} has no decodable frames: use another video file")
+
+
+def _fill_missing(points: list[np.ndarray | None]) -> list[np.ndarray]:
+    """Replace frames without landmarks by the previous (else next) frame's, for ratios only."""
+    known = [p for p in points if p is not None]
+    if not known:
+        raise MediaError("no face was found in the driving frames needed for eye/lip retargeting: use a video that shows a face")
+    filled, last = [], known[0]
+    for p in points:
+        last = p if p is not None else last
+        filled.append(last)
+    return filled

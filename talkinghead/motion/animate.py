@@ -1,0 +1,196 @@
+"""The per-frame animation step: driving motion → final driven keypoints x_d.
+
+Composes motion transfer (:mod:`.transfer`), the expression-friendly
+rescaling, stitching, eye/lip retargeting, lip normalisation and the driving
+multiplier exactly in LivePortrait's order (spec §8, "Then, with no eye/lip
+retargeting: …"); the renderer then warps the source features from x_s to x_d.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from ..errors import ControlError
+from .frame import KeypointInfo, MotionFrame
+from .keypoints import KeypointTransform, implicit_keypoints
+from .retarget import MLP, combined_ratios, lip_normalization_delta, retargeting_delta, scale_motion, stitch
+from .transfer import absolute_transform, check_region, expression_friendly, motion_multiplier, relative_transform
+
+
+class RetargetingNetworks(Protocol):
+    """The three S MLPs (e.g. :class:`talkinghead.models.stitching.StitchingRetargeting`)."""
+
+    stitching: MLP
+    eye: MLP
+    lip: MLP
+
+
+@dataclass(frozen=True)
+class AnimationOptions:
+    """How a driving motion animates the source (defaults: LivePortrait CLI, spec §10).
+
+    Attributes:
+        relative: relative motion (True) or absolute (False).
+        region: animated region, "all", "pose", "exp", "lip" or "eyes".
+        stitching: apply the stitching MLP.
+        eye_retargeting: drive the eyes from the driving eye-opening ratio
+            instead of the driving motion.
+        lip_retargeting: drive the lips from the driving lip-opening ratio.
+            With either retargeting on, relative mode discards the driving
+            motion (x_d = x_s + Δ_eye + Δ_lip), as LivePortrait does.
+        normalize_lip: close the source's mouth first (relative mode only,
+            ignored while retargeting).
+        expression_friendly: rescale relative motion by the hull-volume ratio
+            (LivePortrait's "expression-friendly" driving option; used only
+            for relative, video driving; False = "pose-friendly").
+        driving_multiplier: gain on the final motion x_d − x_s.
+
+    Raises:
+        ControlError: for an unknown region or a non-finite multiplier.
+    """
+
+    relative: bool = True
+    region: str = "all"
+    stitching: bool = True
+    eye_retargeting: bool = False
+    lip_retargeting: bool = False
+    normalize_lip: bool = False
+    expression_friendly: bool = True
+    driving_multiplier: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_region(self.region)
+        if not math.isfinite(self.driving_multiplier):
+            raise ControlError(f"driving multiplier must be a finite number, got {self.driving_multiplier}.")
+
+    @property
+    def retargeting(self) -> bool:
+        """Whether eye and/or lip retargeting is on."""
+        return self.eye_retargeting or self.lip_retargeting
+
+
+@dataclass(frozen=True)
+class EyeLipRatios:
+    """Eye and lip opening ratios of B faces (spec §7; unitless, 0 = closed).
+
+    Attributes:
+        eye: (B, 2) float [left, right] eye-opening ratios.
+        lip: (B, 1) float lip-opening ratio.
+    """
+
+    eye: torch.Tensor
+    lip: torch.Tensor
+
+
+class Animator:
+    """Turns driving motion into the source's driven keypoints x_d, frame by frame or in batches.
+
+    Everything that depends only on the source and the driving anchor (x_s,
+    the expression-friendly reference and multiplier, the lip-normalisation
+    offsets) is computed once here.
+
+    Args:
+        source: (1) :class:`KeypointInfo` of the source image.
+        networks: the S MLPs, on the source's device and dtype.
+        options: see :class:`AnimationOptions`.
+        anchor: (1) motion of the driving video's first frame (relative
+            mode); None when the driving input is a single image (relative to
+            LivePortrait's neutral ``lip_array``) or in absolute mode.
+        source_ratios: (1) source eye/lip ratios; required for eye/lip
+            retargeting and lip normalisation.
+
+    Attributes:
+        x_s: (1, 21, 3) source implicit keypoints.
+        reference: expression-friendly reference (x_d0 (1, 21, 3) = driven
+            keypoints of the anchor, multiplier m), or None when not used.
+        lip_normalization: (1, 21, 3) offsets added after stitching, or None.
+
+    Raises:
+        ValueError: if ``source_ratios`` is needed but missing.
+    """
+
+    def __init__(
+        self,
+        source: KeypointInfo,
+        networks: RetargetingNetworks,
+        options: AnimationOptions = AnimationOptions(),
+        anchor: MotionFrame | None = None,
+        source_ratios: EyeLipRatios | None = None,
+    ) -> None:
+        normalize_lip = options.normalize_lip and options.relative and not options.retargeting
+        if source_ratios is None and (options.retargeting or normalize_lip):
+            raise ValueError("eye/lip retargeting and lip normalisation need the source's eye/lip ratios")
+        self.source = source
+        self.networks = networks
+        self.options = options
+        self.anchor = anchor
+        self.source_ratios = source_ratios
+        self.x_s = implicit_keypoints(source)
+        self.reference: tuple[torch.Tensor, float] | None = None
+        if options.relative and options.expression_friendly and anchor is not None:
+            x_d0 = self.transfer(anchor).apply(source.kp)
+            self.reference = (x_d0, motion_multiplier(self.x_s, x_d0))
+        self.lip_normalization = (
+            lip_normalization_delta(networks.lip, self.x_s, source_ratios.lip) if normalize_lip else None
+        )
+
+    def transfer(self, driving: MotionFrame) -> KeypointTransform:
+        """(B) driving motion → (B) new source motion (relative or absolute, region applied)."""
+        if self.options.relative:
+            return relative_transform(self.source, driving, self.anchor, self.options.region)
+        return absolute_transform(self.source, driving, self.options.region)
+
+    def driven_keypoints(self, driving: MotionFrame) -> torch.Tensor:
+        """(B, 21, 3) keypoints of the transferred motion, expression-friendly rescaled if on."""
+        x_d = self.transfer(driving).apply(self.source.kp)
+        if self.reference is not None:
+            x_d0, multiplier = self.reference
+            x_d = expression_friendly(x_d, x_d0, self.x_s, multiplier)
+        return x_d
+
+    def retargeted_keypoints(self, driving: MotionFrame, driving_ratios: EyeLipRatios) -> torch.Tensor:
+        """(B, 21, 3) base keypoints plus Δ_eye and/or Δ_lip (before stitching).
+
+        The base is x_s in relative mode (the driving motion is discarded) and
+        the driven keypoints in absolute mode. Only the driving LEFT eye ratio
+        is used.
+        """
+        x_d = self.x_s.expand(driving.batch_size, -1, -1) if self.options.relative else self.driven_keypoints(driving)
+        if self.options.eye_retargeting:
+            ratios = combined_ratios(self.source_ratios.eye, driving_ratios.eye[:, :1])
+            x_d = x_d + retargeting_delta(self.networks.eye, self.x_s, ratios)
+        if self.options.lip_retargeting:
+            ratios = combined_ratios(self.source_ratios.lip, driving_ratios.lip)
+            x_d = x_d + retargeting_delta(self.networks.lip, self.x_s, ratios)
+        return x_d
+
+    def __call__(self, driving: MotionFrame, driving_ratios: EyeLipRatios | None = None) -> torch.Tensor:
+        """Final driven keypoints for B driving frames (spec §8).
+
+        Args:
+            driving: (B) motion of the driving frames (same device/dtype as
+                the source).
+            driving_ratios: (B) eye/lip ratios of the driving frames; needed
+                only with eye/lip retargeting.
+
+        Returns:
+            (B, 21, 3) keypoints x_d to warp the source to.
+
+        Raises:
+            ValueError: if retargeting is on and ``driving_ratios`` is None.
+        """
+        if self.options.retargeting:
+            if driving_ratios is None:
+                raise ValueError("eye/lip retargeting needs the driving frames' eye/lip ratios")
+            x_d = self.retargeted_keypoints(driving, driving_ratios)
+        else:
+            x_d = self.driven_keypoints(driving)
+        if self.options.stitching:
+            x_d = stitch(self.networks.stitching, self.x_s, x_d)
+        if self.lip_normalization is not None:
+            x_d = x_d + self.lip_normalization
+        return scale_motion(self.x_s, x_d, self.options.driving_multiplier)

@@ -1,0 +1,172 @@
+"""Where checkpoints come from, and how they are read safely.
+
+Resolution order for every checkpoint file (a path inside a Hub repository,
+e.g. ``liveportrait/base_models/warping_module.pth``):
+
+1. ``weights_dir`` given (CLI ``--weights DIR``, app ``TALKINGHEAD_WEIGHTS``):
+   the file must be at ``DIR/<path in repo>``; nothing is downloaded.
+2. otherwise ``./checkpoints/<path in repo>`` if that file exists (the
+   default local place, handy for offline machines);
+3. otherwise the Hugging Face Hub, through :func:`huggingface_hub.hf_hub_download`
+   at the revision pinned below, into the standard Hub cache (``HF_HOME``,
+   ``HF_HUB_CACHE``); with ``HF_HUB_OFFLINE=1`` only the cache is used.
+
+Nothing is resolved or downloaded at import time.  Files are read with
+``safetensors`` or with ``torch.load(weights_only=True)`` — a pickle that
+would construct anything but tensors and plain containers is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .errors import WeightsError
+
+DEFAULT_LOCAL_DIR = Path("checkpoints")
+"""Folder (relative to the working directory) searched before the Hub."""
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One checkpoint file of a Hugging Face Hub repository.
+
+    Attributes:
+        repo_id: Hub repository, e.g. ``"KwaiVGI/LivePortrait"``.
+        filename: path of the file inside the repository (also its path
+            below a local ``--weights`` folder).
+        revision: git revision (branch, tag or commit sha) to download.
+        approx_bytes: approximate size, for documentation and progress only.
+    """
+
+    repo_id: str
+    filename: str
+    revision: str
+    approx_bytes: int = 0
+
+
+def _env_revision(var: str, default: str) -> str:
+    return os.environ.get(var) or default
+
+
+LIVEPORTRAIT_REPO = "KwaiVGI/LivePortrait"
+LIVEPORTRAIT_REVISION = _env_revision("TALKINGHEAD_LIVEPORTRAIT_REVISION", "main")
+"""Hub revision of ``KwaiVGI/LivePortrait``.
+
+The commit sha could not be read from this offline workplace; ``main`` is used
+until it is pinned (set ``TALKINGHEAD_LIVEPORTRAIT_REVISION`` to a sha to pin
+it on your machine).  The strict loader refuses any file whose tensor layout
+differs from the one our networks expect, so a changed upstream file cannot be
+loaded silently.
+"""
+
+LIVEPORTRAIT_FILES: dict[str, HubFile] = {
+    name: HubFile(LIVEPORTRAIT_REPO, path, LIVEPORTRAIT_REVISION, size)
+    for name, path, size in (
+        ("appearance_feature_extractor", "liveportrait/base_models/appearance_feature_extractor.pth", 3_400_000),
+        ("motion_extractor", "liveportrait/base_models/motion_extractor.pth", 112_600_000),
+        ("warping_module", "liveportrait/base_models/warping_module.pth", 182_200_000),
+        ("spade_generator", "liveportrait/base_models/spade_generator.pth", 221_800_000),
+        ("stitching_retargeting_module", "liveportrait/retargeting_models/stitching_retargeting_module.pth", 2_300_000),
+    )
+}
+"""The five LivePortrait renderer checkpoints (about 520 MB together)."""
+
+
+class WeightStore:
+    """Resolves :class:`HubFile` entries to local files and reads them.
+
+    Args:
+        weights_dir: a local folder laid out like the Hub repositories
+            (``DIR/liveportrait/base_models/*.pth`` …).  When given, the Hub
+            is never contacted.
+        local_dir: the default local folder searched before the Hub
+            (``./checkpoints``); ignored when ``weights_dir`` is given.
+        cache_dir: Hub cache folder (default: huggingface_hub's own).
+    """
+
+    def __init__(self, weights_dir: str | os.PathLike | None = None,
+                 local_dir: str | os.PathLike | None = DEFAULT_LOCAL_DIR,
+                 cache_dir: str | os.PathLike | None = None) -> None:
+        self.weights_dir = Path(weights_dir).expanduser() if weights_dir is not None else None
+        if self.weights_dir is not None and not self.weights_dir.is_dir():
+            raise WeightsError(f"weights folder {self.weights_dir} does not exist; pass a folder laid out like the Hub repos (e.g. DIR/liveportrait/base_models/*.pth)")
+        self.local_dir = Path(local_dir) if local_dir is not None else None
+        self.cache_dir = cache_dir
+
+    def path(self, file: HubFile) -> Path:
+        """Local path of ``file``, downloading it from the Hub if needed.
+
+        Raises:
+            WeightsError: the file is not in ``weights_dir``; or it is not
+                cached and the Hub cannot be reached / ``HF_HUB_OFFLINE`` is set;
+                or the repository/revision/file does not exist.
+        """
+        if self.weights_dir is not None:
+            p = self.weights_dir / file.filename
+            if not p.is_file():
+                raise WeightsError(f"{p} not found: the weights folder must hold {file.filename} (from the Hub repo {file.repo_id})")
+            return p
+        if self.local_dir is not None and (self.local_dir / file.filename).is_file():
+            return self.local_dir / file.filename
+        return self._download(file)
+
+    def _download(self, file: HubFile) -> Path:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+        try:
+            return Path(hf_hub_download(file.repo_id, file.filename, revision=file.revision, cache_dir=self.cache_dir))
+        except LocalEntryNotFoundError as e:
+            raise WeightsError(
+                f"{file.repo_id}/{file.filename} is not in the Hub cache and cannot be downloaded "
+                f"(offline or HF_HUB_OFFLINE=1): connect once to download it, or pass --weights DIR"
+            ) from e
+        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
+            raise WeightsError(f"{file.repo_id}@{file.revision}: {file.filename} does not exist on the Hub ({type(e).__name__})") from e
+        except OSError as e:  # network errors, disk full, permissions
+            raise WeightsError(f"could not download {file.repo_id}/{file.filename}: {e}") from e
+
+    def load(self, file: HubFile) -> Mapping[str, Any]:
+        """Resolve and read ``file`` (see :func:`read_checkpoint`)."""
+        return read_checkpoint(self.path(file))
+
+
+def read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
+    """Read a checkpoint file into a (possibly nested) mapping of tensors.
+
+    ``*.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(map_location="cpu", weights_only=True)``, which only
+    rebuilds tensors and plain containers.
+
+    Raises:
+        WeightsError: the file is missing, truncated, not a checkpoint, or
+            a pickle that would execute code / build other objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(f"{path}: refused to load: the file is not a plain tensor checkpoint (it would run code or build objects). Only use checkpoints from the official repos. ({str(e).splitlines()[0]})") from e
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise WeightsError(f"{path}: not a readable checkpoint (truncated or corrupt download?): {str(e).splitlines()[0] if str(e) else type(e).__name__}; delete it so it is downloaded again") from e
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    return obj
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Remove every occurrence of ``prefix`` from each key (LivePortrait removes
+    ``"module."`` — a DistributedDataParallel leftover — this way)."""
+    return {k.replace(prefix, ""): v for k, v in state_dict.items()}
