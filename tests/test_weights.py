@@ -128,3 +128,23 @@ def test_safetensors_is_read(tmp_path: Path) -> None:
 def test_strip_prefix_removes_every_occurrence() -> None:
     sd = {"module.mlp.0.weight": torch.zeros(1), "module.mlp.module.x": torch.zeros(1)}
     assert set(strip_prefix(sd, "module.")) == {"mlp.0.weight", "mlp.x"}
+
+
+def test_liveportrait_loader_names_file_and_key(tmp_path: Path, lp_weights_dir: Path, lp_manifest, fill_weights) -> None:
+    """The real loader (all five files, S's nested ``module.`` layout) refuses a renamed key in S."""
+    from talkinghead.models.liveportrait import load_liveportrait
+
+    for entry in lp_manifest["files"]:
+        target = tmp_path / entry["hub_path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry["id"] != "S":
+            target.symlink_to(lp_weights_dir / entry["hub_path"])
+            continue
+        ckpt = fill_weights.fill_manifest_file(entry)
+        eye = ckpt["retarget_eye"]
+        eye["module.mlp.0.weight_renamed"] = eye.pop("module.mlp.0.weight")
+        torch.save(ckpt, target)
+    with pytest.raises(WeightsError) as e:
+        load_liveportrait(WeightStore(weights_dir=tmp_path))
+    message = str(e.value)
+    assert "stitching_retargeting_module.pth:retarget_eye" in message and "'mlp.0.weight'" in message
