@@ -1,0 +1,225 @@
+"""Golden equivalence of Ditto's motion post-processing and condition assembly.
+
+Fixtures: shared/fixtures/ditto/golden_post.safetensors (both variants,
+settings in manifest.json → generation_info.post) and inputs.safetensors;
+tolerances from shared/fixtures/ditto/README.md ("Tolerances").
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DITTO_FIXTURES, assert_close, landmarks_json, load_golden, lp_file_entry
+
+from talkinghead.drivers.audio.condition import (
+    EMOTIONS,
+    ConditionBuilder,
+    EyeConditions,
+    MediaPipeEyeConditions,
+    eye_conditions_from_68,
+    eye_conditions_from_mesh,
+    emotion_probabilities,
+    emotion_sequence,
+)
+from talkinghead.drivers.audio.postprocess import (
+    EYE_ROWS,
+    LIP_ROWS,
+    Controls,
+    MotionPostprocessor,
+    PostprocessOptions,
+    blink_schedule,
+    motion_row_from_raw,
+)
+from talkinghead.errors import WeightsError
+from talkinghead.face.landmarks import JsonLandmarks
+from talkinghead.models.stitching import stitching_mlp
+from talkinghead.weights_strict import load_state_dict_strict
+
+VARIANTS = ("default", "shipped")
+DEGREE_TOL = 1e-4
+KEYPOINT_TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict[str, torch.Tensor]:
+    return load_golden(DITTO_FIXTURES / "inputs.safetensors")
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, torch.Tensor]:
+    return load_golden(DITTO_FIXTURES / "golden_post.safetensors")
+
+
+@pytest.fixture(scope="module")
+def post_info() -> dict:
+    return json.loads((DITTO_FIXTURES / "manifest.json").read_text())["generation_info"]["post"]
+
+
+@pytest.fixture(scope="module")
+def stitching(fill_weights, lp_manifest) -> torch.nn.Module:
+    """LivePortrait's stitching MLP with fill-rule weights (``retarget_shoulder``, ``module.`` removed)."""
+    filled = fill_weights.fill_manifest_file(lp_file_entry(lp_manifest, "S"))["retarget_shoulder"]
+    mlp = stitching_mlp()
+    load_state_dict_strict(mlp, {k.replace("module.", ""): v for k, v in filled.items()}, "filled retarget_shoulder")
+    return mlp.eval()
+
+
+def source_raw(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {head: inputs[f"src.{head}"] for head in ("scale", "pitch", "yaw", "roll", "t", "exp", "kp")}
+
+
+def options_for(variant: str, post_info: dict, golden: dict[str, torch.Tensor]) -> PostprocessOptions:
+    """Our options reproducing a fixture variant."""
+    if variant == "default":
+        return PostprocessOptions()
+    info = post_info["shipped"]
+    per_frame = {
+        int(frame): Controls(**{k: torch.tensor(v) if k == "delta_exp" else v for k, v in ctrl.items()})
+        for frame, ctrl in info["ctrl_info"].items()
+    }
+    return PostprocessOptions(blink_template=golden["post.blink_template"], blink_gaps=20,
+                              delta_gain=info["scale_ratio"], overall=Controls(**info["overall_ctrl_info"]),
+                              per_frame=per_frame)
+
+
+def test_fixture_settings_match_our_model(post_info):
+    """The fixture's masks and keys are the ones the postprocessor hard-codes."""
+    assert sorted(post_info["default"]["fix_exp_a1_rows"]) == sorted(LIP_ROWS + EYE_ROWS)
+    assert post_info["shipped"]["fix_exp_a1_rows"] == list(LIP_ROWS)
+    assert post_info["shipped"]["fix_exp_a3_rows"] == list(EYE_ROWS)
+    assert post_info["shipped"]["use_d_keys"]["t"] == 1
+
+
+def test_blink_schedule_matches_shipped(post_info):
+    assert blink_schedule(150, 15, 20) == post_info["shipped"]["blink_idx"]
+
+
+def test_random_blink_gaps_are_seeded_and_in_range():
+    rows = blink_schedule(3000, 15, None, random.Random(0))
+    starts = [i for i in range(1, len(rows)) if rows[i] == 1]
+    gaps = np.diff(starts) - 15
+    assert 60 <= starts[0] - 1 <= 100 and gaps.min() >= 60 and gaps.max() <= 100
+    assert rows == blink_schedule(3000, 15, None, random.Random(0))
+
+
+def test_source_motion_row(inputs):
+    assert torch.equal(motion_row_from_raw(source_raw(inputs)), inputs["s_kp_cond"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("chunks", [1, 3], ids=["whole", "chunked"])
+def test_postprocess_golden(variant, chunks, inputs, golden, post_info, stitching):
+    rows = golden["post.motion_clipped"]
+    post = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], options_for(variant, post_info, golden),
+                               stitching=stitching, num_frames=rows.shape[0])
+    pieces = rows.chunk(chunks)
+    starts = np.cumsum([0] + [len(piece) for piece in pieces])
+    with torch.no_grad():
+        parts = [post(piece, rows[0], first_frame=int(start)) for piece, start in zip(pieces, starts)]
+    motion = type(parts[0].motion).cat([p.motion for p in parts])
+    prefix = f"post.{variant}."
+    for angle in ("pitch", "yaw", "roll"):
+        assert_close(getattr(motion, angle)[:, 0], golden[prefix + f"{angle}_deg"], DEGREE_TOL, what=angle)
+    assert_close(motion.exp.reshape(-1, 63), golden[prefix + "exp"], KEYPOINT_TOL, what="exp")
+    assert_close(motion.t, golden[prefix + "t"], KEYPOINT_TOL, what="t")
+    assert_close(motion.scale, golden[prefix + "scale"], KEYPOINT_TOL, what="scale")
+    assert_close(parts[0].x_s, golden[prefix + "x_s"], KEYPOINT_TOL, what="x_s")
+    assert_close(torch.cat([p.x_d_raw for p in parts]), golden[prefix + "x_d_raw"], KEYPOINT_TOL, what="x_d_raw")
+    assert_close(torch.cat([p.x_d for p in parts]), golden[prefix + "x_d_stitched"], KEYPOINT_TOL, what="x_d")
+
+
+def test_without_stitching_x_d_is_raw(inputs, golden):
+    rows = golden["post.motion_clipped"][:4]
+    result = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"])(rows, rows[0])
+    assert result.x_d is result.x_d_raw
+
+
+# ---------------------------------------------------------------- condition
+
+
+def test_emotion_encoding():
+    probs = emotion_probabilities(4)
+    assert probs.shape == (8,) and probs.dtype == torch.float32
+    assert probs[4].item() == pytest.approx(0.997657, abs=1e-6)
+    assert probs[0].item() == pytest.approx(0.000335, abs=1e-6)
+    assert torch.equal(emotion_probabilities("Neutral"), probs)
+    both = emotion_probabilities(["happy", 4])
+    assert both[3] == both[4] and both.sum().item() == pytest.approx(1.0)
+    assert EMOTIONS[3] == "happy"
+
+
+def test_emotion_sequence_forms():
+    table = torch.rand(5, 8)
+    assert torch.equal(emotion_sequence(table), table)
+    assert emotion_sequence(["sad", "angry"]).shape == (1, 8)
+    with pytest.raises(Exception, match="emotion"):
+        emotion_sequence("bored")
+
+
+def test_condition_matches_golden(inputs):
+    eyes = EyeConditions(inputs["src.eye_open"][0], inputs["src.eye_ball"][0])
+    builder = ConditionBuilder(inputs["src.kp"], eyes, emotion=4)
+    assert_close(builder(inputs["hubert_feat"], 0), inputs["cond_all"], 1e-7, what="cond")
+    assert_close(builder.emotion[0], inputs["src.emo"][0], 1e-7, what="emo")
+
+
+def test_condition_uses_emotion_table_cyclically(inputs):
+    eyes = EyeConditions(inputs["src.eye_open"][0], inputs["src.eye_ball"][0])
+    table = torch.eye(8)[:3]
+    cond = ConditionBuilder(inputs["src.kp"], eyes, emotion=table)(inputs["hubert_feat"][:6], -2)
+    emo = cond[:, 1024:1032]
+    assert torch.equal(emo, table[[0, 0, 0, 1, 2, 0]])
+
+
+def test_eye_conditions_from_mesh_geometry():
+    """§3's formulas on a mesh built from the indices they use (normalised units)."""
+    mesh = np.zeros((478, 3), np.float32)
+    # Image-left eye: corners 0.1 apart, lid gaps 0.02 + 0.03 + 0.01, iris 0.01 below the centre.
+    mesh[33], mesh[133] = (0.3, 0.4, 0.0), (0.4, 0.4, 0.0)
+    for (low, up), gap in zip([(145, 159), (144, 160), (153, 158)], (0.02, 0.03, 0.01)):
+        mesh[low], mesh[up] = (0.35, 0.4 + gap / 2, 0.0), (0.35, 0.4 - gap / 2, 0.0)
+    mesh[468] = (0.35, 0.41, 0.0)
+    # Image-right eye: corners 0.1 apart, every lid gap 0.01, iris at the centre.
+    mesh[263], mesh[362] = (0.7, 0.4, 0.0), (0.6, 0.4, 0.0)
+    for low, up in [(374, 386), (373, 387), (380, 385)]:
+        mesh[low], mesh[up] = (0.65, 0.405, 0.0), (0.65, 0.395, 0.0)
+    mesh[473] = (0.65, 0.4, 0.0)
+    eyes = eye_conditions_from_mesh(mesh)
+    assert_close(eyes.eye_open, torch.tensor([0.6, 0.3]), 1e-6, what="eye_open")
+    # left ball = (unit(0, 0.01, 0) − unit(outer − inner)) · 0.01 = ((0, 1, 0) − (−1, 0, 0)) · 0.01
+    assert_close(eyes.eye_ball, torch.tensor([0.01, 0.0, 0.01, 0.0, 0.0, 0.0]), 1e-6, what="eye_ball")
+
+
+def landmark_track(name: str) -> list[np.ndarray]:
+    """The testdata 68-point landmarks of every frame of ``name`` that has a face."""
+    track = JsonLandmarks(landmarks_json(name))
+    frame = np.zeros((track.height, track.width, 3), np.uint8)
+    points = (track.landmarks(frame, i) for i in range(track.n_frames))
+    return [p for p in points if p is not None]
+
+
+def test_eye_conditions_from_68_on_real_landmarks():
+    points = landmark_track("dt_male_face.png")[0]
+    eyes = eye_conditions_from_68(points)
+    assert ((eyes.eye_open > 0.6) & (eyes.eye_open < 1.3)).all(), eyes.eye_open
+    assert not eyes.eye_ball.any()
+    angle = np.deg2rad(20.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = eye_conditions_from_68(points @ rotation.T * 0.4 + (100.0, -30.0))
+    assert_close(moved.eye_open, eyes.eye_open, 1e-5, what="similarity invariance")
+
+
+def test_eye_open_68_sees_a_blink():
+    opens = np.array([eye_conditions_from_68(p).eye_open.numpy() for p in landmark_track("lp_d0.mp4")])
+    assert opens.min() < 0.5 * opens.max()
+
+
+def test_mediapipe_provider_reports_missing_model(tmp_path):
+    provider = MediaPipeEyeConditions(tmp_path / "face_landmarker.task")
+    with pytest.raises(WeightsError):
+        provider(np.zeros((512, 512, 3), np.uint8), np.zeros((68, 2)))
