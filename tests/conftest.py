@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,73 @@ def engine(lp_weights_dir):
 def landmarks_json(name: str) -> Path:
     """Path of the testdata landmark file for a testdata media file name (e.g. ``"lp_d0.mp4"``)."""
     return TESTDATA / "landmarks" / f"{name}.json"
+
+
+def write_toy_audio_encoder(path: Path, *, input_name: str = "input_values", width: int = 1024,
+                    stride: int = 320, batch_axis: bool = False) -> Path:
+    """Write a toy ONNX audio encoder with the interface of Ditto's HuBERT graph (row k = mean of
+    samples [320k, 320k + 400) × a fixed 1024-vector): input [1, N] → Unsqueeze → Conv(400, stride) → Transpose → MatMul → [T, width]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out_shape = [1, "T", width] if batch_axis else ["T", width]
+    nodes = [
+        helper.make_node("Unsqueeze", [input_name, "axis1"], ["wave"]),
+        helper.make_node("Conv", ["wave", "box"], ["means"], kernel_shape=[400], strides=[stride]),
+        helper.make_node("Transpose", ["means"], ["column"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["column", "rows"], ["batched" if not batch_axis else "encoding_out"]),
+    ]
+    if not batch_axis:
+        nodes.append(helper.make_node("Squeeze", ["batched", "axis0"], ["encoding_out"]))
+    initializers = [
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array(np.full((1, 1, 400), 1 / 400, np.float32), "box"),
+        numpy_helper.from_array(np.linspace(0.5, 1.5, width, dtype=np.float32)[None], "rows"),
+    ]
+    graph = helper.make_graph(
+        nodes, "toy_hubert",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [1, "N"])],
+        [helper.make_tensor_value_info("encoding_out", TensorProto.FLOAT, out_shape)],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def all_weights_dir(tmp_path_factory, lp_weights_dir, fill_weights) -> Path:
+    """One folder holding both Hub repos' files at their repo paths: the filled LivePortrait
+    files (linked), Ditto's LMDM filled by the shared rule (rotary buffers analytic, as in the
+    real file) and a toy ONNX audio encoder with the real one's interface."""
+    from safetensors.torch import load_file
+
+    root = tmp_path_factory.mktemp("all_weights")
+    for path in lp_weights_dir.rglob("*.pth"):
+        target = root / path.relative_to(lp_weights_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path)
+    manifest = json.loads((DITTO_FIXTURES / "manifest.json").read_text())
+    entry = manifest["files"][0]
+    checkpoint = fill_weights.fill_manifest_file(entry)
+    freqs = load_file(str(DITTO_FIXTURES / "inputs.safetensors"))["const.rotary_freqs"]
+    state = checkpoint["model_state_dict"]
+    for key in [k for k in state if k.endswith("rotary.freqs")]:
+        state[key] = freqs.clone()
+    lmdm = root / entry["hub_path"]
+    lmdm.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, lmdm)
+    encoder = root / "ditto_pytorch" / "aux_models" / "hubert_streaming_fix_kv.onnx"
+    encoder.parent.mkdir(parents=True, exist_ok=True)
+    write_toy_audio_encoder(encoder)
+    return root
+
+
+@pytest.fixture(scope="session")
+def audio_engine(all_weights_dir):
+    """A CPU :class:`talkinghead.Engine` that can also run the audio job (filled weights, toy encoder)."""
+    from talkinghead.engine import Engine
+
+    return Engine.from_pretrained(weights=all_weights_dir, device="cpu", progress=False)
