@@ -45,7 +45,12 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video", help="photo + driving video -> talking-head video",
                        description="Animate a portrait photo with the head motion and expressions of a driving video.")
     _add_common(p)
-    p.add_argument("--driving", required=True, help="driving video (any container/codec FFmpeg reads)")
+    driver = p.add_mutually_exclusive_group(required=True)
+    driver.add_argument("--driving", help="driving video (any container/codec FFmpeg reads)")
+    driver.add_argument("--motion", metavar="FILE.safetensors",
+                        help="a motion file (from --save-motion of either job) to use as the driving motion")
+    p.add_argument("--save-motion", metavar="FILE.safetensors",
+                   help="also save the driving video's motion (a reusable driving template)")
     p.add_argument("--driving-landmarks", metavar="FILE.json",
                    help="precomputed 68-point landmarks of every driving frame (format of shared/testdata/landmarks)")
     mode = p.add_mutually_exclusive_group()
@@ -67,17 +72,43 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
                    help="crop the face out of each driving frame (auto: only when the video is not square)")
 
 
+def _add_audio(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audio", help="photo + speech -> lip-synced talking video",
+                       description="Animate a portrait photo from a speech recording (Ditto-compatible audio-to-motion).")
+    _add_common(p)
+    p.add_argument("--audio", required=True, help="speech recording (wav, mp3, m4a, ogg, flac, webm…)")
+    p.add_argument("--steps", type=_positive_int, default=10, help="diffusion sampling steps per window (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (default 0)")
+    p.add_argument("--emotion", default="neutral",
+                   help="angry, disgust, fear, happy, neutral, sad, surprise or contempt (default neutral)")
+    p.add_argument("--expression-scale", type=float, default=1.0, metavar="X",
+                   help="gain on the generated expression, 0..3 (default 1)")
+    head = p.add_mutually_exclusive_group()
+    head.add_argument("--still", action="store_true", help="keep the photo's head pose; only the face moves")
+    head.add_argument("--pose-from", metavar="CLIP",
+                      help="short video of the same person whose head motion is used (personalized pose)")
+    p.add_argument("--pose-from-landmarks", metavar="FILE.json", help="68-point landmarks of the --pose-from clip")
+    p.add_argument("--pose-blend", type=float, default=1.0, metavar="B",
+                   help="0 = generated head pose, 1 = the --pose-from clip's pose (default 1)")
+    p.add_argument("--save-motion", metavar="FILE.safetensors", help="also save the generated motion sequence")
+    p.add_argument("--motion", metavar="FILE.safetensors",
+                   help="render this motion file (from --save-motion) instead of generating motion; --audio is the soundtrack")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``talkinghead`` argument parser (one subcommand per job)."""
     parser = argparse.ArgumentParser(prog="python -m talkinghead", description="One portrait photo in, a talking-head video out.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio}")
     _add_video(sub)
+    _add_audio(sub)
     return parser
 
 
 def _run_video(args: argparse.Namespace) -> None:
     from .engine import Engine
+    from .media.video import probe_video
     from .motion.animate import AnimationOptions
+    from .motion.io import MotionFile, load_motion, save_motion
 
     options = AnimationOptions(
         relative=args.relative,
@@ -90,11 +121,43 @@ def _run_video(args: argparse.Namespace) -> None:
     )
     engine = Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet)
     source = engine.prepare_source(args.source, landmarks=args.source_landmarks)
-    job = engine.animate_video(
-        source, args.driving, options,
-        driving_landmarks=args.driving_landmarks, max_frames=args.max_frames,
-        paste_back=args.paste_back, crop_driving=args.crop_driving, batch_size=args.batch_size,
+    if args.motion:
+        saved = load_motion(args.motion)
+        job = engine.animate_driving_motion(source, saved.motion, saved.fps, options, max_frames=args.max_frames,
+                                            paste_back=args.paste_back, batch_size=args.batch_size)
+    else:
+        if args.save_motion:
+            motion = engine.extract_motion(args.driving, landmarks=args.driving_landmarks,
+                                           max_frames=args.max_frames, crop=args.crop_driving)
+            save_motion(args.save_motion, MotionFile(motion, probe_video(args.driving).fps))
+        job = engine.animate_video(
+            source, args.driving, options,
+            driving_landmarks=args.driving_landmarks, max_frames=args.max_frames,
+            paste_back=args.paste_back, crop_driving=args.crop_driving, batch_size=args.batch_size,
+        )
+    engine.write_video(job, args.out, progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {args.out} ({job.n_frames} frames, {job.fps:g} fps)", file=sys.stderr)
+
+
+def _run_audio(args: argparse.Namespace) -> None:
+    from .drivers.audio.driver import AudioDriver, AudioDriverOptions
+    from .engine import AudioJobOptions, Engine
+    from .motion.io import MotionFile, load_motion, save_motion
+
+    options = AudioJobOptions(
+        driver=AudioDriverOptions(steps=args.steps, seed=args.seed, emotion=args.emotion),
+        expression_scale=args.expression_scale, still=args.still, pose_from=args.pose_from,
+        pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend,
     )
+    engine = Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet)
+    source = engine.prepare_source(args.source, landmarks=args.source_landmarks)
+    saved = load_motion(args.motion) if args.motion else None
+    job = engine.animate_audio(source, args.audio, options, motion=saved.motion if saved else None,
+                               fps=saved.fps if saved else AudioDriver.fps, max_frames=args.max_frames,
+                               paste_back=args.paste_back, batch_size=args.batch_size, progress=not args.quiet)
+    if args.save_motion:
+        save_motion(args.save_motion, MotionFile(job.motion.to("cpu"), job.fps, source=source.info.to("cpu")))
     engine.write_video(job, args.out, progress=not args.quiet)
     if not args.quiet:
         print(f"wrote {args.out} ({job.n_frames} frames, {job.fps:g} fps)", file=sys.stderr)
@@ -104,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the job. Returns the process exit status."""
     args = build_parser().parse_args(argv)
     try:
-        {"video": _run_video}[args.command](args)
+        {"video": _run_video, "audio": _run_audio}[args.command](args)
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,27 +20,34 @@ Example::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from .drivers.video import CropMode, VideoDriver, ratios_from_landmarks
-from .errors import NoFaceError, TalkingHeadError
-from .face.crop import FaceCrop, crop_face
+from .drivers.audio.condition import LandmarkEyeConditions
+from .drivers.audio.driver import AudioDriver, AudioDriverOptions, window_count
+from .drivers.audio.features import frame_count
+from .drivers.audio.hubert import OnnxAudioEncoder
+from .drivers.video import CropMode, DrivingBatch, VideoDriver, ratios_from_landmarks
+from .errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
+from .face.crop import FaceCrop, crop_face, transform_points
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
-from .face.paste import paste_back
+from .face.paste import paste_back as paste_face
+from .media.audio import load_audio
 from .media.image import limit_size, load_image
 from .media.video import AudioSource, VideoWriter
 from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
-from .motion.animate import AnimationOptions, Animator, EyeLipRatios
-from .motion.frame import KeypointInfo
-from .motion.keypoints import keypoint_info_from_raw
+from .models.lmdm import LMDM
+from .motion.animate import AnimationOptions, Animator, EyeLipRatios, keypoints_from_motion
+from .motion.edits import reference_pose, scale_expression, still_head
+from .motion.frame import KeypointInfo, MotionFrame
+from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from .render import Renderer
-from .weights import WeightStore
+from .weights import DITTO_FILES, WeightStore
 
 LandmarkSpec = LandmarkProvider | str | os.PathLike | None
 """A landmark provider, a landmark JSON file, or None for the engine's default detector."""
@@ -74,6 +81,8 @@ class PreparedSource:
             expression, translation, scale.
         feature_3d: (1, 32, 16, 64, 64) float32 appearance feature volume from F.
         ratios: (1) eye/lip open ratios from the 68-point landmarks.
+        raw: M's raw heads for the crop (pose as 66-bin logits), which the
+            audio driver needs.
     """
 
     image: np.ndarray
@@ -82,6 +91,7 @@ class PreparedSource:
     info: KeypointInfo
     feature_3d: torch.Tensor
     ratios: EyeLipRatios
+    raw: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -93,12 +103,39 @@ class VideoJob:
         fps: frame rate, Hz.
         n_frames: expected number of frames (for progress bars).
         audio: audio track to mux, or None.
+        motion: the absolute motion sequence being rendered (audio and
+            motion-file jobs), e.g. to save it as a motion file; None for
+            video-driven jobs.
     """
 
     frames: Iterator[np.ndarray]
     fps: float
     n_frames: int
     audio: AudioSource | None = None
+    motion: MotionFrame | None = None
+
+
+@dataclass(frozen=True)
+class AudioJobOptions:
+    """Options of the audio-driven job.
+
+    Attributes:
+        driver: generation settings (steps, seed, emotion, windows, post-processing).
+        expression_scale: gain on the generated expression deltas, 0–3 (1 = as generated).
+        still: keep the photo's head pose (only the face moves).
+        pose_from: a short clip of the same person whose head-pose track
+            replaces/blends with the generated pose (personalized head motion).
+        pose_from_landmarks: 68-point landmarks of that clip (JSON) if it
+            needs cropping and no detector should run.
+        pose_blend: 0 = generated pose, 1 = the clip's pose.
+    """
+
+    driver: AudioDriverOptions = field(default_factory=AudioDriverOptions)
+    expression_scale: float = 1.0
+    still: bool = False
+    pose_from: str | os.PathLike | None = None
+    pose_from_landmarks: str | os.PathLike | None = None
+    pose_blend: float = 1.0
 
 
 def _scale_points(points: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
@@ -119,11 +156,13 @@ class Engine:
     """
 
     def __init__(self, networks: LivePortraitNetworks, landmarks: LandmarkProvider | None = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", store: WeightStore | None = None) -> None:
         self.networks = networks
         self.device = next(networks.decoder.parameters()).device
         self.renderer = Renderer(networks.appearance, networks.warping, networks.decoder, precision)
         self._landmarks = landmarks
+        self.store = store or WeightStore()
+        self._audio_driver: AudioDriver | None = None
 
     @classmethod
     def from_pretrained(cls, weights: str | os.PathLike | None = None, device: str | torch.device = "auto",
@@ -147,8 +186,9 @@ class Engine:
         if not progress:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         device = resolve_device(device)
-        networks = load_liveportrait(WeightStore(weights), device)
-        return cls(networks, landmarks=landmarks, precision=precision)
+        store = WeightStore(weights)
+        networks = load_liveportrait(store, device)
+        return cls(networks, landmarks=landmarks, precision=precision, store=store)
 
     # ------------------------------------------------------------ landmarks
     def _provider(self, spec: LandmarkSpec) -> LandmarkProvider:
@@ -186,12 +226,11 @@ class Engine:
         if limited.shape[:2] != original.shape[:2]:
             points = _scale_points(points, original.shape[:2], limited.shape[:2])
         crop = crop_face(limited, points)
-        raw = self.networks.motion(image_to_tensor(crop.crop_256, self.device))
-        info = keypoint_info_from_raw({k: v.float() for k, v in raw.items()})
+        raw = {k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()}
         return PreparedSource(
-            image=np.ascontiguousarray(limited), landmarks=points, crop=crop, info=info,
+            image=np.ascontiguousarray(limited), landmarks=points, crop=crop, info=keypoint_info_from_raw(raw),
             feature_3d=self.renderer.source_features(crop.crop_256),
-            ratios=ratios_from_landmarks(points[None], self.device),
+            ratios=ratios_from_landmarks(points[None], self.device), raw=raw,
         )
 
     # ------------------------------------------------------------ video job
@@ -238,18 +277,160 @@ class Engine:
         return VideoJob(frames=self._video_frames(source, driver, options, paste_back),
                         fps=driver.fps, n_frames=driver.n_frames, audio=audio)
 
-    def _video_frames(self, source: PreparedSource, driver: VideoDriver, options: AnimationOptions,
+    def animate_driving_motion(self, source: PreparedSource, driving: MotionFrame, fps: float,
+                               options: AnimationOptions = AnimationOptions(), *, max_frames: int | None = None,
+                               paste_back: bool = True, batch_size: int | None = None) -> VideoJob:
+        """Like :meth:`animate_video`, with the driving clip's motion given as a sequence
+        (e.g. a motion file saved from a driving video or by the audio job).
+
+        Args:
+            driving: (T) driving motion frames; frame 0 is the relative-motion anchor.
+            fps: frame rate of ``driving``, Hz.
+
+        Raises:
+            ControlError: eye/lip retargeting asked for (it needs the driving
+                frames' landmarks, which a motion sequence does not carry).
+        """
+        if options.retargeting:
+            raise ControlError("eye/lip retargeting needs a driving video (landmarks of its frames), not a motion file")
+        batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
+        driving = driving.to(self.device)[: max_frames or driving.batch_size]
+        batches = (DrivingBatch(driving[i:i + batch_size], None) for i in range(0, driving.batch_size, batch_size))
+        return VideoJob(frames=self._video_frames(source, batches, options, paste_back), fps=fps,
+                        n_frames=driving.batch_size)
+
+    def _video_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
                       paste: bool) -> Iterator[np.ndarray]:
         animator: Animator | None = None
-        for batch in driver:
+        for batch in batches:
+            motion = batch.motion.motion if isinstance(batch.motion, KeypointInfo) else batch.motion
             if animator is None:
-                anchor = batch.motion[0].motion if options.relative else None
+                anchor = motion[0] if options.relative else None
                 animator = Animator(source.info, self.networks.stitching, options, anchor=anchor,
                                     source_ratios=source.ratios)
             with torch.inference_mode():
-                x_d = animator(batch.motion.motion, batch.ratios)
+                x_d = animator(motion, batch.ratios)
             for face in self.renderer.render(source.feature_3d, animator.x_s, x_d):
-                yield paste_back(source.image, face, source.crop.M_c2o) if paste else face
+                yield paste_face(source.image, face, source.crop.M_c2o) if paste else face
+
+    # ------------------------------------------------------------ audio job
+    def audio_driver(self) -> AudioDriver:
+        """Ditto's LMDM and audio encoder, loaded on first use (about 1.6 GB on first download).
+
+        Raises:
+            WeightsError: a Ditto file is missing, unsafe or of the wrong layout.
+        """
+        if self._audio_driver is None:
+            lmdm_file = DITTO_FILES["lmdm"]
+            checkpoint = self.store.load(lmdm_file)
+            if not isinstance(checkpoint.get("model_state_dict"), Mapping):
+                raise WeightsError(f"{self.store.path(lmdm_file)}: no 'model_state_dict' entry; the file is not Ditto's {lmdm_file.filename}")
+            lmdm = LMDM.from_state_dict(checkpoint["model_state_dict"], str(self.store.path(lmdm_file))).to(self.device)
+            encoder = OnnxAudioEncoder(self.store.path(DITTO_FILES["audio_encoder"]), self.device)
+            self._audio_driver = AudioDriver(lmdm, encoder)
+        return self._audio_driver
+
+    def audio_motion(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray,
+                     options: AudioJobOptions = AudioJobOptions(), progress: bool = False) -> MotionFrame:
+        """Motion sequence for a speech clip (25 fps, one frame per 40 ms, ceil(duration·25) frames).
+
+        Args:
+            source: from :meth:`prepare_source`.
+            audio: speech file (any format FFmpeg reads) or a (S,) float32
+                16 kHz mono waveform.
+            options: see :class:`AudioJobOptions`.
+            progress: show a tqdm bar over the 80-frame windows.
+
+        Raises:
+            MediaError: unreadable, empty or silent audio; unreadable pose clip.
+            ControlError: an option out of range.
+            DiffusionError: an unsafe step count.
+        """
+        from tqdm import tqdm
+
+        samples = load_audio(audio) if not isinstance(audio, np.ndarray) else audio.astype(np.float32)
+        driver = self.audio_driver()
+        crop_points = transform_points(source.landmarks, source.crop.M_o2c).astype(np.float32)
+        eyes = LandmarkEyeConditions()(source.crop.crop, crop_points)
+        windows = window_count(frame_count(samples.size), options.driver.windows)
+        with tqdm(total=windows, unit="window", desc="audio to motion", disable=not progress) as bar:
+            motion = driver.generate(samples, source.raw, eyes, options.driver, on_window=lambda _: bar.update())
+        return self._edit_motion(source, motion, options)
+
+    def _edit_motion(self, source: PreparedSource, motion: MotionFrame, options: AudioJobOptions) -> MotionFrame:
+        base = source.info.motion
+        motion = scale_expression(motion, base, options.expression_scale)
+        if options.still:
+            return still_head(motion, base)
+        if options.pose_from is not None:
+            reference = self.extract_motion(options.pose_from, landmarks=options.pose_from_landmarks)
+            motion = reference_pose(motion, base, reference, options.pose_blend)
+        return motion
+
+    def extract_motion(self, video: str | os.PathLike, landmarks: LandmarkSpec = None,
+                       max_frames: int | None = None, crop: CropMode = "auto") -> MotionFrame:
+        """Motion of every frame of a video as M sees it (e.g. a reference clip's head-pose track).
+
+        Raises:
+            MediaError: unreadable video; NoFaceError: no face to crop.
+        """
+        driver = VideoDriver(video, self.networks.motion, landmarks=self._provider(landmarks) if crop != "off" else None,
+                             crop=crop, max_frames=max_frames, batch_size=8 if self.device.type == "cuda" else 4)
+        return MotionFrame.cat([batch.motion.motion for batch in driver])
+
+    def animate_motion(self, source: PreparedSource, motion: MotionFrame, fps: float, *,
+                       audio: AudioSource | None = None, max_frames: int | None = None,
+                       paste_back: bool = True, stitching: bool = True, batch_size: int | None = None) -> VideoJob:
+        """Render an absolute motion sequence (audio driver, sliders, motion files) on the source.
+
+        Args:
+            source: from :meth:`prepare_source`.
+            motion: (T) motion frames, degrees, on any device.
+            fps: frame rate of the sequence, Hz.
+            audio: audio track for the output, or None.
+            max_frames: render at most this many frames.
+            paste_back: paste into the photo (else 512×512 crops).
+            stitching: apply the stitching network.
+            batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
+        """
+        batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
+        motion = motion.to(self.device)
+        if max_frames is not None:
+            motion = motion[: max_frames]
+        stitch_mlp = self.networks.stitching.stitching if stitching else None
+
+        def frames() -> Iterator[np.ndarray]:
+            x_s = implicit_keypoints(source.info)
+            for start in range(0, motion.batch_size, batch_size):
+                with torch.inference_mode():
+                    x_d = keypoints_from_motion(motion[start:start + batch_size], source.info, stitch_mlp)
+                for face in self.renderer.render(source.feature_3d, x_s, x_d):
+                    yield paste_face(source.image, face, source.crop.M_c2o) if paste_back else face
+
+        return VideoJob(frames=frames(), fps=fps, n_frames=motion.batch_size, audio=audio, motion=motion)
+
+    def animate_audio(self, source: PreparedSource, audio: str | os.PathLike,
+                      options: AudioJobOptions = AudioJobOptions(), *, motion: MotionFrame | None = None,
+                      fps: float = AudioDriver.fps, max_frames: int | None = None, paste_back: bool = True,
+                      batch_size: int | None = None, progress: bool = False) -> VideoJob:
+        """Photo + speech → talking video (25 fps) with the speech as its audio track.
+
+        The motion is generated first (fast compared with rendering), then
+        frames are rendered lazily as the job is consumed; ``job.motion``
+        holds the motion (e.g. to save it with :func:`talkinghead.motion.io.save_motion`).
+
+        Args:
+            motion: render this motion sequence (e.g. a loaded motion file,
+                at ``fps``) instead of generating it from the audio.
+
+        Raises:
+            MediaError, ControlError, DiffusionError: see :meth:`audio_motion`.
+        """
+        if motion is None:
+            motion, fps = self.audio_motion(source, audio, options, progress=progress), AudioDriver.fps
+        n = motion.batch_size if max_frames is None else min(max_frames, motion.batch_size)
+        return self.animate_motion(source, motion, fps, audio=AudioSource(audio, duration_s=n / fps), max_frames=n,
+                                   paste_back=paste_back, batch_size=batch_size)
 
     # --------------------------------------------------------------- output
     def write_video(self, job: VideoJob, out: str | os.PathLike, progress: bool = True) -> Path:

@@ -170,3 +170,18 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
     """Remove every occurrence of ``prefix`` from each key (LivePortrait removes
     ``"module."`` — a DistributedDataParallel leftover — this way)."""
     return {k.replace(prefix, ""): v for k, v in state_dict.items()}
+
+
+DITTO_REPO = "digital-avatar/ditto-talkinghead"
+DITTO_REVISION = _env_revision("TALKINGHEAD_DITTO_REVISION", "main")
+"""Hub revision of ``digital-avatar/ditto-talkinghead`` (Apache-2.0); see
+:data:`LIVEPORTRAIT_REVISION` for why it is ``main`` until pinned."""
+
+DITTO_FILES: dict[str, HubFile] = {
+    name: HubFile(DITTO_REPO, path, DITTO_REVISION, size)
+    for name, path, size in (
+        ("lmdm", "ditto_pytorch/models/lmdm_v0.4_hubert.pth", 191_200_000),
+        ("audio_encoder", "ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx", 1_400_000_000),
+    )
+}
+"""Ditto's audio→motion files (about 1.6 GB together; the renderer is LivePortrait's)."""

@@ -26,7 +26,7 @@ from ..media.video import VideoReader, probe_video
 from ..models.images import image_to_tensor
 from ..models.motion_extractor import MotionExtractor
 from ..motion.animate import EyeLipRatios
-from ..motion.frame import KeypointInfo
+from ..motion.frame import MotionFrame
 from ..motion.keypoints import keypoint_info_from_raw
 
 CropMode = Literal["auto", "on", "off"]
@@ -37,12 +37,13 @@ class DrivingBatch:
     """Motion of B consecutive driving frames.
 
     Attributes:
-        motion: (B) keypoint info from M (angles in degrees).
+        motion: (B) motion of the frames (angles in degrees): keypoint info
+            from M for a video, or plain motion frames from a motion file.
         ratios: (B) eye/lip open ratios from the frames' 68-point landmarks,
             or None when they were not asked for.
     """
 
-    motion: KeypointInfo
+    motion: MotionFrame
     ratios: EyeLipRatios | None
 
 

@@ -1,0 +1,116 @@
+"""Audio driver: speech → a motion sequence in LivePortrait's space (Ditto's LMDM).
+
+Offline pipeline (spec ``ditto-audio2motion.md`` §1): 16 kHz mono audio →
+audio encoder features at 25 Hz (:mod:`.features`) → per-frame conditions
+(:mod:`.condition`) → DDIM sampling over 80-frame windows (:mod:`.windows`,
+:mod:`.diffusion`) → 265-d motion rows → relative mixing onto the source,
+expression masks and gaze fix (:mod:`.postprocess`) → a
+:class:`~talkinghead.motion.frame.MotionFrame` per video frame (degrees).
+
+Keypoints, stitching and rendering are left to the caller, so that the same
+edits (expression scale, head pose choices, smoothing, controls) apply to
+every driver's motion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from ...errors import MediaError
+from ...models.lmdm import LMDM
+from ...motion.frame import MotionFrame
+from .condition import NEUTRAL, ConditionBuilder, Emotion, EyeConditions
+from .diffusion import DDIMSampler
+from .features import frame_count, offline_features
+from .hubert import AudioEncoder
+from .postprocess import MotionPostprocessor, PostprocessOptions, motion_row_from_raw
+from .windows import WindowConfig, WindowRecord, generate_offline
+
+DEFAULT_STEPS = 10
+"""DDIM steps (Ditto's shipped online setting). 3, 4, 5 and 7 steps give NaN or
+unsafe coefficients in float32 and are refused (see :mod:`.diffusion`)."""
+
+
+@dataclass(frozen=True)
+class AudioDriverOptions:
+    """Settings of audio → motion generation.
+
+    Attributes:
+        steps: DDIM sampling steps per window (more: slower, slightly finer).
+        seed: random seed; the same seed, audio and photo give the same motion.
+            ``None`` draws fresh noise.
+        emotion: an emotion label ("neutral", "happy", …, or index 0–7), a
+            list of labels, or a per-frame (M, 8) probability array.
+        windows: window overlap, smoothing and clipping (Ditto offline defaults).
+        post: relative mixing, eye driving, blink template, gaze fix.
+    """
+
+    steps: int = DEFAULT_STEPS
+    seed: int | None = 0
+    emotion: Emotion = NEUTRAL
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    post: PostprocessOptions = field(default_factory=PostprocessOptions)
+
+
+class AudioDriver:
+    """Generates the motion sequence of a speech clip for one source photo.
+
+    Args:
+        lmdm: the audio→motion denoiser (eval mode).
+        encoder: the audio feature encoder (Ditto's HuBERT ONNX).
+
+    Attributes:
+        fps: 25 Hz, the rate of the generated motion.
+    """
+
+    fps = 25.0
+
+    def __init__(self, lmdm: LMDM, encoder: AudioEncoder) -> None:
+        self.lmdm = lmdm
+        self.encoder = encoder
+        self.device = next(lmdm.parameters()).device
+
+    def generate(self, samples: np.ndarray, source_raw: Mapping[str, torch.Tensor], eyes: EyeConditions,
+                 options: AudioDriverOptions = AudioDriverOptions(),
+                 on_window: Callable[[WindowRecord], None] | None = None) -> MotionFrame:
+        """Motion of every video frame of the clip.
+
+        Args:
+            samples: (S,) float32 mono waveform at 16 kHz.
+            source_raw: M's raw heads for the source (pitch/yaw/roll logits
+                (1, 66), t (1, 3), exp (1, 63), scale (1, 1), kp (1, 63)).
+            eyes: the source's eye conditions.
+            options: see :class:`AudioDriverOptions`.
+            on_window: called after each 80-frame window (for progress).
+
+        Returns:
+            (N) motion frames, N = ceil(duration·25), degrees, source scale.
+
+        Raises:
+            MediaError: the audio is empty or silent everywhere.
+            DiffusionError: the step count is unsafe or sampling gave NaN.
+        """
+        n_frames = frame_count(samples.size)
+        if n_frames == 0:
+            raise MediaError("the audio is empty: upload a speech recording of at least 0.04 s")
+        if not np.any(np.abs(samples) > 1e-4):
+            raise MediaError("the audio is silent: upload a recording in which someone speaks")
+        with torch.inference_mode():
+            features = torch.from_numpy(offline_features(self.encoder, samples, n_frames)).to(self.device)
+            source_kp = source_raw["kp"].to(self.device)
+            source_row = motion_row_from_raw(source_raw).to(self.device)[0]
+            condition = ConditionBuilder(source_kp, eyes, options.emotion)(features)
+            sampler = DDIMSampler(self.lmdm, steps=options.steps, seed=options.seed)
+            rows = generate_offline(sampler, condition, source_row, options.windows, on_window=on_window)
+            post = MotionPostprocessor(source_row, source_kp, options.post, stitching=None, num_frames=n_frames)
+            return post(rows, rows[0]).motion
+
+
+def window_count(n_frames: int, config: WindowConfig = WindowConfig(), seq_len: int = 80) -> int:
+    """Number of 80-frame windows the offline loop runs for ``n_frames`` frames (for progress bars)."""
+    valid = seq_len - config.overlap
+    return max(1, -(-n_frames // valid))

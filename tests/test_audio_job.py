@@ -1,0 +1,137 @@
+"""Audio-driven job end to end on real photos and real speech (filled LMDM, toy ONNX encoder).
+
+Full-length clips go through motion only (audio → motion sequence); rendered
+runs use short cuts, because one rendered frame costs ~12 s on these CPUs.
+"""
+
+from __future__ import annotations
+
+import math
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from conftest import TESTDATA, landmarks_json
+from talkinghead.cli import main
+from talkinghead.drivers.audio.driver import AudioDriverOptions
+from talkinghead.engine import AudioJobOptions
+from talkinghead.errors import MediaError
+from talkinghead.media.audio import load_audio, probe_audio
+from talkinghead.media.video import probe_video
+from talkinghead.motion.io import load_motion
+
+AUDIO = TESTDATA / "audio"
+FAST = AudioJobOptions(driver=AudioDriverOptions(steps=2, seed=0))
+"""Two DDIM steps: the same code path as the default 10, five times cheaper."""
+
+
+def _write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def astronaut(audio_engine):
+    return audio_engine.prepare_source(TESTDATA / "images" / "astronaut.png", landmarks=landmarks_json("astronaut.png"))
+
+
+def _check_motion(motion, n_frames: int) -> None:
+    assert motion.batch_size == n_frames
+    for name in ("pitch", "yaw", "roll", "t", "scale", "exp"):
+        assert torch.isfinite(getattr(motion, name)).all(), name
+    for name in ("pitch", "yaw", "roll"):
+        assert getattr(motion, name).abs().max() < 97.5
+
+
+@pytest.mark.parametrize("clip", sorted(p.name for p in AUDIO.glob("*.wav")))
+def test_full_length_motion_for_every_speech_clip(audio_engine, astronaut, clip: str) -> None:
+    samples = load_audio(AUDIO / clip)
+    motion = audio_engine.audio_motion(astronaut, samples, FAST)
+    _check_motion(motion, math.ceil(samples.size / 640))
+
+
+@pytest.mark.parametrize("image", ["lp_d9.jpg", "lp_s0_painting.jpg", "st_happy.png", "dt_male_face.png"])
+def test_motion_for_other_photos(audio_engine, image: str) -> None:
+    source = audio_engine.prepare_source(TESTDATA / "images" / image, landmarks=landmarks_json(image))
+    samples = load_audio(AUDIO / "dt_german1.wav")[: 16000 * 2]
+    _check_motion(audio_engine.audio_motion(source, samples, FAST), 50)
+
+
+def test_same_seed_same_motion_other_seed_differs(audio_engine, astronaut) -> None:
+    samples = load_audio(AUDIO / "espeak_en_us.wav")[:16000]
+    a = audio_engine.audio_motion(astronaut, samples, FAST)
+    b = audio_engine.audio_motion(astronaut, samples, FAST)
+    other = AudioJobOptions(driver=AudioDriverOptions(steps=2, seed=1))
+    c = audio_engine.audio_motion(astronaut, samples, other)
+    assert torch.equal(a.exp, b.exp) and torch.equal(a.yaw, b.yaw)
+    assert not torch.equal(a.exp, c.exp)
+
+
+def test_head_motion_choices(audio_engine, astronaut) -> None:
+    samples = load_audio(AUDIO / "st_RD_Radio31_000.wav")[:16000]
+    model = audio_engine.audio_motion(astronaut, samples, FAST)
+    still = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(driver=FAST.driver, still=True))
+    assert torch.equal(still.exp, model.exp)
+    assert torch.equal(still.yaw, astronaut.info.yaw.expand(25, 1))
+    personal = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(
+        driver=FAST.driver, pose_from=TESTDATA / "talking" / "vr_face2.mp4",
+        pose_from_landmarks=landmarks_json("vr_face2.mp4")))
+    assert torch.equal(personal.exp, model.exp)              # the expression is untouched
+    assert not torch.allclose(personal.yaw, model.yaw)       # the pose track is the clip's
+    half = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(
+        driver=FAST.driver, pose_from=TESTDATA / "talking" / "vr_face2.mp4", pose_blend=0.5))
+    torch.testing.assert_close(half.yaw, (model.yaw + personal.yaw) / 2)
+    scaled = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(driver=FAST.driver, expression_scale=0.0))
+    assert torch.allclose(scaled.exp, astronaut.info.exp.expand_as(scaled.exp))
+
+
+def test_silent_and_empty_audio_are_refused(audio_engine, astronaut, tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="silent"):
+        audio_engine.audio_motion(astronaut, _write_wav(tmp_path / "silence.wav", np.zeros(16000)), FAST)
+    with pytest.raises(MediaError):
+        audio_engine.audio_motion(astronaut, _write_wav(tmp_path / "empty.wav", np.zeros(0)), FAST)
+
+
+def test_cli_renders_a_short_cut_with_its_audio_and_saves_motion(tmp_path: Path, all_weights_dir: Path) -> None:
+    """48 kHz stereo Mandarin, cut to 0.1 s → 3 frames at 25 fps with a 0.1 s audio track."""
+    cut = _write_wav(tmp_path / "cut.wav", load_audio(AUDIO / "st_chinese_news.wav")[16000:17600])
+    out, saved = tmp_path / "talk.mp4", tmp_path / "talk.motion.safetensors"
+    rc = main([str(a) for a in (
+        "audio", "--source", TESTDATA / "images" / "astronaut.png", "--audio", cut, "--out", out,
+        "--weights", all_weights_dir, "--device", "cpu", "--steps", 2, "--quiet",
+        "--source-landmarks", landmarks_json("astronaut.png"), "--save-motion", saved)])
+    assert rc == 0
+    info = probe_video(out)
+    assert (info.n_frames, info.fps, info.width, info.height, info.has_audio) == (3, 25.0, 512, 512, True)
+    with av.open(str(out)) as c:
+        stream = c.streams.audio[0]
+        assert float(stream.duration * stream.time_base) == pytest.approx(0.1, abs=0.03)
+    assert load_motion(saved).motion.batch_size == 3
+
+    # the saved motion drives the video job too (relative to its first frame); 1 frame is enough
+    again = tmp_path / "again.mp4"
+    rc = main([str(a) for a in (
+        "video", "--source", TESTDATA / "images" / "astronaut.png", "--motion", saved, "--out", again,
+        "--weights", all_weights_dir, "--device", "cpu", "--quiet", "--max-frames", 1, "--no-paste-back",
+        "--source-landmarks", landmarks_json("astronaut.png"))])
+    assert rc == 0 and probe_video(again).n_frames == 1
+
+
+def test_cli_bad_audio_gives_error_and_no_file(tmp_path: Path, all_weights_dir: Path, capsys) -> None:
+    bogus = tmp_path / "speech.mp3"
+    bogus.write_text("not audio")
+    out = tmp_path / "o.mp4"
+    rc = main([str(a) for a in (
+        "audio", "--source", TESTDATA / "images" / "astronaut.png", "--audio", bogus, "--out", out,
+        "--weights", all_weights_dir, "--device", "cpu", "--quiet",
+        "--source-landmarks", landmarks_json("astronaut.png"))])
+    assert rc == 2 and "speech.mp3" in capsys.readouterr().err
+    assert not out.exists()
