@@ -3,6 +3,8 @@
 Usage::
 
     python -m talkinghead video --source PHOTO --driving CLIP --out OUT.mp4 [options]
+    python -m talkinghead audio --source PHOTO --audio SPEECH --out OUT.mp4 [options]
+    python -m talkinghead pose  --source PHOTO (--keyframes FILE.json --out OUT.mp4 | --still OUT.png) [--yaw 15 --smile 0.5 …]
 
 Exit status: 0 on success, 2 on a user error (one line on stderr saying what
 was wrong; no output file is left behind), 130 when interrupted.
@@ -16,6 +18,9 @@ from typing import Sequence
 
 from .errors import TalkingHeadError
 
+_FLAG_NAMES = {"x": "head-x", "y": "head-y", "scale": "head-scale"}
+"""Control name → CLI flag name where the bare name would be unclear."""
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -24,21 +29,45 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    """Options every job shares: source photo, output, weights, device."""
+def _au(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip().upper(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected AU=INTENSITY such as AU12=0.6, got {text!r}") from None
+
+
+def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
+    """Options every job shares: source photo, output, weights, device, rendering, controls."""
     p.add_argument("--source", required=True, help="portrait photo (jpg/png/webp…)")
-    p.add_argument("--out", required=True, help="output video file (.mp4)")
+    p.add_argument("--out", required=out_required, help="output video file (.mp4)")
     p.add_argument("--source-landmarks", metavar="FILE.json",
                    help="precomputed 68-point landmarks of the photo (format of shared/testdata/landmarks); default: detect with face-alignment")
     p.add_argument("--weights", metavar="DIR",
-                   help="local folder laid out like the Hub repos (DIR/liveportrait/...); default: ./checkpoints, then the Hugging Face Hub cache")
+                   help="local folder laid out like the Hub repos (DIR/liveportrait/..., DIR/ditto_pytorch/...); default: ./checkpoints, then the Hugging Face Hub cache")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="where the networks run (default: cuda if available)")
     p.add_argument("--max-frames", type=_positive_int, metavar="N", help="render at most N frames")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
                    help="frames rendered together (default: 8 on CUDA, 1 on CPU)")
     p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
                    help="write the 512x512 face crop instead of pasting it back into the photo")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="S",
+                   help="motion smoothing strength 0..1 against jitter (pose and expression; default 0 = off)")
+    p.add_argument("--smooth-expression", type=float, default=None, metavar="S",
+                   help="expression smoothing strength 0..1 (default: same as --smooth)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_controls(p)
+
+
+def _add_controls(p: argparse.ArgumentParser) -> None:
+    from .motion.controls import CONTROL_SPECS
+
+    group = p.add_argument_group("pose and expression controls (stacked on every frame)")
+    for name, spec in CONTROL_SPECS.items():
+        group.add_argument(f"--{_FLAG_NAMES.get(name, name.replace('_', '-'))}", dest=f"control_{name}", type=float,
+                           metavar="V", help=f"{spec.low:g}..{spec.high:g} {spec.unit} (neutral {spec.neutral:g})")
+    group.add_argument("--au", action="append", type=_au, default=[], metavar="AU=I",
+                       help="facial action unit intensity 0..1, e.g. --au AU12=0.6 (repeatable)")
 
 
 def _add_video(sub: argparse._SubParsersAction) -> None:
@@ -95,54 +124,82 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
                    help="render this motion file (from --save-motion) instead of generating motion; --audio is the soundtrack")
 
 
+def _add_pose(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pose", help="photo + pose/expression controls -> image or video",
+                       description="Turn the head, open/close eyes and mouth, smile, wink, look aside: "
+                                   "one still image (--still) or a keyframed pose path (--keyframes) as a video.")
+    _add_common(p, out_required=False)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--keyframes", metavar="FILE.json", help="pose path: keyframes of controls over time (needs --out)")
+    what.add_argument("--still", metavar="OUT.png", help="write one image with the controls applied")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``talkinghead`` argument parser (one subcommand per job)."""
     parser = argparse.ArgumentParser(prog="python -m talkinghead", description="One portrait photo in, a talking-head video out.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,pose}")
     _add_video(sub)
     _add_audio(sub)
+    _add_pose(sub)
     return parser
 
 
-def _run_video(args: argparse.Namespace) -> None:
-    from .engine import Engine
-    from .media.video import probe_video
-    from .motion.animate import AnimationOptions
-    from .motion.io import MotionFile, load_motion, save_motion
+def _render_options(args: argparse.Namespace):
+    from .engine import RenderOptions
+    from .motion.action_units import au_controls
+    from .motion.controls import CONTROL_SPECS, Controls
+    from .motion.smoothing import SmoothingOptions
 
-    options = AnimationOptions(
-        relative=args.relative,
-        region=args.region,
-        stitching=args.stitching,
-        eye_retargeting=args.eye_retargeting,
-        lip_retargeting=args.lip_retargeting,
-        expression_friendly=args.expression_friendly,
-        driving_multiplier=args.driving_multiplier,
-    )
+    given = {name: getattr(args, f"control_{name}") for name in CONTROL_SPECS if getattr(args, f"control_{name}") is not None}
+    controls = Controls.from_mapping(given, "command-line controls") if given else None
+    if args.au:
+        controls = au_controls(dict(args.au), base=controls or Controls())
+    expression = args.smooth if args.smooth_expression is None else args.smooth_expression
+    return RenderOptions(smoothing=SmoothingOptions(pose=args.smooth, expression=expression), controls=controls,
+                         paste_back=args.paste_back, batch_size=args.batch_size, max_frames=args.max_frames)
+
+
+def _engine_and_source(args: argparse.Namespace):
+    from .engine import Engine
+
     engine = Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet)
-    source = engine.prepare_source(args.source, landmarks=args.source_landmarks)
-    if args.motion:
-        saved = load_motion(args.motion)
-        job = engine.animate_driving_motion(source, saved.motion, saved.fps, options, max_frames=args.max_frames,
-                                            paste_back=args.paste_back, batch_size=args.batch_size)
-    else:
-        if args.save_motion:
-            motion = engine.extract_motion(args.driving, landmarks=args.driving_landmarks,
-                                           max_frames=args.max_frames, crop=args.crop_driving)
-            save_motion(args.save_motion, MotionFile(motion, probe_video(args.driving).fps))
-        job = engine.animate_video(
-            source, args.driving, options,
-            driving_landmarks=args.driving_landmarks, max_frames=args.max_frames,
-            paste_back=args.paste_back, crop_driving=args.crop_driving, batch_size=args.batch_size,
-        )
+    return engine, engine.prepare_source(args.source, landmarks=args.source_landmarks)
+
+
+def _write(engine, job, args: argparse.Namespace) -> None:
     engine.write_video(job, args.out, progress=not args.quiet)
     if not args.quiet:
         print(f"wrote {args.out} ({job.n_frames} frames, {job.fps:g} fps)", file=sys.stderr)
 
 
+def _run_video(args: argparse.Namespace) -> None:
+    from .media.video import probe_video
+    from .motion.animate import AnimationOptions
+    from .motion.io import MotionFile, load_motion, save_motion
+
+    options = AnimationOptions(
+        relative=args.relative, region=args.region, stitching=args.stitching,
+        eye_retargeting=args.eye_retargeting, lip_retargeting=args.lip_retargeting,
+        expression_friendly=args.expression_friendly, driving_multiplier=args.driving_multiplier,
+    )
+    render = _render_options(args)
+    engine, source = _engine_and_source(args)
+    if args.motion:
+        saved = load_motion(args.motion)
+        job = engine.animate_driving_motion(source, saved.motion, saved.fps, options, render)
+    else:
+        if args.save_motion:
+            motion = engine.extract_motion(args.driving, landmarks=args.driving_landmarks,
+                                           max_frames=args.max_frames, crop=args.crop_driving)
+            save_motion(args.save_motion, MotionFile(motion.to("cpu"), probe_video(args.driving).fps))
+        job = engine.animate_video(source, args.driving, options, render,
+                                   driving_landmarks=args.driving_landmarks, crop_driving=args.crop_driving)
+    _write(engine, job, args)
+
+
 def _run_audio(args: argparse.Namespace) -> None:
     from .drivers.audio.driver import AudioDriver, AudioDriverOptions
-    from .engine import AudioJobOptions, Engine
+    from .engine import AudioJobOptions
     from .motion.io import MotionFile, load_motion, save_motion
 
     options = AudioJobOptions(
@@ -150,24 +207,39 @@ def _run_audio(args: argparse.Namespace) -> None:
         expression_scale=args.expression_scale, still=args.still, pose_from=args.pose_from,
         pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend,
     )
-    engine = Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet)
-    source = engine.prepare_source(args.source, landmarks=args.source_landmarks)
+    render = _render_options(args)
     saved = load_motion(args.motion) if args.motion else None
-    job = engine.animate_audio(source, args.audio, options, motion=saved.motion if saved else None,
-                               fps=saved.fps if saved else AudioDriver.fps, max_frames=args.max_frames,
-                               paste_back=args.paste_back, batch_size=args.batch_size, progress=not args.quiet)
+    engine, source = _engine_and_source(args)
+    job = engine.animate_audio(source, args.audio, options, render, motion=saved.motion if saved else None,
+                               fps=saved.fps if saved else AudioDriver.fps, progress=not args.quiet)
     if args.save_motion:
         save_motion(args.save_motion, MotionFile(job.motion.to("cpu"), job.fps, source=source.info.to("cpu")))
-    engine.write_video(job, args.out, progress=not args.quiet)
-    if not args.quiet:
-        print(f"wrote {args.out} ({job.n_frames} frames, {job.fps:g} fps)", file=sys.stderr)
+    _write(engine, job, args)
+
+
+def _run_pose(args: argparse.Namespace) -> None:
+    from .media.image import save_image
+    from .motion.controls import Controls
+    from .motion.keyframes import read_keyframes
+
+    if args.keyframes and not args.out:
+        raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
+    render = _render_options(args)
+    track = read_keyframes(args.keyframes) if args.keyframes else None
+    engine, source = _engine_and_source(args)
+    if track is None:
+        save_image(args.still, engine.still_image(source, render.controls or Controls(), paste_back=args.paste_back))
+        if not args.quiet:
+            print(f"wrote {args.still}", file=sys.stderr)
+        return
+    _write(engine, engine.animate_keyframes(source, track, render), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the job. Returns the process exit status."""
     args = build_parser().parse_args(argv)
     try:
-        {"video": _run_video, "audio": _run_audio}[args.command](args)
+        {"video": _run_video, "audio": _run_audio, "pose": _run_pose}[args.command](args)
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,9 +20,10 @@ Example::
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +44,10 @@ from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
 from .models.lmdm import LMDM
 from .motion.animate import AnimationOptions, Animator, EyeLipRatios, keypoints_from_motion
+from .motion.controls import Controls, apply_controls, retargeting_offsets
 from .motion.edits import reference_pose, scale_expression, still_head
+from .motion.keyframes import KeyframeTrack, sample_controls
+from .motion.smoothing import MotionSmoother, SmoothingOptions, smooth_motion
 from .motion.frame import KeypointInfo, MotionFrame
 from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from .render import Renderer
@@ -136,6 +140,64 @@ class AudioJobOptions:
     pose_from: str | os.PathLike | None = None
     pose_from_landmarks: str | os.PathLike | None = None
     pose_blend: float = 1.0
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How any job's motion becomes output frames.
+
+    Attributes:
+        smoothing: motion smoothing strengths (pose, expression), 0 = off.
+        controls: pose/expression controls stacked on every frame (e.g. turn
+            the head 10° or add a smile to a driven or generated sequence);
+            None = none.  On video-driven jobs the eye/lip open-ratio controls
+            are not applied (use eye/lip retargeting there).
+        paste_back: paste the face into the photo (output = photo size);
+            False outputs the 512×512 face crop.
+        batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
+        max_frames: render at most this many frames.
+    """
+
+    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
+    controls: Controls | None = None
+    paste_back: bool = True
+    batch_size: int | None = None
+    max_frames: int | None = None
+
+
+def _smoothed(batches: Iterable[DrivingBatch], options: SmoothingOptions) -> Iterator[DrivingBatch]:
+    """Driving batches as plain motion frames, smoothed with a bounded delay.
+
+    With smoothing on, batches come out ``delay`` frames late (the
+    smoother's look-ahead) and re-chunked; per-frame eye/lip ratios travel
+    with their frames.
+    """
+    if not (options.pose or options.expression):
+        for batch in batches:
+            yield DrivingBatch(_plain(batch.motion), batch.ratios)
+        return
+    smoother = MotionSmoother(options)
+    pending: deque[EyeLipRatios] = deque()
+
+    def emit(motion: MotionFrame | None) -> Iterator[DrivingBatch]:
+        if motion is None:
+            return
+        ratios = None
+        if pending:
+            taken = [pending.popleft() for _ in range(motion.batch_size)]
+            ratios = EyeLipRatios(eye=torch.cat([r.eye for r in taken]), lip=torch.cat([r.lip for r in taken]))
+        yield DrivingBatch(motion, ratios)
+
+    for batch in batches:
+        if batch.ratios is not None:
+            pending.extend(EyeLipRatios(batch.ratios.eye[i:i + 1], batch.ratios.lip[i:i + 1])
+                           for i in range(batch.ratios.eye.shape[0]))
+        yield from emit(smoother.push(_plain(batch.motion)))
+    yield from emit(smoother.flush())
+
+
+def _plain(motion: MotionFrame) -> MotionFrame:
+    return motion.motion if isinstance(motion, KeypointInfo) else motion
 
 
 def _scale_points(points: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
@@ -235,10 +297,8 @@ class Engine:
 
     # ------------------------------------------------------------ video job
     def animate_video(self, source: PreparedSource, driving: str | os.PathLike,
-                      options: AnimationOptions = AnimationOptions(), *,
-                      driving_landmarks: LandmarkSpec = None, max_frames: int | None = None,
-                      paste_back: bool = True, crop_driving: CropMode = "auto",
-                      batch_size: int | None = None) -> VideoJob:
+                      options: AnimationOptions = AnimationOptions(), render: RenderOptions = RenderOptions(), *,
+                      driving_landmarks: LandmarkSpec = None, crop_driving: CropMode = "auto") -> VideoJob:
         """Animate ``source`` with the motion of a driving video.
 
         The returned job is lazy: frames are computed while they are consumed
@@ -251,14 +311,11 @@ class Engine:
                 into the output.
             options: motion transfer options (relative/absolute, region,
                 stitching, retargeting, multiplier…).
+            render: smoothing, controls, paste-back, batch size, frame limit.
             driving_landmarks: provider or JSON file with 68-point landmarks of
                 the driving frames (used when cropping driving frames or for
                 eye/lip retargeting); None: the engine's default detector.
-            max_frames: render at most this many frames.
-            paste_back: paste the face back into the photo (output = photo
-                size); False outputs the 512×512 face crop.
             crop_driving: "auto" (crop unless the clip is square), "on", "off".
-            batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
 
         Returns:
             A :class:`VideoJob` at the driving clip's frame rate.
@@ -266,20 +323,20 @@ class Engine:
         Raises:
             MediaError: the driving file is missing or not a video.
         """
-        batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
         needs_landmarks = crop_driving != "off" or options.retargeting
         driver = VideoDriver(
             driving, self.networks.motion,
             landmarks=self._provider(driving_landmarks) if needs_landmarks else None,
-            crop=crop_driving, max_frames=max_frames, need_ratios=options.retargeting, batch_size=batch_size,
+            crop=crop_driving, max_frames=render.max_frames, need_ratios=options.retargeting,
+            batch_size=self._batch_size(render),
         )
         audio = AudioSource(driving, duration_s=driver.n_frames / driver.fps) if driver.has_audio else None
-        return VideoJob(frames=self._video_frames(source, driver, options, paste_back),
+        return VideoJob(frames=self._driven_frames(source, driver, options, render),
                         fps=driver.fps, n_frames=driver.n_frames, audio=audio)
 
     def animate_driving_motion(self, source: PreparedSource, driving: MotionFrame, fps: float,
-                               options: AnimationOptions = AnimationOptions(), *, max_frames: int | None = None,
-                               paste_back: bool = True, batch_size: int | None = None) -> VideoJob:
+                               options: AnimationOptions = AnimationOptions(),
+                               render: RenderOptions = RenderOptions()) -> VideoJob:
         """Like :meth:`animate_video`, with the driving clip's motion given as a sequence
         (e.g. a motion file saved from a driving video or by the audio job).
 
@@ -293,25 +350,88 @@ class Engine:
         """
         if options.retargeting:
             raise ControlError("eye/lip retargeting needs a driving video (landmarks of its frames), not a motion file")
-        batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
-        driving = driving.to(self.device)[: max_frames or driving.batch_size]
-        batches = (DrivingBatch(driving[i:i + batch_size], None) for i in range(0, driving.batch_size, batch_size))
-        return VideoJob(frames=self._video_frames(source, batches, options, paste_back), fps=fps,
+        driving = driving.to(self.device)[: render.max_frames or driving.batch_size]
+        size = self._batch_size(render)
+        batches = (DrivingBatch(driving[i:i + size], None) for i in range(0, driving.batch_size, size))
+        return VideoJob(frames=self._driven_frames(source, batches, options, render), fps=fps,
                         n_frames=driving.batch_size)
 
-    def _video_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
-                      paste: bool) -> Iterator[np.ndarray]:
+    def _driven_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
+                       render: RenderOptions) -> Iterator[np.ndarray]:
+        """Relative/absolute transfer of driving batches (smoothed, controls stacked), rendered."""
         animator: Animator | None = None
-        for batch in batches:
-            motion = batch.motion.motion if isinstance(batch.motion, KeypointInfo) else batch.motion
+        for batch in _smoothed(batches, render.smoothing):
             if animator is None:
-                anchor = motion[0] if options.relative else None
+                anchor = batch.motion[0] if options.relative else None
                 animator = Animator(source.info, self.networks.stitching, options, anchor=anchor,
                                     source_ratios=source.ratios)
+            motion = batch.motion if render.controls is None else apply_controls(batch.motion, render.controls)
             with torch.inference_mode():
                 x_d = animator(motion, batch.ratios)
-            for face in self.renderer.render(source.feature_3d, animator.x_s, x_d):
-                yield paste_face(source.image, face, source.crop.M_c2o) if paste else face
+            yield from self._faces(source, animator.x_s, x_d, render.paste_back)
+
+    def _faces(self, source: PreparedSource, x_s: torch.Tensor, x_d: torch.Tensor, paste: bool) -> Iterator[np.ndarray]:
+        for face in self.renderer.render(source.feature_3d, x_s, x_d):
+            yield paste_face(source.image, face, source.crop.M_c2o) if paste else face
+
+    def _batch_size(self, render: RenderOptions) -> int:
+        return render.batch_size or (8 if self.device.type == "cuda" else 1)
+
+    # ------------------------------------------------- motion-sequence jobs
+    def animate_motion(self, source: PreparedSource, motion: MotionFrame, fps: float,
+                       render: RenderOptions = RenderOptions(), *, audio: AudioSource | None = None,
+                       controls: Sequence[Controls] | None = None, stitching: bool = True) -> VideoJob:
+        """Render an absolute motion sequence (audio driver, pose paths, motion files) on the source.
+
+        Args:
+            source: from :meth:`prepare_source`.
+            motion: (T) motion frames, degrees, on any device.
+            fps: frame rate of the sequence, Hz.
+            render: smoothing (applied to the whole sequence first), controls
+                stacked on every frame, paste-back, batch size, frame limit.
+            audio: audio track for the output, or None.
+            controls: per-frame controls (T of them, e.g. a sampled pose
+                path); when given they replace ``render.controls``.
+            stitching: apply the stitching network.
+
+        Raises:
+            ControlError: ``controls`` does not have one entry per frame.
+        """
+        if controls is not None and len(controls) != motion.batch_size:
+            raise ControlError(f"{len(controls)} controls for {motion.batch_size} motion frames: give one per frame")
+        motion = smooth_motion(motion.to(self.device), render.smoothing)[: render.max_frames or motion.batch_size]
+        if controls is None:
+            controls = [render.controls or Controls()] * motion.batch_size
+        stitch_mlp = self.networks.stitching.stitching if stitching else None
+        x_s = implicit_keypoints(source.info)
+        size = self._batch_size(render)
+
+        def frames() -> Iterator[np.ndarray]:
+            for start in range(0, motion.batch_size, size):
+                chunk, chunk_controls = motion[start:start + size], controls[start:start + size]
+                with torch.inference_mode():
+                    offsets = retargeting_offsets(self.networks.stitching.eye, self.networks.stitching.lip,
+                                                  x_s, source.ratios, chunk_controls)
+                    x_d = keypoints_from_motion(apply_controls(chunk, chunk_controls), source.info, stitch_mlp, offsets)
+                yield from self._faces(source, x_s, x_d, render.paste_back)
+
+        return VideoJob(frames=frames(), fps=fps, n_frames=motion.batch_size, audio=audio, motion=motion)
+
+    def animate_keyframes(self, source: PreparedSource, track: KeyframeTrack,
+                          render: RenderOptions = RenderOptions()) -> VideoJob:
+        """A still photo animated along a pose path (keyframed controls), at the track's fps."""
+        controls = sample_controls(track)
+        motion = MotionFrame.cat([source.info.motion] * len(controls))
+        return self.animate_motion(source, motion, track.fps, render, controls=controls)
+
+    def still_image(self, source: PreparedSource, controls: Controls = Controls(), paste_back: bool = True) -> np.ndarray:
+        """The photo with pose/expression controls applied: one frame, W+G only (F and M are cached in ``source``).
+
+        Returns:
+            (H, W, 3) uint8 RGB (the photo's size) or (512, 512, 3) without paste-back.
+        """
+        job = self.animate_motion(source, source.info.motion, 25.0, RenderOptions(paste_back=paste_back, controls=controls))
+        return next(iter(job.frames))
 
     # ------------------------------------------------------------ audio job
     def audio_driver(self) -> AudioDriver:
@@ -378,41 +498,10 @@ class Engine:
                              crop=crop, max_frames=max_frames, batch_size=8 if self.device.type == "cuda" else 4)
         return MotionFrame.cat([batch.motion.motion for batch in driver])
 
-    def animate_motion(self, source: PreparedSource, motion: MotionFrame, fps: float, *,
-                       audio: AudioSource | None = None, max_frames: int | None = None,
-                       paste_back: bool = True, stitching: bool = True, batch_size: int | None = None) -> VideoJob:
-        """Render an absolute motion sequence (audio driver, sliders, motion files) on the source.
-
-        Args:
-            source: from :meth:`prepare_source`.
-            motion: (T) motion frames, degrees, on any device.
-            fps: frame rate of the sequence, Hz.
-            audio: audio track for the output, or None.
-            max_frames: render at most this many frames.
-            paste_back: paste into the photo (else 512×512 crops).
-            stitching: apply the stitching network.
-            batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
-        """
-        batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
-        motion = motion.to(self.device)
-        if max_frames is not None:
-            motion = motion[: max_frames]
-        stitch_mlp = self.networks.stitching.stitching if stitching else None
-
-        def frames() -> Iterator[np.ndarray]:
-            x_s = implicit_keypoints(source.info)
-            for start in range(0, motion.batch_size, batch_size):
-                with torch.inference_mode():
-                    x_d = keypoints_from_motion(motion[start:start + batch_size], source.info, stitch_mlp)
-                for face in self.renderer.render(source.feature_3d, x_s, x_d):
-                    yield paste_face(source.image, face, source.crop.M_c2o) if paste_back else face
-
-        return VideoJob(frames=frames(), fps=fps, n_frames=motion.batch_size, audio=audio, motion=motion)
-
     def animate_audio(self, source: PreparedSource, audio: str | os.PathLike,
-                      options: AudioJobOptions = AudioJobOptions(), *, motion: MotionFrame | None = None,
-                      fps: float = AudioDriver.fps, max_frames: int | None = None, paste_back: bool = True,
-                      batch_size: int | None = None, progress: bool = False) -> VideoJob:
+                      options: AudioJobOptions = AudioJobOptions(), render: RenderOptions = RenderOptions(), *,
+                      motion: MotionFrame | None = None, fps: float = AudioDriver.fps,
+                      progress: bool = False) -> VideoJob:
         """Photo + speech → talking video (25 fps) with the speech as its audio track.
 
         The motion is generated first (fast compared with rendering), then
@@ -428,9 +517,8 @@ class Engine:
         """
         if motion is None:
             motion, fps = self.audio_motion(source, audio, options, progress=progress), AudioDriver.fps
-        n = motion.batch_size if max_frames is None else min(max_frames, motion.batch_size)
-        return self.animate_motion(source, motion, fps, audio=AudioSource(audio, duration_s=n / fps), max_frames=n,
-                                   paste_back=paste_back, batch_size=batch_size)
+        n = motion.batch_size if render.max_frames is None else min(render.max_frames, motion.batch_size)
+        return self.animate_motion(source, motion, fps, render, audio=AudioSource(audio, duration_s=n / fps))
 
     # --------------------------------------------------------------- output
     def write_video(self, job: VideoJob, out: str | os.PathLike, progress: bool = True) -> Path:

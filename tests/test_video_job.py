@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from talkinghead.cli import main
+from talkinghead.engine import RenderOptions
 from talkinghead.errors import NoFaceError
 from talkinghead.media.video import probe_video
 
@@ -40,8 +41,8 @@ def test_cli_video_astronaut_d0(tmp_path: Path, lp_weights_dir: Path) -> None:
 def test_uncropped_phone_video_is_cropped(tmp_path: Path, engine) -> None:
     source = engine.prepare_source(ASTRONAUT, landmarks=landmarks_json("astronaut.png"))
     job = engine.animate_video(source, TESTDATA / "driving" / "lp_d13_uncropped.mp4",
-                               driving_landmarks=landmarks_json("lp_d13_uncropped.mp4"), max_frames=1,
-                               paste_back=False)
+                               render=RenderOptions(max_frames=1, paste_back=False),
+                               driving_landmarks=landmarks_json("lp_d13_uncropped.mp4"))
     out = engine.write_video(job, tmp_path / "crop.mp4", progress=False)
     info = probe_video(out)
     assert (info.width, info.height, info.n_frames) == (512, 512, 1)
@@ -50,7 +51,8 @@ def test_uncropped_phone_video_is_cropped(tmp_path: Path, engine) -> None:
 
 def test_driving_audio_is_carried(tmp_path: Path, engine) -> None:
     source = engine.prepare_source(ASTRONAUT, landmarks=landmarks_json("astronaut.png"))
-    job = engine.animate_video(source, TESTDATA / "driving" / "lp_d6.mp4", max_frames=2, crop_driving="off")
+    job = engine.animate_video(source, TESTDATA / "driving" / "lp_d6.mp4", render=RenderOptions(max_frames=2),
+                               crop_driving="off")
     out = engine.write_video(job, tmp_path / "audio.mp4", progress=False)
     with av.open(str(out)) as c:
         assert len(c.streams.audio) == 1

@@ -196,21 +196,26 @@ class Animator:
         return scale_motion(self.x_s, x_d, self.options.driving_multiplier)
 
 
-def keypoints_from_motion(motion: MotionFrame, source: KeypointInfo, stitching: MLP | None = None) -> torch.Tensor:
+def keypoints_from_motion(motion: MotionFrame, source: KeypointInfo, stitching: MLP | None = None,
+                          offsets: torch.Tensor | None = None) -> torch.Tensor:
     """Driven keypoints of an absolute motion sequence on the source's canonical keypoints.
 
     This is the common path of every driver that produces motion frames
     directly (audio, sliders, motion files): x_d = scale·(kp_s @ R + exp) +
-    (t_x, t_y, 0), then stitching against x_s if a stitching MLP is given
-    (spec §3, §6).
+    (t_x, t_y, 0), plus ``offsets`` (e.g. eye/lip retargeting deltas of the
+    open-ratio controls), then stitching against x_s if a stitching MLP is
+    given (spec §3, §6, §8: retargeting deltas are added before stitching).
 
     Args:
         motion: (B) motion frames (degrees).
         source: (1) the source's keypoint info (its ``kp`` is used).
         stitching: LivePortrait's stitching MLP, or None.
+        offsets: (B or 1, 21, 3) keypoint offsets added before stitching, or None.
 
     Returns:
         (B, 21, 3) keypoints x_d for the warping network.
     """
     x_d = KeypointTransform.from_motion(motion).apply(source.kp)
+    if offsets is not None:
+        x_d = x_d + offsets
     return stitch(stitching, implicit_keypoints(source), x_d) if stitching is not None else x_d
