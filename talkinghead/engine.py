@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,10 +30,11 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .drivers.audio.condition import LandmarkEyeConditions
+from .drivers.audio.condition import EyeConditions, LandmarkEyeConditions
 from .drivers.audio.driver import AudioDriver, AudioDriverOptions, window_count
 from .drivers.audio.features import frame_count
 from .drivers.audio.hubert import OnnxAudioEncoder
+from .drivers.audio.stream import iter_audio_chunks, stream_motion
 from .drivers.video import CropMode, DrivingBatch, VideoDriver, ratios_from_landmarks
 from .errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
 from .face.crop import FaceCrop, crop_face, transform_points
@@ -194,6 +197,17 @@ def _smoothed(batches: Iterable[DrivingBatch], options: SmoothingOptions) -> Ite
                            for i in range(batch.ratios.eye.shape[0]))
         yield from emit(smoother.push(_plain(batch.motion)))
     yield from emit(smoother.flush())
+
+
+def _samples(audio: str | os.PathLike | np.ndarray) -> np.ndarray:
+    """A speech file decoded to 16 kHz mono float32, or a waveform passed through."""
+    return audio.astype(np.float32, copy=False) if isinstance(audio, np.ndarray) else load_audio(audio)
+
+
+def _eye_conditions(source: PreparedSource) -> EyeConditions:
+    """Ditto's eye conditions of the source from its 68-point landmarks (no iris: gaze straight ahead)."""
+    crop_points = transform_points(source.landmarks, source.crop.M_o2c).astype(np.float32)
+    return LandmarkEyeConditions()(source.crop.crop, crop_points)
 
 
 def _plain(motion: MotionFrame) -> MotionFrame:
@@ -468,23 +482,68 @@ class Engine:
         """
         from tqdm import tqdm
 
-        samples = load_audio(audio) if not isinstance(audio, np.ndarray) else audio.astype(np.float32)
+        samples = _samples(audio)
         driver = self.audio_driver()
-        crop_points = transform_points(source.landmarks, source.crop.M_o2c).astype(np.float32)
-        eyes = LandmarkEyeConditions()(source.crop.crop, crop_points)
         windows = window_count(frame_count(samples.size), options.driver.windows)
         with tqdm(total=windows, unit="window", desc="audio to motion", disable=not progress) as bar:
-            motion = driver.generate(samples, source.raw, eyes, options.driver, on_window=lambda _: bar.update())
-        return self._edit_motion(source, motion, options)
+            motion = driver.generate(samples, source.raw, _eye_conditions(source), options.driver,
+                                     on_window=lambda _: bar.update())
+        return self._edit_motion(source, motion, options, self._reference_pose(options))
 
-    def _edit_motion(self, source: PreparedSource, motion: MotionFrame, options: AudioJobOptions) -> MotionFrame:
+    def stream_audio(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray | Iterable[np.ndarray],
+                     options: AudioJobOptions = AudioJobOptions(),
+                     render: RenderOptions = RenderOptions()) -> Iterator[np.ndarray]:
+        """Rendered frames of a talking video, yielded as soon as each window of motion is ready.
+
+        Uses Ditto's online windows (:func:`talkinghead.drivers.audio.stream.stream_motion`):
+        the first frames come after about 0.9 s of audio has been read and
+        encoded, then 10 frames per 0.4 s of audio — for a live view, or to
+        show video before a long clip is done.  Frame count and rate are those
+        of :meth:`animate_audio` (25 fps); the motion differs slightly from
+        the offline job's (online features and windows).
+
+        Args:
+            audio: a speech file, a (S,) float32 16 kHz waveform, or an
+                iterable of such waveform chunks (e.g. from a microphone).
+            options, render: as for :meth:`animate_audio`; smoothing runs in
+                streaming form (a few frames of extra delay).
+
+        Yields:
+            (H, W, 3) uint8 RGB frames.
+        """
+        chunks = iter_audio_chunks(_samples(audio)) if isinstance(audio, (str, os.PathLike, np.ndarray)) else audio
+        reference = self._reference_pose(options)
+        smoother = MotionSmoother(render.smoothing)
+        per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
+        emitted, first = 0, 0
+        motions = stream_motion(self.audio_driver(), chunks, source.raw, _eye_conditions(source), options.driver)
+        for motion in itertools.chain(motions, [None]):
+            if motion is not None:
+                motion = self._edit_motion(source, motion, options, reference, first)
+                first += motion.batch_size
+            ready = smoother.push(motion) if motion is not None else smoother.flush()
+            if ready is None:
+                continue
+            if render.max_frames is not None:
+                ready = ready[: max(render.max_frames - emitted, 0)]
+                if ready.batch_size == 0:
+                    return
+            emitted += ready.batch_size
+            yield from self.animate_motion(source, ready, AudioDriver.fps, per_chunk).frames
+
+    def _reference_pose(self, options: AudioJobOptions) -> MotionFrame | None:
+        if options.still or options.pose_from is None:
+            return None
+        return self.extract_motion(options.pose_from, landmarks=options.pose_from_landmarks)
+
+    def _edit_motion(self, source: PreparedSource, motion: MotionFrame, options: AudioJobOptions,
+                     reference: MotionFrame | None, first_frame: int = 0) -> MotionFrame:
         base = source.info.motion
         motion = scale_expression(motion, base, options.expression_scale)
         if options.still:
             return still_head(motion, base)
-        if options.pose_from is not None:
-            reference = self.extract_motion(options.pose_from, landmarks=options.pose_from_landmarks)
-            motion = reference_pose(motion, base, reference, options.pose_blend)
+        if reference is not None:
+            motion = reference_pose(motion, base, reference, options.pose_blend, first_frame)
         return motion
 
     def extract_motion(self, video: str | os.PathLike, landmarks: LandmarkSpec = None,

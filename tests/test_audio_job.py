@@ -18,7 +18,7 @@ import torch
 from conftest import TESTDATA, landmarks_json
 from talkinghead.cli import main
 from talkinghead.drivers.audio.driver import AudioDriverOptions
-from talkinghead.engine import AudioJobOptions
+from talkinghead.engine import AudioJobOptions, RenderOptions
 from talkinghead.errors import MediaError
 from talkinghead.media.audio import load_audio, probe_audio
 from talkinghead.media.video import probe_video
@@ -135,3 +135,19 @@ def test_cli_bad_audio_gives_error_and_no_file(tmp_path: Path, all_weights_dir: 
         "--source-landmarks", landmarks_json("astronaut.png"))])
     assert rc == 2 and "speech.mp3" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_stream_audio_yields_a_frame_before_the_audio_is_consumed(audio_engine, astronaut) -> None:
+    samples = load_audio(AUDIO / "espeak_en_us.wav")[: 16000 * 3]
+    pulled = []
+
+    def microphone():
+        for i in range(0, samples.size, 3200):
+            pulled.append(i)
+            yield samples[i:i + 3200]
+
+    frames = audio_engine.stream_audio(astronaut, microphone(), FAST, RenderOptions(paste_back=False))
+    first = next(frames)
+    assert first.shape == (512, 512, 3) and first.dtype == np.uint8
+    assert len(pulled) < samples.size // 3200                # live: most of the audio is still unread
+    frames.close()

@@ -49,8 +49,9 @@ def still_head(motion: MotionFrame, source: MotionFrame) -> MotionFrame:
     return motion.replace(**{f: getattr(source, f).expand(n, -1).clone() for f in POSE_FIELDS})
 
 
-def ping_pong_indices(length: int, period: int) -> torch.Tensor:
-    """Indices 0, 1, …, p−1, p−2, …, 1, 0, 1, … of a track of ``period`` frames, ``length`` long.
+def ping_pong_indices(length: int, period: int, start: int = 0) -> torch.Tensor:
+    """Indices 0, 1, …, p−1, p−2, …, 1, 0, 1, … of a track of ``period`` frames, ``length`` long,
+    beginning at position ``start`` of that endless sequence (for streamed chunks).
 
     Raises:
         ValueError: ``period`` < 1.
@@ -60,10 +61,11 @@ def ping_pong_indices(length: int, period: int) -> torch.Tensor:
     if period == 1:
         return torch.zeros(length, dtype=torch.long)
     cycle = torch.cat([torch.arange(period), torch.arange(period - 2, 0, -1)])
-    return cycle[torch.arange(length) % len(cycle)]
+    return cycle[(start + torch.arange(length)) % len(cycle)]
 
 
-def reference_pose(motion: MotionFrame, source: MotionFrame, reference: MotionFrame, blend: float = 1.0) -> MotionFrame:
+def reference_pose(motion: MotionFrame, source: MotionFrame, reference: MotionFrame, blend: float = 1.0,
+                   first_frame: int = 0) -> MotionFrame:
     """Replace (blend=1) or mix (0<blend<1) the head pose with a reference clip's pose track.
 
     The reference track's mean is removed and the source pose added, so
@@ -76,6 +78,8 @@ def reference_pose(motion: MotionFrame, source: MotionFrame, reference: MotionFr
         source: (1) the source photo's motion.
         reference: (R) motion of the reference clip (only its pose is used).
         blend: in [0, 1]; 0 returns ``motion`` unchanged.
+        first_frame: index of ``motion``'s first frame in the whole clip
+            (when the sequence arrives in chunks).
 
     Raises:
         ControlError: blend out of range.
@@ -84,7 +88,7 @@ def reference_pose(motion: MotionFrame, source: MotionFrame, reference: MotionFr
         raise ControlError(f"pose blend must be between 0 and 1, got {blend}")
     if blend == 0.0:
         return motion
-    index = ping_pong_indices(motion.batch_size, reference.batch_size).to(motion.exp.device)
+    index = ping_pong_indices(motion.batch_size, reference.batch_size, first_frame).to(motion.exp.device)
     changes = {}
     for field in POSE_FIELDS:
         track = getattr(reference, field).to(motion.exp)
