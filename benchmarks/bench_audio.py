@@ -36,7 +36,6 @@ from talkinghead.drivers.audio.condition import EyeConditions  # noqa: E402
 from talkinghead.drivers.audio.driver import AudioDriver, AudioDriverOptions  # noqa: E402
 from talkinghead.drivers.audio.hubert import FEATURE_DIM, OnnxAudioEncoder, encoder_frame_count  # noqa: E402
 from talkinghead.models.lmdm import LMDM, LMDMConfig  # noqa: E402
-from talkinghead.motion.keypoints import keypoint_info_from_raw  # noqa: E402
 
 SAMPLE_RATE = 16000
 

@@ -50,6 +50,38 @@ def lp_file_entry(manifest: dict, file_id_or_suffix: str) -> dict:
     raise KeyError(file_id_or_suffix)
 
 
+def _lp_networks() -> dict:
+    from talkinghead.models.appearance import AppearanceFeatureExtractor
+    from talkinghead.models.motion_extractor import MotionExtractor
+    from talkinghead.models.spade import SPADEDecoder
+    from talkinghead.models.warping import WarpingNetwork
+
+    return {"F": AppearanceFeatureExtractor, "M": MotionExtractor, "W": WarpingNetwork, "G": SPADEDecoder}
+
+
+LP_NETWORKS = _lp_networks()
+"""Manifest id → network class of the four flat LivePortrait checkpoints."""
+
+
+@pytest.fixture(scope="session")
+def filled(fill_weights, lp_manifest):
+    """network id → (default network in eval mode, strictly loaded with the filled checkpoint; that checkpoint)."""
+    from talkinghead.weights_strict import load_state_dict_strict
+
+    cache: dict = {}
+
+    def get(network_id: str):
+        if network_id not in cache:
+            entry = lp_file_entry(lp_manifest, network_id)
+            state_dict = fill_weights.fill_manifest_file(entry)
+            module = LP_NETWORKS[network_id](**entry["config"])
+            load_state_dict_strict(module, state_dict, f"fill:{entry['hub_path']}")
+            cache[network_id] = (module.eval(), state_dict)
+        return cache[network_id]
+
+    return get
+
+
 def load_golden(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 

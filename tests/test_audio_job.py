@@ -20,7 +20,7 @@ from talkinghead.cli import main
 from talkinghead.drivers.audio.driver import AudioDriverOptions
 from talkinghead.engine import AudioJobOptions, RenderOptions
 from talkinghead.errors import MediaError
-from talkinghead.media.audio import load_audio, probe_audio
+from talkinghead.media.audio import load_audio
 from talkinghead.media.video import probe_video
 from talkinghead.motion.io import load_motion
 

@@ -14,14 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import LP_FIXTURES, assert_close, load_golden, lp_file_entry
+from conftest import LP_FIXTURES, LP_NETWORKS, assert_close, load_golden, lp_file_entry
 from talkinghead.models.appearance import AppearanceFeatureExtractor
 from talkinghead.models.warping import WarpingNetwork, WarpOutput, identity_grid, sample_volume
-from talkinghead.weights_strict import load_state_dict_strict
 
 GOLDEN_ATOL = GOLDEN_RTOL = 1e-4
 
-NETWORKS = {"F": AppearanceFeatureExtractor, "W": WarpingNetwork}
 
 SMALL_F = dict(block_expansion=8, max_features=16, reshape_channel=4, reshape_depth=4, num_resblocks=2)
 SMALL_W = dict(
@@ -36,23 +34,6 @@ def _small(cls: type[nn.Module], config: dict, fill_weights) -> nn.Module:
     module = cls(**config)
     fill_weights.fill_module_(module)
     return module.eval()
-
-
-@pytest.fixture(scope="module")
-def filled(fill_weights, lp_manifest):
-    """network id → (default network in eval mode, strictly loaded with the filled checkpoint; that checkpoint)."""
-    cache: dict[str, tuple[nn.Module, dict]] = {}
-
-    def get(network_id: str) -> tuple[nn.Module, dict]:
-        if network_id not in cache:
-            entry = lp_file_entry(lp_manifest, network_id)
-            state_dict = fill_weights.fill_manifest_file(entry)
-            module = NETWORKS[network_id](**entry["config"])
-            load_state_dict_strict(module, state_dict, f"fill:{entry['hub_path']}")
-            cache[network_id] = (module.eval(), state_dict)
-        return cache[network_id]
-
-    return get
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +57,8 @@ def warp_result(filled, golden_w) -> WarpOutput:
 def test_state_dict_layout_matches_manifest(network_id, lp_manifest):
     entry = lp_file_entry(lp_manifest, network_id)
     with torch.device("meta"):
-        module = NETWORKS[network_id](**entry["config"])
-        default = NETWORKS[network_id]()
+        module = LP_NETWORKS[network_id](**entry["config"])
+        default = LP_NETWORKS[network_id]()
     shapes = {name: t.shape for name, t in module.state_dict().items()}
     assert {name: t.shape for name, t in default.state_dict().items()} == shapes, "defaults != manifest config"
     actual = [(name, list(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in module.state_dict().items()]

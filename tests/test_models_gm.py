@@ -15,35 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import LP_FIXTURES, assert_close, load_golden, lp_file_entry
-from talkinghead.models.motion_extractor import MotionExtractor
+from conftest import LP_FIXTURES, LP_NETWORKS, assert_close, load_golden, lp_file_entry
 from talkinghead.models.spade import SPADEDecoder, SpectralNormConv2d, conv3x3_nearest_upsampled
 from talkinghead.weights_strict import load_state_dict_strict
 
 GOLDEN_ATOL = GOLDEN_RTOL = 1e-4
 
-NETWORKS = {"M": MotionExtractor, "G": SPADEDecoder}
 M_HEADS = ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")
 M_INPUTS = ("source", "driving0", "driving1")
 
 SMALL_G = dict(block_expansion=8, max_features=16, out_channels=8)  # 16 input channels
-
-
-@pytest.fixture(scope="module")
-def filled(fill_weights, lp_manifest):
-    """network id → (default network in eval mode, strictly loaded with the filled checkpoint; that checkpoint)."""
-    cache: dict[str, tuple[nn.Module, dict]] = {}
-
-    def get(network_id: str) -> tuple[nn.Module, dict]:
-        if network_id not in cache:
-            entry = lp_file_entry(lp_manifest, network_id)
-            state_dict = fill_weights.fill_manifest_file(entry)
-            module = NETWORKS[network_id](**entry["config"])
-            load_state_dict_strict(module, state_dict, f"fill:{entry['hub_path']}")
-            cache[network_id] = (module.eval(), state_dict)
-        return cache[network_id]
-
-    return get
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +60,8 @@ def _small_features(golden_g) -> torch.Tensor:
 def test_state_dict_layout_matches_manifest(network_id, lp_manifest):
     entry = lp_file_entry(lp_manifest, network_id)
     with torch.device("meta"):
-        module = NETWORKS[network_id](**entry["config"])
-        default = NETWORKS[network_id]()
+        module = LP_NETWORKS[network_id](**entry["config"])
+        default = LP_NETWORKS[network_id]()
     shapes = {name: t.shape for name, t in module.state_dict().items()}
     assert {name: t.shape for name, t in default.state_dict().items()} == shapes, "defaults != manifest config"
     actual = [(name, list(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in module.state_dict().items()]

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from talkinghead.cli import main
 from talkinghead.engine import RenderOptions
-from talkinghead.errors import NoFaceError
 from talkinghead.media.video import probe_video
 
 from conftest import TESTDATA, landmarks_json
