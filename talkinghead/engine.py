@@ -20,8 +20,10 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import os
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .drivers.audio.condition import EyeConditions, LandmarkEyeConditions
+from .drivers.audio.condition import EyeConditionProvider, EyeConditions, LandmarkEyeConditions, MediaPipeEyeConditions
 from .drivers.audio.driver import AudioDriver, AudioDriverOptions, window_count
 from .drivers.audio.features import frame_count
 from .drivers.audio.hubert import OnnxAudioEncoder
@@ -204,12 +206,6 @@ def _samples(audio: str | os.PathLike | np.ndarray) -> np.ndarray:
     return audio.astype(np.float32, copy=False) if isinstance(audio, np.ndarray) else load_audio(audio)
 
 
-def _eye_conditions(source: PreparedSource) -> EyeConditions:
-    """Ditto's eye conditions of the source from its 68-point landmarks (no iris: gaze straight ahead)."""
-    crop_points = transform_points(source.landmarks, source.crop.M_o2c).astype(np.float32)
-    return LandmarkEyeConditions()(source.crop.crop, crop_points)
-
-
 def _plain(motion: MotionFrame) -> MotionFrame:
     return motion.motion if isinstance(motion, KeypointInfo) else motion
 
@@ -239,6 +235,7 @@ class Engine:
         self._landmarks = landmarks
         self.store = store or WeightStore()
         self._audio_driver: AudioDriver | None = None
+        self._eye_provider: EyeConditionProvider = LandmarkEyeConditions()
 
     @classmethod
     def from_pretrained(cls, weights: str | os.PathLike | None = None, device: str | torch.device = "auto",
@@ -462,7 +459,26 @@ class Engine:
             lmdm = LMDM.from_state_dict(checkpoint["model_state_dict"], str(self.store.path(lmdm_file))).to(self.device)
             encoder = OnnxAudioEncoder(self.store.path(DITTO_FILES["audio_encoder"]), self.device)
             self._audio_driver = AudioDriver(lmdm, encoder)
+            self._eye_provider = self._eye_condition_provider()
         return self._audio_driver
+
+    def _eye_condition_provider(self) -> EyeConditionProvider:
+        """MediaPipe's face mesh, as Ditto measures the eyes, when the ``mediapipe`` package and
+        Ditto's ``face_landmarker.task`` are available; else the 68-point approximation."""
+        fallback = LandmarkEyeConditions()
+        if importlib.util.find_spec("mediapipe") is None:
+            return fallback
+        try:
+            return MediaPipeEyeConditions(self.store.path(DITTO_FILES["face_landmarker"]), fallback=fallback)
+        except WeightsError as e:
+            warnings.warn(f"eye conditions from 68-point landmarks instead of MediaPipe: {e}", stacklevel=2)
+            return fallback
+
+    def _eye_conditions(self, source: PreparedSource) -> EyeConditions:
+        """Ditto's eye conditions (openness, gaze) of the source photo's 512 crop."""
+        self.audio_driver()
+        crop_points = transform_points(source.landmarks, source.crop.M_o2c).astype(np.float32)
+        return self._eye_provider(source.crop.crop, crop_points)
 
     def audio_motion(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray,
                      options: AudioJobOptions = AudioJobOptions(), progress: bool = False) -> MotionFrame:
@@ -486,7 +502,7 @@ class Engine:
         driver = self.audio_driver()
         windows = window_count(frame_count(samples.size), options.driver.windows)
         with tqdm(total=windows, unit="window", desc="audio to motion", disable=not progress) as bar:
-            motion = driver.generate(samples, source.raw, _eye_conditions(source), options.driver,
+            motion = driver.generate(samples, source.raw, self._eye_conditions(source), options.driver,
                                      on_window=lambda _: bar.update())
         return self._edit_motion(source, motion, options, self._reference_pose(options))
 
@@ -516,7 +532,7 @@ class Engine:
         smoother = MotionSmoother(render.smoothing)
         per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
         emitted, first = 0, 0
-        motions = stream_motion(self.audio_driver(), chunks, source.raw, _eye_conditions(source), options.driver)
+        motions = stream_motion(self.audio_driver(), chunks, source.raw, self._eye_conditions(source), options.driver)
         for motion in itertools.chain(motions, [None]):
             if motion is not None:
                 motion = self._edit_motion(source, motion, options, reference, first)

@@ -182,6 +182,7 @@ DITTO_FILES: dict[str, HubFile] = {
     for name, path, size in (
         ("lmdm", "ditto_pytorch/models/lmdm_v0.4_hubert.pth", 191_200_000),
         ("audio_encoder", "ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx", 1_400_000_000),
+        ("face_landmarker", "ditto_pytorch/aux_models/face_landmarker.task", 3_800_000),
     )
 }
 """Ditto's audio→motion files (about 1.6 GB together; the renderer is LivePortrait's)."""
