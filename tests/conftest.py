@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -193,3 +198,51 @@ def audio_engine(all_weights_dir):
     from talkinghead.engine import Engine
 
     return Engine.from_pretrained(weights=all_weights_dir, device="cpu", progress=False)
+
+
+APP_MAX_AUDIO_S = 8.5
+"""The app's audio limit in the app tests: espeak_en_us.wav (7.6 s) passes, dt_german1.wav (8.7 s) does not."""
+APP_START_TIMEOUT_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_url(process: subprocess.Popen, log: Path, url: str) -> None:
+    """Wait until the app prints its local URL (bounded); fail with its log otherwise."""
+    deadline = time.monotonic() + APP_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        if url in log.read_text():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"app.py did not serve {url} within {APP_START_TIMEOUT_S:g} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def app_url(all_weights_dir: Path, tmp_path_factory) -> Iterator[str]:
+    """URL of ``python app.py`` running on 127.0.0.1 (CPU, filled weights, testdata landmarks)."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "TALKINGHEAD_WEIGHTS": str(all_weights_dir),
+           "TALKINGHEAD_LANDMARKS_DIR": str(TESTDATA / "landmarks"), "TALKINGHEAD_DEVICE": "cpu",
+           "TALKINGHEAD_MAX_AUDIO_S": str(APP_MAX_AUDIO_S), "OMP_NUM_THREADS": "2"}
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_url(process, log, url)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+

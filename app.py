@@ -1,0 +1,410 @@
+"""talkinghead web app (Gradio): the UI over the in-process :class:`talkinghead.Engine`.
+
+Run ``python app.py``; it prints the local URL.  Three tabs, one per job:
+audio-driven, video-driven, and pose & expression (sliders, action units,
+keyframed pose paths).  The app holds no engine logic: every job is a call
+to the engine, as in :mod:`talkinghead.cli`.
+
+Settings (environment variables):
+
+* ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` — Gradio's own (default
+  127.0.0.1:7860).
+* ``TALKINGHEAD_WEIGHTS=DIR`` — a local folder laid out like the Hub repos
+  (as the CLI's ``--weights``): nothing is downloaded, so the app runs offline.
+* ``TALKINGHEAD_DEVICE`` — ``auto`` (default: CUDA when available), ``cuda`` or ``cpu``.
+* ``TALKINGHEAD_LANDMARKS_DIR=DIR`` — precomputed 68-point landmarks: for an
+  uploaded file ``NAME`` the app uses ``DIR/NAME.json`` (format of
+  ``shared/testdata/landmarks``) when it exists, instead of running the
+  landmark detector.
+* ``TALKINGHEAD_MAX_AUDIO_S`` — longest speech clip accepted, seconds
+  (default 60 on CPU, 300 on GPU).
+
+Engine loading: the networks are loaded once, in a background thread started
+at launch, so the page is served at once (loading takes ~10 s on a CPU, more
+when the weights must first be downloaded); a request made earlier waits for
+it.  On Hugging Face Spaces (``SPACE_ID`` set) the weights are downloaded
+before the server starts, and GPU work runs under ``spaces.GPU`` (ZeroGPU).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import gradio as gr
+import numpy as np
+
+from talkinghead.drivers.audio.condition import EMOTIONS
+from talkinghead.drivers.audio.driver import AudioDriverOptions
+from talkinghead.drivers.audio.postprocess import PostprocessOptions
+from talkinghead.engine import AudioJobOptions, Engine, PreparedSource, RenderOptions, resolve_device
+from talkinghead.errors import TalkingHeadError
+from talkinghead.media.audio import probe_audio
+from talkinghead.motion.action_units import ACTION_UNITS, au_controls
+from talkinghead.motion.animate import AnimationOptions
+from talkinghead.motion.controls import CONTROL_SPECS, Controls
+from talkinghead.motion.curves import motion_curves, plot_curves
+from talkinghead.motion.keyframes import parse_keyframes
+from talkinghead.motion.smoothing import SmoothingOptions
+from talkinghead.weights import DITTO_FILES, LIVEPORTRAIT_FILES, WeightStore
+
+log = logging.getLogger("talkinghead.app")
+
+ASSETS = Path(__file__).resolve().parent / "assets" / "examples"
+WEIGHTS_DIR = os.environ.get("TALKINGHEAD_WEIGHTS") or None
+DEVICE = resolve_device(os.environ.get("TALKINGHEAD_DEVICE", "auto"))
+LANDMARKS_DIR = os.environ.get("TALKINGHEAD_LANDMARKS_DIR") or None
+MAX_AUDIO_S = float(os.environ.get("TALKINGHEAD_MAX_AUDIO_S") or (300 if DEVICE.type == "cuda" else 60))
+ON_SPACES = bool(os.environ.get("SPACE_ID"))
+OUTPUT_TTL_S = 600.0
+"""Per-request output folders older than this (seconds) are deleted; Gradio keeps its own copy of results."""
+SOURCE_CACHE_SIZE = 4
+"""Prepared photos kept in memory (keyed by file content), so slider previews run only W + G."""
+
+EXAMPLE_KEYFRAMES = """{"fps": 25, "keyframes": [
+  {"t": 0.0, "yaw": 0},
+  {"t": 1.0, "yaw": 20, "smile": 0.8},
+  {"t": 2.0, "yaw": -10, "aaa": 0.6, "ease": "cubic"}
+]}"""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ------------------------------------------------------------------ GPU on Spaces
+def _gpu(fn: F) -> F:
+    """``spaces.GPU`` (ZeroGPU: a GPU is attached for the call) when the ``spaces`` package exists; else ``fn``."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=120)(fn)
+
+
+def _user_errors(fn: F) -> F:
+    """Turn the engine's one-line user errors into ``gr.Error`` messages shown in the UI/API."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TalkingHeadError as e:
+            raise gr.Error(str(e)) from e
+    return wrapper  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------- engine
+class EngineLoader:
+    """Builds the :class:`Engine` once and shares it between requests (thread-safe).
+
+    :meth:`warm_up` starts loading in a background thread; :meth:`get`
+    returns the engine, waiting for (or retrying) the load.
+    """
+
+    def __init__(self, weights: str | None, device: str) -> None:
+        self._weights, self._device = weights, device
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Engine:
+        """The engine. Raises: WeightsError / TalkingHeadError when the weights cannot be loaded."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = Engine.from_pretrained(weights=self._weights, device=self._device, progress=False)
+            return self._engine
+
+    def warm_up(self) -> None:
+        """Load in a background thread; a failure is logged and retried (and reported) by the next request."""
+        def load() -> None:
+            try:
+                self.get()
+            except TalkingHeadError as e:
+                log.error("could not load the engine: %s", e)
+        threading.Thread(target=load, name="engine-loader", daemon=True).start()
+
+
+ENGINE = EngineLoader(WEIGHTS_DIR, str(DEVICE))
+
+
+def preload_hub_weights() -> None:
+    """Download every checkpoint into the Hub cache (Spaces start-up), so the first request does not wait for it."""
+    store = WeightStore(WEIGHTS_DIR)
+    for file in [*LIVEPORTRAIT_FILES.values(), *DITTO_FILES.values()]:
+        store.path(file)
+
+
+class SourceCache:
+    """Prepared photos (landmarks, crop, F and M outputs), least recently used first out."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str | None], PreparedSource] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, engine: Engine, photo: str) -> PreparedSource:
+        """The :class:`PreparedSource` of a photo file. Raises: MediaError, NoFaceError."""
+        landmarks = landmarks_for(photo)
+        key = (hashlib.sha256(Path(photo).read_bytes()).hexdigest(), landmarks)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        source = engine.prepare_source(photo, landmarks=landmarks)
+        with self._lock:
+            self._items[key] = source
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return source
+
+
+SOURCES = SourceCache(SOURCE_CACHE_SIZE)
+
+
+# ------------------------------------------------------------------- file helpers
+def landmarks_for(media: str | None) -> str | None:
+    """``TALKINGHEAD_LANDMARKS_DIR/<base name of media>.json`` if that file exists, else None (run the detector)."""
+    if media is None or LANDMARKS_DIR is None:
+        return None
+    path = Path(LANDMARKS_DIR) / f"{Path(media).name}.json"
+    return str(path) if path.is_file() else None
+
+
+_OUTPUT_ROOT = Path(tempfile.mkdtemp(prefix="talkinghead-app-"))
+atexit.register(shutil.rmtree, _OUTPUT_ROOT, ignore_errors=True)
+
+
+def output_path(name: str) -> Path:
+    """A fresh per-request path for a result file; folders of earlier requests older than OUTPUT_TTL_S are removed."""
+    now = time.time()
+    for old in _OUTPUT_ROOT.iterdir():
+        if now - old.stat().st_mtime > OUTPUT_TTL_S:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=_OUTPUT_ROOT)) / name
+
+
+def _required(value: Any, what: str) -> Any:
+    if value is None:
+        raise gr.Error(f"no {what} given: upload one first")
+    return value
+
+
+def _max_frames(value: float | None) -> int | None:
+    """The UI's "max frames" (0 = all) as RenderOptions.max_frames."""
+    return int(value) if value else None
+
+
+def _check_audio_length(audio: str) -> None:
+    duration = probe_audio(audio).duration_s
+    if duration > MAX_AUDIO_S:
+        raise gr.Error(f"the audio is {duration:.0f} s long; this app accepts at most {MAX_AUDIO_S:g} s "
+                       f"(TALKINGHEAD_MAX_AUDIO_S): trim it or use the command line")
+
+
+# ------------------------------------------------------------------------- jobs
+@_gpu
+@_user_errors
+def generate_audio(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
+                   pose_blend: float, expression_scale: float, blink: bool, emotion: str, steps: float,
+                   seed: float, smoothing: float, paste_back: bool, max_frames: float,
+                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, Any]:
+    """Photo + speech → talking video (25 fps, the speech as its sound) and the motion-curve plot."""
+    photo, audio = _required(photo, "photo"), _required(audio, "audio")
+    _check_audio_length(audio)
+    if head_motion == "from a reference clip":
+        _required(reference_clip, "reference clip")
+    engine = ENGINE.get()
+    source = SOURCES.get(engine, photo)
+    options = AudioJobOptions(
+        driver=AudioDriverOptions(steps=int(steps), seed=int(seed), emotion=emotion,
+                                  post=PostprocessOptions(drive_eyes=blink)),
+        expression_scale=expression_scale, still=head_motion == "still",
+        pose_from=reference_clip if head_motion == "from a reference clip" else None,
+        pose_from_landmarks=landmarks_for(reference_clip), pose_blend=pose_blend,
+    )
+    render = RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing),
+                           paste_back=paste_back, max_frames=_max_frames(max_frames))
+    job = engine.animate_audio(source, audio, options, render, progress=True)
+    figure = plot_curves(motion_curves(job.motion, source.info.motion), fps=job.fps)
+    return str(engine.write_video(job, output_path("talking.mp4"), progress=True)), figure
+
+
+@_gpu
+@_user_errors
+def generate_video(photo: str | None, driving: str | None, relative: bool, stitching: bool, paste_back: bool,
+                   multiplier: float, region: str, smoothing: float, max_frames: float,
+                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
+    """Photo + driving video → the photo animated with the driving motion (the clip's fps and sound)."""
+    photo, driving = _required(photo, "photo"), _required(driving, "driving video")
+    engine = ENGINE.get()
+    source = SOURCES.get(engine, photo)
+    options = AnimationOptions(relative=relative, stitching=stitching, region=region, driving_multiplier=multiplier)
+    render = RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing),
+                           paste_back=paste_back, max_frames=_max_frames(max_frames))
+    job = engine.animate_video(source, driving, options, render, driving_landmarks=landmarks_for(driving))
+    return str(engine.write_video(job, output_path("driven.mp4"), progress=True))
+
+
+def _controls(values: tuple[float, ...]) -> Controls:
+    """Slider values (CONTROL_SPECS order, then ACTION_UNITS order) as one Controls."""
+    controls = Controls.from_mapping(dict(zip(CONTROL_SPECS, values)), "sliders")
+    intensities = {au: v for au, v in zip(ACTION_UNITS, values[len(CONTROL_SPECS):]) if v}
+    return au_controls(intensities, base=controls) if intensities else controls
+
+
+@_gpu
+@_user_errors
+def preview_pose(photo: str | None, paste_back: bool, *values: float) -> np.ndarray | None:
+    """The photo with the sliders' controls applied (one W + G pass; the photo's F and M are cached)."""
+    if photo is None:
+        return None
+    engine = ENGINE.get()
+    return engine.still_image(SOURCES.get(engine, photo), _controls(values), paste_back=paste_back)
+
+
+@_gpu
+@_user_errors
+def render_pose_path(photo: str | None, keyframes: str, paste_back: bool, max_frames: float,
+                     progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
+    """Photo + keyframes (JSON text, format of talkinghead.motion.keyframes) → video along the pose path."""
+    photo = _required(photo, "photo")
+    track = parse_keyframes(keyframes, "the keyframes box")
+    engine = ENGINE.get()
+    render = RenderOptions(paste_back=paste_back, max_frames=_max_frames(max_frames))
+    job = engine.animate_keyframes(SOURCES.get(engine, photo), track, render)
+    return str(engine.write_video(job, output_path("pose_path.mp4"), progress=True))
+
+
+def neutral_values() -> list[float]:
+    """Every slider at its neutral value (controls, then AU intensities 0)."""
+    return [spec.neutral for spec in CONTROL_SPECS.values()] + [0.0] * len(ACTION_UNITS)
+
+
+# --------------------------------------------------------------------------- UI
+def _photo_input() -> gr.Image:
+    return gr.Image(label="Photo", sources=["upload", "webcam"], type="filepath", image_mode=None, height=320)
+
+
+def _max_frames_input() -> gr.Number:
+    return gr.Number(label="Max frames (0 = all; rendering is ~10-20 s per frame on a CPU)", value=0,
+                     minimum=0, precision=0)
+
+
+def _smoothing_input() -> gr.Slider:
+    return gr.Slider(0, 1, value=0, step=0.05, label="Smoothing (0 = off)")
+
+
+def _example(*names: str) -> list[list[str]]:
+    """One example row of assets/examples files, or none when the project does not ship them."""
+    paths = [ASSETS / name for name in names]
+    return [[str(p) for p in paths]] if all(p.is_file() for p in paths) else []
+
+
+def _audio_tab() -> None:
+    with gr.Row():
+        with gr.Column():
+            photo = _photo_input()
+            audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath")
+            head_motion = gr.Radio(["from the model", "from a reference clip", "still"], value="from the model",
+                                   label="Head motion")
+            reference_clip = gr.Video(label="Reference clip (same person; for 'from a reference clip')")
+            pose_blend = gr.Slider(0, 1, value=1, step=0.05, label="Pose blend (0 = model, 1 = reference clip)")
+            with gr.Accordion("More options", open=False):
+                expression_scale = gr.Slider(0, 3, value=1, step=0.05, label="Expression scale")
+                blink = gr.Checkbox(value=True, label="Blink (eyes follow the generated motion)")
+                emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
+                steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+                smoothing = _smoothing_input()
+                paste_back = gr.Checkbox(value=True, label="Paste back into the photo")
+            max_frames = _max_frames_input()
+            button = gr.Button("Generate", variant="primary")
+        with gr.Column():
+            video = gr.Video(label="Talking video")
+            plot = gr.Plot(label="Motion curves")
+    gr.Markdown(f"Speech up to {MAX_AUDIO_S:g} s (`TALKINGHEAD_MAX_AUDIO_S`).")
+    gr.Examples(_example("astronaut.png", "speech_en.wav"), inputs=[photo, audio])
+    button.click(generate_audio, [photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blink,
+                                  emotion, steps, seed, smoothing, paste_back, max_frames], [video, plot],
+                 api_name="audio")
+
+
+def _video_tab() -> None:
+    with gr.Row():
+        with gr.Column():
+            photo = _photo_input()
+            driving = gr.Video(label="Driving video")
+            with gr.Row():
+                relative = gr.Checkbox(value=True, label="Relative motion")
+                stitching = gr.Checkbox(value=True, label="Stitching")
+                paste_back = gr.Checkbox(value=True, label="Paste back")
+            multiplier = gr.Slider(0, 2, value=1, step=0.05, label="Driving multiplier")
+            region = gr.Radio([("all", "all"), ("expression", "exp"), ("pose", "pose"), ("lips", "lip"),
+                               ("eyes", "eyes")], value="all", label="Region")
+            smoothing = _smoothing_input()
+            max_frames = _max_frames_input()
+            button = gr.Button("Generate", variant="primary")
+        video = gr.Video(label="Result")
+    gr.Examples(_example("astronaut.png", "driving_d0.mp4"), inputs=[photo, driving])
+    button.click(generate_video, [photo, driving, relative, stitching, paste_back, multiplier, region, smoothing,
+                                  max_frames], video, api_name="video")
+
+
+def _slider(name: str) -> gr.Slider:
+    spec = CONTROL_SPECS[name]
+    step = 0.5 if spec.unit == "degrees" else 0.01
+    return gr.Slider(spec.low, spec.high, value=spec.neutral, step=step, label=f"{name} ({spec.unit})")
+
+
+def _pose_tab() -> None:
+    with gr.Row():
+        with gr.Column():
+            photo = _photo_input()
+            paste_back = gr.Checkbox(value=True, label="Paste back")
+            sliders = [_slider(name) for name in CONTROL_SPECS]
+            with gr.Accordion("Action units (FACS)", open=False):
+                sliders += [gr.Slider(0, 1, value=0, step=0.05, label=f"{au} {name}")
+                            for au, (name, _) in ACTION_UNITS.items()]
+            reset = gr.Button("Reset")
+        with gr.Column():
+            preview = gr.Image(label="Preview", type="numpy", format="png", interactive=False, elem_id="pose-preview")
+            keyframes = gr.Code(EXAMPLE_KEYFRAMES, language="json", label="Pose path keyframes")
+            max_frames = _max_frames_input()
+            button = gr.Button("Render a pose path", variant="primary")
+            video = gr.Video(label="Pose path", elem_id="pose-path-video")
+    gr.Examples(_example("astronaut.png"), inputs=[photo])
+    preview_inputs = [photo, paste_back, *sliders]
+    for slider in sliders:
+        slider.release(preview_pose, preview_inputs, preview, api_name=False)
+    photo.change(preview_pose, preview_inputs, preview, api_name="preview")
+    reset.click(neutral_values, None, sliders, api_name=False).then(preview_pose, preview_inputs, preview,
+                                                                     api_name=False)
+    button.click(render_pose_path, [photo, keyframes, paste_back, max_frames], video, api_name="pose_path")
+
+
+def build_app() -> gr.Blocks:
+    """The three-tab app (audio-driven, video-driven, pose & expression), queued for one GPU."""
+    with gr.Blocks(title="talkinghead", delete_cache=(int(OUTPUT_TTL_S), int(OUTPUT_TTL_S))) as demo:
+        gr.Markdown(f"# talkinghead\nOne portrait photo in, a talking-head video out. Device: **{DEVICE}**")
+        with gr.Tab("Audio-driven"):
+            _audio_tab()
+        with gr.Tab("Video-driven"):
+            _video_tab()
+        with gr.Tab("Pose & expression"):
+            _pose_tab()
+    return demo.queue(default_concurrency_limit=1, max_size=32)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    if ON_SPACES:
+        preload_hub_weights()
+    ENGINE.warm_up()
+    build_app().launch(allowed_paths=[str(ASSETS)])
