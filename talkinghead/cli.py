@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .errors import TalkingHeadError
@@ -166,7 +167,14 @@ def _engine_and_source(args: argparse.Namespace):
     return engine, engine.prepare_source(args.source, landmarks=args.source_landmarks)
 
 
+def _make_parent(path: str | None) -> None:
+    """Create the folder of an output file given on the command line (e.g. ``--out outputs/a.mp4``)."""
+    if path:
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
 def _write(engine, job, args: argparse.Namespace) -> None:
+    _make_parent(args.out)
     engine.write_video(job, args.out, progress=not args.quiet)
     if not args.quiet:
         print(f"wrote {args.out} ({job.n_frames} frames, {job.fps:g} fps)", file=sys.stderr)
@@ -191,6 +199,7 @@ def _run_video(args: argparse.Namespace) -> None:
         if args.save_motion:
             motion = engine.extract_motion(args.driving, landmarks=args.driving_landmarks,
                                            max_frames=args.max_frames, crop=args.crop_driving)
+            _make_parent(args.save_motion)
             save_motion(args.save_motion, MotionFile(motion.to("cpu"), probe_video(args.driving).fps))
         job = engine.animate_video(source, args.driving, options, render,
                                    driving_landmarks=args.driving_landmarks, crop_driving=args.crop_driving)
@@ -213,6 +222,7 @@ def _run_audio(args: argparse.Namespace) -> None:
     job = engine.animate_audio(source, args.audio, options, render, motion=saved.motion if saved else None,
                                fps=saved.fps if saved else AudioDriver.fps, progress=not args.quiet)
     if args.save_motion:
+        _make_parent(args.save_motion)
         save_motion(args.save_motion, MotionFile(job.motion.to("cpu"), job.fps, source=source.info.to("cpu")))
     _write(engine, job, args)
 
@@ -228,6 +238,7 @@ def _run_pose(args: argparse.Namespace) -> None:
     track = read_keyframes(args.keyframes) if args.keyframes else None
     engine, source = _engine_and_source(args)
     if track is None:
+        _make_parent(args.still)
         save_image(args.still, engine.still_image(source, render.controls or Controls(), paste_back=args.paste_back))
         if not args.quiet:
             print(f"wrote {args.still}", file=sys.stderr)
