@@ -56,7 +56,7 @@ from .motion.smoothing import MotionSmoother, SmoothingOptions, smooth_motion
 from .motion.frame import KeypointInfo, MotionFrame
 from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from .render import Renderer
-from .weights import DITTO_FILES, WeightStore
+from .weights import DITTO_FILES, WeightStore, read_checkpoint
 
 LandmarkSpec = LandmarkProvider | str | os.PathLike | None
 """A landmark provider, a landmark JSON file, or None for the engine's default detector."""
@@ -235,7 +235,7 @@ class Engine:
         self._landmarks = landmarks
         self.store = store or WeightStore()
         self._audio_driver: AudioDriver | None = None
-        self._eye_provider: EyeConditionProvider = LandmarkEyeConditions()
+        self._eye_provider: EyeConditionProvider | None = None
 
     @classmethod
     def from_pretrained(cls, weights: str | os.PathLike | None = None, device: str | torch.device = "auto",
@@ -452,14 +452,13 @@ class Engine:
             WeightsError: a Ditto file is missing, unsafe or of the wrong layout.
         """
         if self._audio_driver is None:
-            lmdm_file = DITTO_FILES["lmdm"]
-            checkpoint = self.store.load(lmdm_file)
+            lmdm_path = self.store.path(DITTO_FILES["lmdm"])
+            checkpoint = read_checkpoint(lmdm_path)
             if not isinstance(checkpoint.get("model_state_dict"), Mapping):
-                raise WeightsError(f"{self.store.path(lmdm_file)}: no 'model_state_dict' entry; the file is not Ditto's {lmdm_file.filename}")
-            lmdm = LMDM.from_state_dict(checkpoint["model_state_dict"], str(self.store.path(lmdm_file))).to(self.device)
+                raise WeightsError(f"{lmdm_path}: no 'model_state_dict' entry; the file is not Ditto's {lmdm_path.name}")
+            lmdm = LMDM.from_state_dict(checkpoint["model_state_dict"], str(lmdm_path)).to(self.device)
             encoder = OnnxAudioEncoder(self.store.path(DITTO_FILES["audio_encoder"]), self.device)
             self._audio_driver = AudioDriver(lmdm, encoder)
-            self._eye_provider = self._eye_condition_provider()
         return self._audio_driver
 
     def _eye_condition_provider(self) -> EyeConditionProvider:
@@ -476,7 +475,8 @@ class Engine:
 
     def _eye_conditions(self, source: PreparedSource) -> EyeConditions:
         """Ditto's eye conditions (openness, gaze) of the source photo's 512 crop."""
-        self.audio_driver()
+        if self._eye_provider is None:
+            self._eye_provider = self._eye_condition_provider()
         crop_points = transform_points(source.landmarks, source.crop.M_o2c).astype(np.float32)
         return self._eye_provider(source.crop.crop, crop_points)
 

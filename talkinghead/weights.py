@@ -132,9 +132,6 @@ class WeightStore:
         except OSError as e:  # network errors, disk full, permissions
             raise WeightsError(f"could not download {file.repo_id}/{file.filename}: {e}") from e
 
-    def load(self, file: HubFile) -> Mapping[str, Any]:
-        """Resolve and read ``file`` (see :func:`read_checkpoint`)."""
-        return read_checkpoint(self.path(file))
 
 
 def read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:

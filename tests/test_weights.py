@@ -46,7 +46,7 @@ def test_local_weights_dir(tmp_path: Path) -> None:
     torch.save(_tiny_sd(), target)
     store = WeightStore(weights_dir=tmp_path)
     assert store.path(FILE) == target
-    model = load_state_dict_strict(Tiny(), store.load(FILE), str(target))
+    model = load_state_dict_strict(Tiny(), read_checkpoint(store.path(FILE)), str(target))
     assert torch.equal(model.fc.weight, _tiny_sd()["fc.weight"])
 
 
@@ -74,7 +74,7 @@ def test_hub_cache_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     store = WeightStore(local_dir=None, cache_dir=cache)
     got = store.path(FILE)
     assert got.resolve() == target.resolve()
-    load_state_dict_strict(Tiny(), store.load(FILE), str(got))
+    load_state_dict_strict(Tiny(), read_checkpoint(store.path(FILE)), str(got))
     pinned = HubFile(FILE.repo_id, FILE.filename, SHA)
     assert store.path(pinned).resolve() == target.resolve()
     # a file the cache does not hold gives a clear, actionable error

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..weights import LIVEPORTRAIT_FILES, HubFile, WeightStore, strip_prefix
+from ..weights import LIVEPORTRAIT_FILES, HubFile, WeightStore, read_checkpoint, strip_prefix
 from ..weights_strict import load_state_dict_strict
 from ..errors import WeightsError
 from .appearance import AppearanceFeatureExtractor
@@ -106,7 +106,7 @@ def load_liveportrait(store: WeightStore, device: torch.device | str = "cpu",
     }
     for name, load in loaders.items():
         path = store.path(files[name])
-        load(store.load(files[name]), str(path))
+        load(read_checkpoint(path), str(path))
     for module in nets.modules():
         module.eval().requires_grad_(False)
     return nets.to(device)
