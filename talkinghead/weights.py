@@ -79,7 +79,7 @@ LIVEPORTRAIT_FILES: dict[str, HubFile] = {
 
 
 class WeightStore:
-    """Resolves :class:`HubFile` entries to local files and reads them.
+    """Resolves :class:`HubFile` entries to local files (read them with :func:`read_checkpoint`).
 
     Args:
         weights_dir: a local folder laid out like the Hub repositories
