@@ -383,6 +383,7 @@ def _pose_tab() -> None:
     preview_inputs = [photo, paste_back, *sliders]
     for slider in sliders:
         slider.release(preview_pose, preview_inputs, preview, api_name=False)
+    paste_back.input(preview_pose, preview_inputs, preview, api_name=False)
     photo.change(preview_pose, preview_inputs, preview, api_name="preview")
     reset.click(neutral_values, None, sliders, api_name=False).then(preview_pose, preview_inputs, preview,
                                                                      api_name=False)

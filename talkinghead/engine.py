@@ -155,8 +155,12 @@ class RenderOptions:
         smoothing: motion smoothing strengths (pose, expression), 0 = off.
         controls: pose/expression controls stacked on every frame (e.g. turn
             the head 10° or add a smile to a driven or generated sequence);
-            None = none.  On video-driven jobs the eye/lip open-ratio controls
-            are not applied (use eye/lip retargeting there).
+            None = none.  The eye/lip open-ratio controls (``eyes_open``,
+            ``lips_open``) add the retargeting MLPs' offsets for the source's
+            ratio + the control to x_d before stitching, on every job; on
+            video-driven jobs they come on top of whatever the driver produced
+            (eye/lip retargeting included) and are scaled by the driving
+            multiplier like the rest of the motion.
         paste_back: paste the face into the photo (output = photo size);
             False outputs the 512×512 face crop.
         batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
@@ -370,20 +374,26 @@ class Engine:
     def _driven_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
                        render: RenderOptions) -> Iterator[np.ndarray]:
         """Relative/absolute transfer of driving batches (smoothed, controls stacked), rendered."""
+        controls, s = render.controls, self.networks.stitching
         animator: Animator | None = None
+        offsets: torch.Tensor | None = None  # (1, 21, 3) eyes_open/lips_open deltas, the same for every frame
         for batch in _smoothed(batches, render.smoothing):
             if animator is None:
                 anchor = batch.motion[0] if options.relative else None
-                animator = Animator(source.info, self.networks.stitching, options, anchor=anchor,
-                                    source_ratios=source.ratios)
-            motion = batch.motion if render.controls is None else apply_controls(batch.motion, render.controls)
+                animator = Animator(source.info, s, options, anchor=anchor, source_ratios=source.ratios)
+                if controls is not None and (controls.eyes_open or controls.lips_open):
+                    with torch.inference_mode():
+                        offsets = retargeting_offsets(s.eye, s.lip, animator.x_s, source.ratios, controls)
+            motion = batch.motion if controls is None else apply_controls(batch.motion, controls)
             with torch.inference_mode():
-                x_d = animator(motion, batch.ratios)
-            yield from self._faces(source, animator.x_s, x_d, render.paste_back)
+                x_d = animator(motion, batch.ratios, offsets)
+            yield from self._faces(source, animator.x_s, x_d, render)
 
-    def _faces(self, source: PreparedSource, x_s: torch.Tensor, x_d: torch.Tensor, paste: bool) -> Iterator[np.ndarray]:
+    def _faces(self, source: PreparedSource, x_s: torch.Tensor, x_d: torch.Tensor,
+               render: RenderOptions) -> Iterator[np.ndarray]:
+        """Render x_d on the source and post-process each face: paste-back (and, later, enhancement)."""
         for face in self.renderer.render(source.feature_3d, x_s, x_d):
-            yield paste_face(source.image, face, source.crop.M_c2o) if paste else face
+            yield paste_face(source.image, face, source.crop.M_c2o) if render.paste_back else face
 
     def _batch_size(self, render: RenderOptions) -> int:
         return render.batch_size or (8 if self.device.type == "cuda" else 1)
@@ -424,7 +434,7 @@ class Engine:
                     offsets = retargeting_offsets(self.networks.stitching.eye, self.networks.stitching.lip,
                                                   x_s, source.ratios, chunk_controls)
                     x_d = keypoints_from_motion(apply_controls(chunk, chunk_controls), source.info, stitch_mlp, offsets)
-                yield from self._faces(source, x_s, x_d, render.paste_back)
+                yield from self._faces(source, x_s, x_d, render)
 
         return VideoJob(frames=frames(), fps=fps, n_frames=motion.batch_size, audio=audio, motion=motion)
 

@@ -77,6 +77,25 @@ def test_preview_and_pose_path_endpoints(client: Client) -> None:
     assert _video_frames(_video_path(result))[:2] == (1, (512, 512))
 
 
+def test_pose_preview_refreshes_on_sliders_paste_back_photo_and_reset() -> None:
+    """The pose tab's event wiring, read from the app built in-process (no server, nothing rendered)."""
+    pytest.importorskip("gradio")
+    import app
+
+    demo = app.build_app()
+
+    def events(fn) -> set[tuple[str, str, str]]:
+        """(component type, label or button text, event) of what triggers ``fn``; a .then() step: its first step's."""
+        if fn.targets == [(None, "then")]:
+            return events(demo.fns[fn.trigger_after])
+        blocks = [(demo.blocks[block_id], event) for block_id, event in fn.targets]
+        return {(type(b).__name__, b.label or b.value, event) for b, event in blocks}
+
+    triggers = set().union(*(events(fn) for fn in demo.fns.values() if fn.name == "preview_pose"))
+    assert {("Checkbox", "Paste back", "input"), ("Image", "Photo", "change"), ("Slider", "yaw (degrees)", "release"),
+            ("Button", "Reset", "click")} <= triggers
+
+
 @pytest.mark.parametrize("api_name, args, message", [
     ("/audio", lambda: _audio_args(IMAGES / "coffee_noface.png", AUDIO / "espeak_en_us.wav"), "no face found"),
     ("/audio", lambda: _audio_args(IMAGES / "astronaut.png", AUDIO / "dt_german1.wav"), f"at most {APP_MAX_AUDIO_S:g} s"),

@@ -168,7 +168,8 @@ class Animator:
             x_d = x_d + retargeting_delta(self.networks.lip, self.x_s, ratios)
         return x_d
 
-    def __call__(self, driving: MotionFrame, driving_ratios: EyeLipRatios | None = None) -> torch.Tensor:
+    def __call__(self, driving: MotionFrame, driving_ratios: EyeLipRatios | None = None,
+                 offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Final driven keypoints for B driving frames (spec §8).
 
         Args:
@@ -176,6 +177,13 @@ class Animator:
                 the source).
             driving_ratios: (B) eye/lip ratios of the driving frames; needed
                 only with eye/lip retargeting.
+            offsets: (B or 1, 21, 3) keypoint offsets in normalised units
+                (e.g. the eye/lip deltas of the ``eyes_open``/``lips_open``
+                controls, :func:`talkinghead.motion.controls.retargeting_offsets`),
+                added to x_d after the transfer and any eye/lip retargeting and
+                before stitching, lip normalisation and the driving multiplier
+                (spec §6, §8: retargeting deltas come before stitching, as in
+                :func:`keypoints_from_motion`); None adds nothing.
 
         Returns:
             (B, 21, 3) keypoints x_d to warp the source to.
@@ -189,6 +197,8 @@ class Animator:
             x_d = self.retargeted_keypoints(driving, driving_ratios)
         else:
             x_d = self.driven_keypoints(driving)
+        if offsets is not None:
+            x_d = x_d + offsets
         if self.options.stitching:
             x_d = stitch(self.networks.stitching, self.x_s, x_d)
         if self.lip_normalization is not None:
