@@ -18,6 +18,10 @@ Settings (environment variables):
   landmark detector.
 * ``TALKINGHEAD_MAX_AUDIO_S`` — longest speech clip accepted, seconds
   (default 60 on CPU, 300 on GPU).
+* ``TALKINGHEAD_STREAM_SEGMENT_FRAMES`` — frames per video segment of the
+  audio tab's live preview (default 10: 0.4 s at 25 fps, one online window of
+  motion).  The live preview needs FFmpeg's ``ffmpeg`` and ``ffprobe`` on
+  ``PATH`` (Gradio re-muxes each segment for the browser).
 
 Engine loading: the networks are loaded once, in a background thread started
 at launch, so the page is served at once (loading takes ~10 s on a CPU, more
@@ -29,8 +33,11 @@ before the server starts, and GPU work runs under ``spaces.GPU`` (ZeroGPU).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
+import inspect
+import itertools
 import logging
 import os
 import shutil
@@ -39,24 +46,26 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
 
 import gradio as gr
 import numpy as np
 
 from talkinghead.drivers.audio.condition import EMOTIONS
-from talkinghead.drivers.audio.driver import AudioDriverOptions
+from talkinghead.drivers.audio.driver import AudioDriver, AudioDriverOptions
 from talkinghead.drivers.audio.postprocess import PostprocessOptions
 from talkinghead.engine import AudioJobOptions, Engine, PreparedSource, RenderOptions, resolve_device
+from talkinghead.enhance import EnhanceOptions
 from talkinghead.errors import TalkingHeadError
 from talkinghead.media.audio import probe_audio
+from talkinghead.media.video import AudioSource, VideoWriter
 from talkinghead.motion.action_units import ACTION_UNITS, au_controls
 from talkinghead.motion.animate import AnimationOptions
 from talkinghead.motion.controls import CONTROL_SPECS, Controls
 from talkinghead.motion.curves import motion_curves, plot_curves
 from talkinghead.motion.keyframes import parse_keyframes
 from talkinghead.motion.smoothing import SmoothingOptions
-from talkinghead.weights import DITTO_FILES, LIVEPORTRAIT_FILES, WeightStore
+from talkinghead.weights import DITTO_FILES, ENHANCE_FILES, LIVEPORTRAIT_FILES, WeightStore
 
 log = logging.getLogger("talkinghead.app")
 
@@ -68,6 +77,8 @@ MAX_AUDIO_S = float(os.environ.get("TALKINGHEAD_MAX_AUDIO_S") or (300 if DEVICE.
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
 OUTPUT_TTL_S = 600.0
 """Per-request output folders older than this (seconds) are deleted; Gradio keeps its own copy of results."""
+STREAM_SEGMENT_FRAMES = int(os.environ.get("TALKINGHEAD_STREAM_SEGMENT_FRAMES") or 10)
+"""Frames per segment of the live preview: 10 = 0.4 s at 25 fps, what one online window of motion adds."""
 SOURCE_CACHE_SIZE = 4
 """Prepared photos kept in memory (keyed by file content), so slider previews run only W + G."""
 
@@ -90,14 +101,32 @@ def _gpu(fn: F) -> F:
     return spaces.GPU(duration=120)(fn)
 
 
+@contextlib.contextmanager
+def _as_gr_error() -> Iterator[None]:
+    """Re-raise the engine's one-line user errors (TalkingHeadError) as ``gr.Error``."""
+    try:
+        yield
+    except TalkingHeadError as e:
+        raise gr.Error(str(e)) from e
+
+
 def _user_errors(fn: F) -> F:
-    """Turn the engine's one-line user errors into ``gr.Error`` messages shown in the UI/API."""
+    """Turn the engine's one-line user errors into ``gr.Error`` messages shown in the UI/API.
+
+    A generator handler (a streaming output) stays a generator function, as
+    Gradio requires, and its errors while iterating are turned too.
+    """
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with _as_gr_error():
+                yield from fn(*args, **kwargs)
+        return generator  # type: ignore[return-value]
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with _as_gr_error():
             return fn(*args, **kwargs)
-        except TalkingHeadError as e:
-            raise gr.Error(str(e)) from e
     return wrapper  # type: ignore[return-value]
 
 
@@ -135,9 +164,13 @@ ENGINE = EngineLoader(WEIGHTS_DIR, str(DEVICE))
 
 
 def preload_hub_weights() -> None:
-    """Download every checkpoint into the Hub cache (Spaces start-up), so the first request does not wait for it."""
+    """Download the checkpoints into the Hub cache (Spaces start-up), so the first request does not wait for them.
+
+    All but CodeFormer's (non-commercial, fetched only if someone picks it).
+    """
     store = WeightStore(WEIGHTS_DIR)
-    for file in [*LIVEPORTRAIT_FILES.values(), *DITTO_FILES.values()]:
+    enhancers = [ENHANCE_FILES["gfpgan"], ENHANCE_FILES["realesrgan_x2"]]
+    for file in [*LIVEPORTRAIT_FILES.values(), *DITTO_FILES.values(), *enhancers]:
         store.path(file)
 
 
@@ -208,20 +241,38 @@ def _check_audio_length(audio: str) -> None:
                        f"(TALKINGHEAD_MAX_AUDIO_S): trim it or use the command line")
 
 
+def _enhance(restorer: str, weight: float, upscale: str) -> EnhanceOptions:
+    """The "Enhance" inputs (restorer name, blend weight, "1x"/"2x") as EnhanceOptions."""
+    return EnhanceOptions(restorer=restorer, weight=weight, upscale=2 if upscale == "2x" else 1)
+
+
 # ------------------------------------------------------------------------- jobs
-@_gpu
-@_user_errors
-def generate_audio(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
-                   pose_blend: float, expression_scale: float, blink: bool, emotion: str, steps: float,
-                   seed: float, smoothing: float, paste_back: bool, max_frames: float,
-                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, Any]:
-    """Photo + speech → talking video (25 fps, the speech as its sound) and the motion-curve plot."""
+class AudioRequest(NamedTuple):
+    """What the audio tab's inputs ask for: the engine, the prepared photo, the speech file and the job options."""
+
+    engine: Engine
+    source: PreparedSource
+    audio: str
+    options: AudioJobOptions
+    render: RenderOptions
+
+
+def _audio_request(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
+                  pose_blend: float, expression_scale: float, blink: bool, emotion: str, steps: float,
+                  seed: float, smoothing: float, paste_back: bool, max_frames: float,
+                  restorer: str, enhance_weight: float, upscale: str) -> AudioRequest:
+    """The audio tab's inputs, checked, as an :class:`AudioRequest` (shared by Generate and Live preview).
+
+    Raises:
+        gr.Error: no photo or speech (or no reference clip when asked to
+            follow one); speech longer than MAX_AUDIO_S.
+        MediaError, NoFaceError: unreadable photo, or no face in it.
+    """
     photo, audio = _required(photo, "photo"), _required(audio, "audio")
     _check_audio_length(audio)
     if head_motion == "from a reference clip":
         _required(reference_clip, "reference clip")
     engine = ENGINE.get()
-    source = SOURCES.get(engine, photo)
     options = AudioJobOptions(
         driver=AudioDriverOptions(steps=int(steps), seed=int(seed), emotion=emotion,
                                   post=PostprocessOptions(drive_eyes=blink)),
@@ -230,7 +281,22 @@ def generate_audio(photo: str | None, audio: str | None, head_motion: str, refer
         pose_from_landmarks=landmarks_for(reference_clip), pose_blend=pose_blend,
     )
     render = RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing),
-                           paste_back=paste_back, max_frames=_max_frames(max_frames))
+                           paste_back=paste_back, max_frames=_max_frames(max_frames),
+                           enhance=_enhance(restorer, enhance_weight, upscale))
+    return AudioRequest(engine, SOURCES.get(engine, photo), audio, options, render)
+
+
+@_gpu
+@_user_errors
+def generate_audio(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
+                   pose_blend: float, expression_scale: float, blink: bool, emotion: str, steps: float,
+                   seed: float, smoothing: float, paste_back: bool, max_frames: float,
+                   restorer: str = "none", enhance_weight: float = 1.0, upscale: str = "1x",
+                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, Any]:
+    """Photo + speech → talking video (25 fps, the speech as its sound) and the motion-curve plot."""
+    engine, source, audio, options, render = _audio_request(
+        photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blink, emotion, steps, seed,
+        smoothing, paste_back, max_frames, restorer, enhance_weight, upscale)
     job = engine.animate_audio(source, audio, options, render, progress=True)
     figure = plot_curves(motion_curves(job.motion, source.info.motion), fps=job.fps)
     return str(engine.write_video(job, output_path("talking.mp4"), progress=True)), figure
@@ -238,17 +304,96 @@ def generate_audio(photo: str | None, audio: str | None, head_motion: str, refer
 
 @_gpu
 @_user_errors
+def stream_audio(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
+                 pose_blend: float, expression_scale: float, blink: bool, emotion: str, steps: float,
+                 seed: float, smoothing: float, paste_back: bool, max_frames: float,
+                 restorer: str = "none", enhance_weight: float = 1.0, upscale: str = "1x") -> Iterator[str]:
+    """Photo + speech → the talking video as it renders: MP4 segments of STREAM_SEGMENT_FRAMES frames (25 fps).
+
+    Frames come from :meth:`Engine.stream_audio` (Ditto's online windows,
+    the first after about 0.9 s of speech); each segment carries its own
+    slice of the speech as sound, so Gradio's streaming video plays in sync.
+    Same inputs, checks and errors as :func:`generate_audio`.
+
+    Raises:
+        gr.Error: as :func:`_audio_request`; FFmpeg's ``ffmpeg``/``ffprobe`` are not on PATH.
+    """
+    _require_ffmpeg()
+    engine, source, audio, options, render = _audio_request(
+        photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blink, emotion, steps, seed,
+        smoothing, paste_back, max_frames, restorer, enhance_weight, upscale)
+    frames = engine.stream_audio(source, audio, options, render)
+    yield from write_segments(frames, audio, output_path("live.mp4"), AudioDriver.fps, STREAM_SEGMENT_FRAMES)
+
+
+def _require_ffmpeg() -> None:
+    """Raises gr.Error unless ``ffmpeg`` and ``ffprobe`` are on PATH (Gradio's streaming video re-muxes with them)."""
+    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if missing:
+        raise gr.Error(f"the live preview needs FFmpeg ({' and '.join(missing)} not found on PATH): "
+                       "install FFmpeg, or use Generate")
+
+
+def write_segments(frames: Iterable[np.ndarray], audio: str, path: Path, fps: float,
+                   frames_per_segment: int) -> Iterator[str]:
+    """Write frames as consecutive short MP4 files, each with its slice of ``audio`` as sound, yielding each path.
+
+    Segment ``i`` holds frames ``i·n .. i·n + n - 1`` (n = ``frames_per_segment``;
+    the last may hold fewer) and the speech from ``i·n / fps`` seconds for
+    ``n / fps`` seconds (H.264 + AAC, see :class:`VideoWriter`), and is named
+    ``<path stem>_<i>.mp4`` next to ``path``.  A segment is written as soon
+    as its frames have arrived.
+
+    Args:
+        frames: (H, W, 3) uint8 RGB frames, all one size.
+        audio: the speech file the frames were made from.
+        path: where the segments go (its folder must exist; its stem names them).
+        fps: frame rate, Hz.
+        frames_per_segment: n, >= 1.
+
+    Raises:
+        MediaError: the speech file cannot be read, or ends before a segment starts.
+    """
+    frames = iter(frames)
+    duration_s = frames_per_segment / fps
+    for index in itertools.count():
+        batch = list(itertools.islice(frames, frames_per_segment))
+        if not batch:
+            return
+        segment = path.with_name(f"{path.stem}_{index:04d}.mp4")
+        sound = AudioSource(audio, start_s=index * duration_s, duration_s=duration_s)
+        with VideoWriter(segment, fps, audio=sound) as writer:
+            for frame in batch:
+                writer.write(frame)
+        yield str(segment)
+
+
+@_gpu
+@_user_errors
 def generate_video(photo: str | None, driving: str | None, relative: bool, stitching: bool, paste_back: bool,
                    multiplier: float, region: str, smoothing: float, max_frames: float,
-                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
-    """Photo + driving video → the photo animated with the driving motion (the clip's fps and sound)."""
-    photo, driving = _required(photo, "photo"), _required(driving, "driving video")
+                   source_video: str | None = None, restorer: str = "none", enhance_weight: float = 1.0,
+                   upscale: str = "1x", progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
+    """Photo (or a source video) + driving video → animated with the driving motion (the clip's fps and sound).
+
+    A source video, when given, is used instead of the photo: each of its
+    frames is re-animated by the matching driving frame (video-to-video).
+    """
+    if photo is None and source_video is None:
+        raise gr.Error("no photo given: upload a photo, or a source video to re-animate")
+    driving = _required(driving, "driving video")
     engine = ENGINE.get()
-    source = SOURCES.get(engine, photo)
     options = AnimationOptions(relative=relative, stitching=stitching, region=region, driving_multiplier=multiplier)
     render = RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing),
-                           paste_back=paste_back, max_frames=_max_frames(max_frames))
-    job = engine.animate_video(source, driving, options, render, driving_landmarks=landmarks_for(driving))
+                           paste_back=paste_back, max_frames=_max_frames(max_frames),
+                           enhance=_enhance(restorer, enhance_weight, upscale))
+    if source_video is not None:
+        job = engine.animate_source_video(source_video, driving, options, render,
+                                          source_landmarks=landmarks_for(source_video),
+                                          driving_landmarks=landmarks_for(driving))
+    else:
+        job = engine.animate_video(SOURCES.get(engine, photo), driving, options, render,
+                                   driving_landmarks=landmarks_for(driving))
     return str(engine.write_video(job, output_path("driven.mp4"), progress=True))
 
 
@@ -261,23 +406,27 @@ def _controls(values: tuple[float, ...]) -> Controls:
 
 @_gpu
 @_user_errors
-def preview_pose(photo: str | None, paste_back: bool, *values: float) -> np.ndarray | None:
+def preview_pose(photo: str | None, paste_back: bool, restorer: str, enhance_weight: float, upscale: str,
+                 *values: float) -> np.ndarray | None:
     """The photo with the sliders' controls applied (one W + G pass; the photo's F and M are cached)."""
     if photo is None:
         return None
     engine = ENGINE.get()
-    return engine.still_image(SOURCES.get(engine, photo), _controls(values), paste_back=paste_back)
+    return engine.still_image(SOURCES.get(engine, photo), _controls(values), paste_back=paste_back,
+                              enhance=_enhance(restorer, enhance_weight, upscale))
 
 
 @_gpu
 @_user_errors
 def render_pose_path(photo: str | None, keyframes: str, paste_back: bool, max_frames: float,
+                     restorer: str = "none", enhance_weight: float = 1.0, upscale: str = "1x",
                      progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
     """Photo + keyframes (JSON text, format of talkinghead.motion.keyframes) → video along the pose path."""
     photo = _required(photo, "photo")
     track = parse_keyframes(keyframes, "the keyframes box")
     engine = ENGINE.get()
-    render = RenderOptions(paste_back=paste_back, max_frames=_max_frames(max_frames))
+    render = RenderOptions(paste_back=paste_back, max_frames=_max_frames(max_frames),
+                           enhance=_enhance(restorer, enhance_weight, upscale))
     job = engine.animate_keyframes(SOURCES.get(engine, photo), track, render)
     return str(engine.write_video(job, output_path("pose_path.mp4"), progress=True))
 
@@ -299,6 +448,16 @@ def _max_frames_input() -> gr.Number:
 
 def _smoothing_input() -> gr.Slider:
     return gr.Slider(0, 1, value=0, step=0.05, label="Smoothing (0 = off)")
+
+
+def _enhance_inputs() -> list[gr.components.Component]:
+    """Face restoration (restorer, blend weight) and 2x super-resolution, in a closed accordion."""
+    with gr.Accordion("Enhance: face restoration, 2x upscale", open=False):
+        restorer = gr.Radio([("off", "none"), ("GFPGAN v1.4", "gfpgan"), ("CodeFormer (non-commercial)", "codeformer")],
+                            value="none", label="Face restoration (weights fetched on first use)")
+        weight = gr.Slider(0, 1, value=1, step=0.05, label="Restoration strength (0 = rendered face, 1 = restored)")
+        upscale = gr.Radio(["1x", "2x"], value="1x", label="Upscale (Real-ESRGAN x2plus)")
+    return [restorer, weight, upscale]
 
 
 def _example(*names: str) -> list[list[str]]:
@@ -324,22 +483,29 @@ def _audio_tab() -> None:
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 smoothing = _smoothing_input()
                 paste_back = gr.Checkbox(value=True, label="Paste back into the photo")
+            enhance = _enhance_inputs()
             max_frames = _max_frames_input()
-            button = gr.Button("Generate", variant="primary")
+            with gr.Row():
+                button = gr.Button("Generate", variant="primary")
+                live_button = gr.Button("Live preview (streams as it renders)")
         with gr.Column():
             video = gr.Video(label="Talking video")
             plot = gr.Plot(label="Motion curves")
+            live = gr.Video(label="Live preview", streaming=True, autoplay=True)
     gr.Markdown(f"Speech up to {MAX_AUDIO_S:g} s (`TALKINGHEAD_MAX_AUDIO_S`).")
     gr.Examples(_example("astronaut.png", "speech_en.wav"), inputs=[photo, audio])
-    button.click(generate_audio, [photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blink,
-                                  emotion, steps, seed, smoothing, paste_back, max_frames], [video, plot],
-                 api_name="audio")
+    inputs = [photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blink, emotion, steps, seed,
+              smoothing, paste_back, max_frames, *enhance]
+    button.click(generate_audio, inputs, [video, plot], api_name="audio")
+    live_button.click(stream_audio, inputs, live, api_name="audio_stream")
 
 
 def _video_tab() -> None:
     with gr.Row():
         with gr.Column():
-            photo = _photo_input()
+            with gr.Row():
+                photo = _photo_input()
+                source_video = gr.Video(label="Source video (optional: re-animated instead of the photo)", height=320)
             driving = gr.Video(label="Driving video")
             with gr.Row():
                 relative = gr.Checkbox(value=True, label="Relative motion")
@@ -349,12 +515,13 @@ def _video_tab() -> None:
             region = gr.Radio([("all", "all"), ("expression", "exp"), ("pose", "pose"), ("lips", "lip"),
                                ("eyes", "eyes")], value="all", label="Region")
             smoothing = _smoothing_input()
+            enhance = _enhance_inputs()
             max_frames = _max_frames_input()
             button = gr.Button("Generate", variant="primary")
         video = gr.Video(label="Result")
     gr.Examples(_example("astronaut.png", "driving_d0.mp4"), inputs=[photo, driving])
     button.click(generate_video, [photo, driving, relative, stitching, paste_back, multiplier, region, smoothing,
-                                  max_frames], video, api_name="video")
+                                  max_frames, source_video, *enhance], video, api_name="video")
 
 
 def _slider(name: str) -> gr.Slider:
@@ -368,6 +535,7 @@ def _pose_tab() -> None:
         with gr.Column():
             photo = _photo_input()
             paste_back = gr.Checkbox(value=True, label="Paste back")
+            enhance = _enhance_inputs()
             sliders = [_slider(name) for name in CONTROL_SPECS]
             with gr.Accordion("Action units (FACS)", open=False):
                 sliders += [gr.Slider(0, 1, value=0, step=0.05, label=f"{au} {name}")
@@ -380,14 +548,15 @@ def _pose_tab() -> None:
             button = gr.Button("Render a pose path", variant="primary")
             video = gr.Video(label="Pose path", elem_id="pose-path-video")
     gr.Examples(_example("astronaut.png"), inputs=[photo])
-    preview_inputs = [photo, paste_back, *sliders]
+    preview_inputs = [photo, paste_back, *enhance, *sliders]
     for slider in sliders:
         slider.release(preview_pose, preview_inputs, preview, api_name=False)
-    paste_back.input(preview_pose, preview_inputs, preview, api_name=False)
+    for option in (paste_back, *enhance):
+        option.input(preview_pose, preview_inputs, preview, api_name=False)
     photo.change(preview_pose, preview_inputs, preview, api_name="preview")
     reset.click(neutral_values, None, sliders, api_name=False).then(preview_pose, preview_inputs, preview,
                                                                      api_name=False)
-    button.click(render_pose_path, [photo, keyframes, paste_back, max_frames], video, api_name="pose_path")
+    button.click(render_pose_path, [photo, keyframes, paste_back, max_frames, *enhance], video, api_name="pose_path")
 
 
 def build_app() -> gr.Blocks:

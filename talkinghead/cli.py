@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m talkinghead video --source PHOTO --driving CLIP --out OUT.mp4 [options]
+    python -m talkinghead video --source PHOTO|VIDEO --driving CLIP --out OUT.mp4 [options]
     python -m talkinghead audio --source PHOTO --audio SPEECH --out OUT.mp4 [options]
     python -m talkinghead pose  --source PHOTO (--keyframes FILE.json --out OUT.mp4 | --still OUT.png) [--yaw 15 --smile 0.5 …]
 
@@ -40,7 +40,10 @@ def _au(text: str) -> tuple[str, float]:
 
 def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     """Options every job shares: source photo, output, weights, device, rendering, controls."""
-    p.add_argument("--source", required=True, help="portrait photo (jpg/png/webp…)")
+    p.add_argument("--source", required=True,
+                   help="portrait photo (jpg/png/webp…); `video` also takes a video of a face (any file FFmpeg reads "
+                        "as a video of more than one frame), re-animated frame by frame, with --source-landmarks "
+                        "then holding the landmarks of every frame")
     p.add_argument("--out", required=out_required, help="output video file (.mp4)")
     p.add_argument("--source-landmarks", metavar="FILE.json",
                    help="precomputed 68-point landmarks of the photo (format of shared/testdata/landmarks); default: detect with face-alignment")
@@ -57,7 +60,23 @@ def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     p.add_argument("--smooth-expression", type=float, default=None, metavar="S",
                    help="expression smoothing strength 0..1 (default: same as --smooth)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_enhance(p)
     _add_controls(p)
+
+
+def _add_enhance(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("face restoration and super-resolution")
+    group.add_argument("--enhance", choices=("none", "gfpgan", "codeformer"), default="none",
+                       help="restore the rendered face before paste-back: gfpgan = GFPGAN v1.4 (Apache-2.0), "
+                            "codeformer = CodeFormer (NTU S-Lab licence: non-commercial use only); default none")
+    group.add_argument("--enhance-weight", type=float, default=1.0, metavar="W",
+                       help="blend of restored and rendered face, 0 = off .. 1 = fully restored (default 1)")
+    group.add_argument("--fidelity", type=float, default=0.5, metavar="F",
+                       help="CodeFormer only: 0 = stronger restoration .. 1 = closer to the rendered face (default 0.5)")
+    group.add_argument("--upscale", type=int, choices=(1, 2), default=1,
+                       help="2 = upscale every output frame 2x with Real-ESRGAN x2plus (default 1 = off)")
+    group.add_argument("--tile", type=int, default=256, metavar="PX",
+                       help="tile side in pixels for --upscale 2, bounding GPU memory (0 = whole frame; default 256)")
 
 
 def _add_controls(p: argparse.ArgumentParser) -> None:
@@ -147,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _render_options(args: argparse.Namespace):
     from .engine import RenderOptions
+    from .enhance.options import EnhanceOptions
     from .motion.action_units import au_controls
     from .motion.controls import CONTROL_SPECS, Controls
     from .motion.smoothing import SmoothingOptions
@@ -156,14 +176,21 @@ def _render_options(args: argparse.Namespace):
     if args.au:
         controls = au_controls(dict(args.au), base=controls or Controls())
     expression = args.smooth if args.smooth_expression is None else args.smooth_expression
+    enhance = EnhanceOptions(restorer=args.enhance, weight=args.enhance_weight, fidelity=args.fidelity,
+                             upscale=args.upscale, tile=args.tile)
     return RenderOptions(smoothing=SmoothingOptions(pose=args.smooth, expression=expression), controls=controls,
-                         paste_back=args.paste_back, batch_size=args.batch_size, max_frames=args.max_frames)
+                         paste_back=args.paste_back, batch_size=args.batch_size, max_frames=args.max_frames,
+                         enhance=enhance)
+
+
+def _engine(args: argparse.Namespace):
+    from .engine import Engine
+
+    return Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet)
 
 
 def _engine_and_source(args: argparse.Namespace):
-    from .engine import Engine
-
-    engine = Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet)
+    engine = _engine(args)
     return engine, engine.prepare_source(args.source, landmarks=args.source_landmarks)
 
 
@@ -180,6 +207,17 @@ def _write(engine, job, args: argparse.Namespace) -> None:
         print(f"wrote {args.out} ({job.n_frames} frames, {job.fps:g} fps)", file=sys.stderr)
 
 
+def _is_video(path: str) -> bool:
+    """Whether ``path`` is a video (PyAV reads it as one, with more than one frame) rather than a photo."""
+    from .errors import MediaError
+    from .media.video import probe_video
+
+    try:
+        return probe_video(path).n_frames > 1
+    except MediaError:
+        return False
+
+
 def _run_video(args: argparse.Namespace) -> None:
     from .media.video import probe_video
     from .motion.animate import AnimationOptions
@@ -191,7 +229,11 @@ def _run_video(args: argparse.Namespace) -> None:
         expression_friendly=args.expression_friendly, driving_multiplier=args.driving_multiplier,
     )
     render = _render_options(args)
-    engine, source = _engine_and_source(args)
+    source_video = _is_video(args.source)
+    if source_video and args.motion:
+        raise TalkingHeadError(f"--source {args.source} is a video: re-animating a video needs --driving CLIP, not --motion")
+    engine = _engine(args)
+    source = None if source_video else engine.prepare_source(args.source, landmarks=args.source_landmarks)
     if args.motion:
         saved = load_motion(args.motion)
         job = engine.animate_driving_motion(source, saved.motion, saved.fps, options, render)
@@ -201,8 +243,12 @@ def _run_video(args: argparse.Namespace) -> None:
                                            max_frames=args.max_frames, crop=args.crop_driving)
             _make_parent(args.save_motion)
             save_motion(args.save_motion, MotionFile(motion.to("cpu"), probe_video(args.driving).fps))
-        job = engine.animate_video(source, args.driving, options, render,
-                                   driving_landmarks=args.driving_landmarks, crop_driving=args.crop_driving)
+        driving = {"driving_landmarks": args.driving_landmarks, "crop_driving": args.crop_driving}
+        if source is None:
+            job = engine.animate_source_video(args.source, args.driving, options, render,
+                                              source_landmarks=args.source_landmarks, **driving)
+        else:
+            job = engine.animate_video(source, args.driving, options, render, **driving)
     _write(engine, job, args)
 
 
@@ -239,7 +285,8 @@ def _run_pose(args: argparse.Namespace) -> None:
     engine, source = _engine_and_source(args)
     if track is None:
         _make_parent(args.still)
-        save_image(args.still, engine.still_image(source, render.controls or Controls(), paste_back=args.paste_back))
+        save_image(args.still, engine.still_image(source, render.controls or Controls(), paste_back=args.paste_back,
+                                                  enhance=render.enhance))
         if not args.quiet:
             print(f"wrote {args.still}", file=sys.stderr)
         return

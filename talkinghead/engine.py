@@ -4,7 +4,11 @@ Data flow of the video-driven job (each arrow a stage of the package)::
 
     photo ─ media.image ─ face (landmarks, crop) ─ M, F ─┐
     clip ── media.video ─ drivers.video (crop, M) ───────┴─ motion.animate ─ render (W, G)
-          ─ face.paste (paste-back) ─ media.video (H.264 + audio)
+          ─ enhance (face restoration) ─ face.paste (paste-back) ─ enhance (2× upscale)
+          ─ media.video (H.264 + audio)
+
+A source *video* (:meth:`Engine.animate_source_video`) takes the photo's
+place frame by frame.
 
 Frames are streamed end to end: memory does not grow with the clip length.
 
@@ -22,12 +26,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import itertools
+import math
 import os
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -37,14 +43,15 @@ from .drivers.audio.driver import AudioDriver, AudioDriverOptions, window_count
 from .drivers.audio.features import frame_count
 from .drivers.audio.hubert import OnnxAudioEncoder
 from .drivers.audio.stream import iter_audio_chunks, stream_motion
-from .drivers.video import CropMode, DrivingBatch, VideoDriver, ratios_from_landmarks
+from .drivers.video import CropMode, DrivingBatch, VideoDriver, fill_missing, ratios_from_landmarks
+from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
 from .errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
 from .face.crop import FaceCrop, crop_face, transform_points
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
 from .face.paste import paste_back as paste_face
 from .media.audio import load_audio
 from .media.image import limit_size, load_image
-from .media.video import AudioSource, VideoWriter
+from .media.video import AudioSource, VideoInfo, VideoReader, VideoWriter, probe_video
 from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
 from .models.lmdm import LMDM
@@ -165,6 +172,10 @@ class RenderOptions:
             False outputs the 512×512 face crop.
         batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
         max_frames: render at most this many frames.
+        enhance: face restoration of each rendered 512 crop before
+            paste-back (GFPGAN v1.4 / CodeFormer, blend weight) and 2×
+            super-resolution of each output frame (Real-ESRGAN x2plus);
+            default off.  Their weights are fetched on first use.
     """
 
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
@@ -172,6 +183,7 @@ class RenderOptions:
     paste_back: bool = True
     batch_size: int | None = None
     max_frames: int | None = None
+    enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
 
 
 def _smoothed(batches: Iterable[DrivingBatch], options: SmoothingOptions) -> Iterator[DrivingBatch]:
@@ -220,6 +232,63 @@ def _scale_points(points: np.ndarray, before: tuple[int, int], after: tuple[int,
     return ((points + 0.5) * np.array([sx, sy], dtype=np.float32) - 0.5).astype(np.float32)
 
 
+def _single_frames(batches: Iterable[DrivingBatch]) -> Iterator[DrivingBatch]:
+    """Driving batches split into batches of one frame (eye/lip ratios split alike)."""
+    for batch in batches:
+        for i in range(batch.motion.batch_size):
+            ratios = None if batch.ratios is None else EyeLipRatios(eye=batch.ratios.eye[i:i + 1],
+                                                                    lip=batch.ratios.lip[i:i + 1])
+            yield DrivingBatch(batch.motion[i], ratios)
+
+
+def _exact_rate(fps: float) -> Fraction:
+    """A frame rate in Hz as an exact fraction (29.97002997… → 30000/1001)."""
+    return Fraction(fps).limit_denominator(1001 * 1000)
+
+
+def _frames_at_rate(info: VideoInfo, fps: float) -> int:
+    """Frames :class:`VideoReader` yields for a constant-rate clip read at ``fps`` Hz (ticks up to the end of its last frame)."""
+    return math.ceil(info.n_frames * _exact_rate(fps) / _exact_rate(info.fps))
+
+
+def _decoded_indices(clip_fps: float, fps: float) -> Iterator[int]:
+    """Decoded-frame index shown at each tick of a constant-rate clip read at ``fps`` Hz.
+
+    Tick i (time i/fps from the first frame) shows the latest frame at or
+    before it, ⌊i·clip_fps/fps⌋ — :class:`VideoReader`'s resampling rule;
+    per-frame landmark files are indexed by decoded frame.
+    """
+    step = _exact_rate(clip_fps) / _exact_rate(fps)
+    return (math.floor(i * step) for i in itertools.count())
+
+
+def _driving_audio(driver: VideoDriver) -> AudioSource | None:
+    """The driving clip's audio track cut to the driver's frames, or None when the clip has none."""
+    return AudioSource(driver.path, duration_s=driver.n_frames / driver.fps) if driver.has_audio else None
+
+
+@dataclass(frozen=True)
+class _DrivenKeypoints:
+    """x_d of driving batches on one source: the animator plus ``RenderOptions.controls``.
+
+    Attributes:
+        animator: transfer (relative to its anchor, or absolute) on the source.
+        controls: pose/expression controls stacked on every driving frame, or None.
+        offsets: (1, 21, 3) eyes_open/lips_open retargeting offsets of
+            ``controls`` (added before stitching), or None when both are 0.
+    """
+
+    animator: Animator
+    controls: Controls | None
+    offsets: torch.Tensor | None
+
+    def __call__(self, batch: DrivingBatch) -> torch.Tensor:
+        """(B, 21, 3) driven keypoints for a (B) driving batch."""
+        motion = batch.motion if self.controls is None else apply_controls(batch.motion, self.controls)
+        with torch.inference_mode():
+            return self.animator(motion, batch.ratios, self.offsets)
+
+
 class Engine:
     """Loads the networks once and runs jobs with them.
 
@@ -240,6 +309,8 @@ class Engine:
         self.store = store or WeightStore()
         self._audio_driver: AudioDriver | None = None
         self._eye_provider: EyeConditionProvider | None = None
+        self._restorers: dict[str, FaceRestorer] = {}
+        self._upscaler: Upscaler | None = None
 
     @classmethod
     def from_pretrained(cls, weights: str | os.PathLike | None = None, device: str | torch.device = "auto",
@@ -299,9 +370,14 @@ class Engine:
         if points is None:
             name = image if not isinstance(image, np.ndarray) else "the photo"
             raise NoFaceError(f"no face found in {name}: use a photo where one face is clearly visible (frontal or slightly turned, not tiny)")
-        limited = limit_size(original)
-        if limited.shape[:2] != original.shape[:2]:
-            points = _scale_points(points, original.shape[:2], limited.shape[:2])
+        return self._prepare_image(original, points)
+
+    @torch.inference_mode()
+    def _prepare_image(self, image: np.ndarray, points: np.ndarray) -> PreparedSource:
+        """(H, W, 3) uint8 RGB image + its (68, 2) landmarks (pixels) → size rule, LivePortrait crop, M, F, eye/lip ratios."""
+        limited = limit_size(image)
+        if limited.shape[:2] != image.shape[:2]:
+            points = _scale_points(points, image.shape[:2], limited.shape[:2])
         crop = crop_face(limited, points)
         raw = {k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()}
         return PreparedSource(
@@ -338,16 +414,107 @@ class Engine:
         Raises:
             MediaError: the driving file is missing or not a video.
         """
-        needs_landmarks = crop_driving != "off" or options.retargeting
-        driver = VideoDriver(
-            driving, self.networks.motion,
-            landmarks=self._provider(driving_landmarks) if needs_landmarks else None,
-            crop=crop_driving, max_frames=render.max_frames, need_ratios=options.retargeting,
-            batch_size=self._batch_size(render),
-        )
-        audio = AudioSource(driving, duration_s=driver.n_frames / driver.fps) if driver.has_audio else None
+        driver = self._video_driver(driving, options, render, driving_landmarks, crop_driving, render.max_frames)
         return VideoJob(frames=self._driven_frames(source, driver, options, render),
-                        fps=driver.fps, n_frames=driver.n_frames, audio=audio)
+                        fps=driver.fps, n_frames=driver.n_frames, audio=_driving_audio(driver))
+
+    def _video_driver(self, driving: str | os.PathLike, options: AnimationOptions, render: RenderOptions,
+                      landmarks: LandmarkSpec, crop: CropMode, max_frames: int | None) -> VideoDriver:
+        """The driving clip's motion stream: frames cropped and eye/lip ratios measured as ``options`` need."""
+        needs_landmarks = crop != "off" or options.retargeting
+        return VideoDriver(
+            driving, self.networks.motion, landmarks=self._provider(landmarks) if needs_landmarks else None,
+            crop=crop, max_frames=max_frames, need_ratios=options.retargeting, batch_size=self._batch_size(render),
+        )
+
+    def animate_source_video(self, source_video: str | os.PathLike, driving: str | os.PathLike,
+                             options: AnimationOptions = AnimationOptions(), render: RenderOptions = RenderOptions(),
+                             *, source_landmarks: LandmarkSpec = None, driving_landmarks: LandmarkSpec = None,
+                             crop_driving: CropMode = "auto") -> VideoJob:
+        """Re-animate a video of a face with a driving video (LivePortrait's video-to-video).
+
+        Source frame i is driven by driving frame i and pasted back into
+        source frame i.  The source video is read at the driving clip's frame
+        rate (frames repeated or dropped by timestamp, :class:`VideoReader`)
+        and every frame gets its own landmarks, crop, M and F (a per-frame
+        :class:`PreparedSource`).  Relative mode keeps each source frame's own
+        motion and adds the driving motion relative to driving frame 0:
+        R = R_d,i·R_d,0⁻¹·R_s,i, exp = exp_s,i + (exp_d,i − exp_d,0), likewise
+        t (additive) and scale (ratio) (spec §8, via :class:`Animator`);
+        absolute mode uses the driving motion as it is.  Smoothing applies to
+        the driving motion and controls are stacked on it, as in
+        :meth:`animate_video`.
+
+        The job is lazy and streams both clips: only the source frames'
+        landmarks ((68, 2) per frame, a first pass over the source video) are
+        held, never frames.
+
+        Args:
+            source_video: video of a face to re-animate (any container/codec FFmpeg reads).
+            driving: driving video file; its audio track (if any) becomes the
+                output's, as in :meth:`animate_video`.
+            options: as for :meth:`animate_video`.
+            render: as for :meth:`animate_video`; ``batch_size`` is M's batch on
+                the driving frames (each source frame has its own F, so frames
+                are rendered one by one).
+            source_landmarks: provider or JSON file with 68-point landmarks of
+                every decoded frame of ``source_video``; None: the engine's
+                default detector.  A frame without a face reuses the landmarks
+                of the last frame with one (leading frames: of the first one).
+            driving_landmarks, crop_driving: as for :meth:`animate_video`.
+
+        Returns:
+            A :class:`VideoJob` at the driving clip's frame rate with
+            min(source frames at that rate, driving frames, ``render.max_frames``)
+            frames, each of the source video's frame size after the size rule
+            (long side ≤ 1280 px, even sides), or 512×512 without paste-back.
+
+        Raises:
+            MediaError: either file is missing or not a video (here); a
+                landmark file that does not fit the source video (while frames
+                are consumed).
+            NoFaceError: no frame of the source video shows a face (while
+                frames are consumed).
+        """
+        fps = probe_video(driving).fps
+        limit = _frames_at_rate(probe_video(source_video), fps)
+        if render.max_frames is not None:
+            limit = min(limit, render.max_frames)
+        driver = self._video_driver(driving, options, render, driving_landmarks, crop_driving, limit)
+        sources = self._video_sources(source_video, driver.fps, driver.n_frames, source_landmarks)
+        return VideoJob(frames=self._source_video_frames(sources, driver, options, render),
+                        fps=driver.fps, n_frames=driver.n_frames, audio=_driving_audio(driver))
+
+    def _video_sources(self, video: str | os.PathLike, fps: float, n_frames: int,
+                       landmarks: LandmarkSpec) -> Iterator[PreparedSource]:
+        """A :class:`PreparedSource` per frame of ``video`` read at ``fps`` Hz (at most ``n_frames``).
+
+        Two passes: landmarks of every frame (gaps filled from neighbours), then
+        crop + M + F frame by frame.
+
+        Raises:
+            NoFaceError: no frame shows a face.
+        """
+        provider = self._provider(landmarks)
+        with VideoReader(video, fps=fps, max_frames=n_frames) as reader:
+            indices = _decoded_indices(reader.info.fps, fps)
+            points = [provider.landmarks(frame, index) for frame, index in zip(reader, indices)]
+        if all(p is None for p in points):
+            raise NoFaceError(f"no face found in any frame of source video {video}: "
+                              "use a video where one face is clearly visible (frontal or slightly turned, not tiny)")
+        with VideoReader(video, fps=fps, max_frames=n_frames) as reader:
+            for frame, frame_points in zip(reader, fill_missing(points)):
+                yield self._prepare_image(frame, frame_points)
+
+    def _source_video_frames(self, sources: Iterable[PreparedSource], driving: Iterable[DrivingBatch],
+                             options: AnimationOptions, render: RenderOptions) -> Iterator[np.ndarray]:
+        """Source frame i driven by driving frame i (smoothed; relative to driving frame 0), rendered on source i."""
+        anchor: MotionFrame | None = None
+        for batch, source in zip(_single_frames(_smoothed(driving, render.smoothing)), sources):
+            if options.relative and anchor is None:
+                anchor = batch.motion
+            driven = self._driven_keypoints(source, options, anchor, render.controls)
+            yield from self._faces(source, driven.animator.x_s, driven(batch), render)
 
     def animate_driving_motion(self, source: PreparedSource, driving: MotionFrame, fps: float,
                                options: AnimationOptions = AnimationOptions(),
@@ -374,26 +541,63 @@ class Engine:
     def _driven_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
                        render: RenderOptions) -> Iterator[np.ndarray]:
         """Relative/absolute transfer of driving batches (smoothed, controls stacked), rendered."""
-        controls, s = render.controls, self.networks.stitching
-        animator: Animator | None = None
-        offsets: torch.Tensor | None = None  # (1, 21, 3) eyes_open/lips_open deltas, the same for every frame
+        driven: _DrivenKeypoints | None = None
         for batch in _smoothed(batches, render.smoothing):
-            if animator is None:
+            if driven is None:
                 anchor = batch.motion[0] if options.relative else None
-                animator = Animator(source.info, s, options, anchor=anchor, source_ratios=source.ratios)
-                if controls is not None and (controls.eyes_open or controls.lips_open):
-                    with torch.inference_mode():
-                        offsets = retargeting_offsets(s.eye, s.lip, animator.x_s, source.ratios, controls)
-            motion = batch.motion if controls is None else apply_controls(batch.motion, controls)
+                driven = self._driven_keypoints(source, options, anchor, render.controls)
+            yield from self._faces(source, driven.animator.x_s, driven(batch), render)
+
+    def _driven_keypoints(self, source: PreparedSource, options: AnimationOptions, anchor: MotionFrame | None,
+                          controls: Controls | None) -> _DrivenKeypoints:
+        """The animator of ``source`` (relative to ``anchor``, or absolute) with ``controls`` and their eye/lip offsets."""
+        s = self.networks.stitching
+        animator = Animator(source.info, s, options, anchor=anchor, source_ratios=source.ratios)
+        offsets = None
+        if controls is not None and (controls.eyes_open or controls.lips_open):
             with torch.inference_mode():
-                x_d = animator(motion, batch.ratios, offsets)
-            yield from self._faces(source, animator.x_s, x_d, render)
+                offsets = retargeting_offsets(s.eye, s.lip, animator.x_s, source.ratios, controls)
+        return _DrivenKeypoints(animator, controls, offsets)
 
     def _faces(self, source: PreparedSource, x_s: torch.Tensor, x_d: torch.Tensor,
                render: RenderOptions) -> Iterator[np.ndarray]:
-        """Render x_d on the source and post-process each face: paste-back (and, later, enhancement)."""
+        """Render x_d on the source; restore each face, paste it back, upscale the frame (as ``render`` asks)."""
+        finish = self._post_processor(source, render)
         for face in self.renderer.render(source.feature_3d, x_s, x_d):
-            yield paste_face(source.image, face, source.crop.M_c2o) if render.paste_back else face
+            yield finish(face)
+
+    def _post_processor(self, source: PreparedSource, render: RenderOptions) -> Callable[[np.ndarray], np.ndarray]:
+        """rendered (512, 512, 3) uint8 face → output frame: restore → paste-back → upscale."""
+        enhance = render.enhance
+        restorer = self.restorer(enhance.restorer) if enhance.restores else None
+        upscaler = self.upscaler(enhance.tile) if enhance.upscale == 2 else None
+        points = five_points(transform_points(source.landmarks, source.crop.M_o2c)) if restorer else None
+
+        def finish(face: np.ndarray) -> np.ndarray:
+            if restorer is not None:
+                face = restorer.restore(face, points, enhance.weight, enhance.fidelity)
+            frame = paste_face(source.image, face, source.crop.M_c2o) if render.paste_back else face
+            return upscaler.upscale(frame) if upscaler is not None else frame
+
+        return finish
+
+    # ------------------------------------------------------------- enhance
+    def restorer(self, kind: str) -> FaceRestorer:
+        """The face restorer ``kind`` ("gfpgan" or "codeformer"), loaded (sha256-verified) on first use and kept.
+
+        Raises:
+            WeightsError: its checkpoint cannot be had or fails verification.
+        """
+        if kind not in self._restorers:
+            self._restorers[kind] = load_restorer(self.store, kind, self.device)
+        return self._restorers[kind]
+
+    def upscaler(self, tile: int) -> Upscaler:
+        """Real-ESRGAN x2plus, loaded (sha256-verified) on first use and kept; ``tile`` px tiles (0 = none)."""
+        if self._upscaler is None:
+            self._upscaler = load_upscaler(self.store, self.device, tile)
+        self._upscaler.tile = tile
+        return self._upscaler
 
     def _batch_size(self, render: RenderOptions) -> int:
         return render.batch_size or (8 if self.device.type == "cuda" else 1)
@@ -445,13 +649,16 @@ class Engine:
         motion = MotionFrame.cat([source.info.motion] * len(controls))
         return self.animate_motion(source, motion, track.fps, render, controls=controls)
 
-    def still_image(self, source: PreparedSource, controls: Controls = Controls(), paste_back: bool = True) -> np.ndarray:
+    def still_image(self, source: PreparedSource, controls: Controls = Controls(), paste_back: bool = True,
+                    enhance: EnhanceOptions = EnhanceOptions()) -> np.ndarray:
         """The photo with pose/expression controls applied: one frame, W+G only (F and M are cached in ``source``).
 
         Returns:
-            (H, W, 3) uint8 RGB (the photo's size) or (512, 512, 3) without paste-back.
+            (H, W, 3) uint8 RGB (the photo's size) or (512, 512, 3) without
+            paste-back; twice each side with ``enhance.upscale == 2``.
         """
-        job = self.animate_motion(source, source.info.motion, 25.0, RenderOptions(paste_back=paste_back, controls=controls))
+        render = RenderOptions(paste_back=paste_back, controls=controls, enhance=enhance)
+        job = self.animate_motion(source, source.info.motion, 25.0, render)
         return next(iter(job.frames))
 
     # ------------------------------------------------------------ audio job

@@ -11,6 +11,9 @@ e.g. ``liveportrait/base_models/warping_module.pth``):
    at the revision pinned below, into the standard Hub cache (``HF_HOME``,
    ``HF_HUB_CACHE``); with ``HF_HUB_OFFLINE=1`` only the cache is used.
 
+Files that carry a sha256 digest (:data:`ENHANCE_FILES`) are hashed after
+resolution, wherever they came from, and refused when the digest differs.
+
 Nothing is resolved or downloaded at import time.  Files are read with
 ``safetensors`` or with ``torch.load(weights_only=True)`` — a pickle that
 would construct anything but tensors and plain containers is refused.
@@ -18,6 +21,7 @@ would construct anything but tensors and plain containers is refused.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -42,12 +46,15 @@ class HubFile:
             below a local ``--weights`` folder).
         revision: git revision (branch, tag or commit sha) to download.
         approx_bytes: approximate size, for documentation and progress only.
+        sha256: hex digest the file must have (:meth:`WeightStore.path`
+            refuses any other), or None for files checked by their layout only.
     """
 
     repo_id: str
     filename: str
     revision: str
     approx_bytes: int = 0
+    sha256: str | None = None
 
 
 def _env_revision(var: str, default: str) -> str:
@@ -102,11 +109,21 @@ class WeightStore:
     def path(self, file: HubFile) -> Path:
         """Local path of ``file``, downloading it from the Hub if needed.
 
+        When ``file.sha256`` is set the file is hashed (once per path, size
+        and modification time in this process) and refused if it differs.
+
         Raises:
             WeightsError: the file is not in ``weights_dir``; or it is not
                 cached and the Hub cannot be reached / ``HF_HUB_OFFLINE`` is set;
-                or the repository/revision/file does not exist.
+                or the repository/revision/file does not exist; or its sha256
+                differs from ``file.sha256``.
         """
+        path = self._locate(file)
+        if file.sha256 is not None:
+            _verify_sha256(path, file)
+        return path
+
+    def _locate(self, file: HubFile) -> Path:
         if self.weights_dir is not None:
             p = self.weights_dir / file.filename
             if not p.is_file():
@@ -131,6 +148,32 @@ class WeightStore:
             raise WeightsError(f"{file.repo_id}@{file.revision}: {file.filename} does not exist on the Hub ({type(e).__name__})") from e
         except OSError as e:  # network errors, disk full, permissions
             raise WeightsError(f"could not download {file.repo_id}/{file.filename}: {e}") from e
+
+
+_HASH_CHUNK = 1 << 20
+_verified: set[tuple[str, int, int, str]] = set()
+"""(resolved path, size, mtime_ns, digest) of files already verified in this process."""
+
+
+def _verify_sha256(path: Path, file: HubFile) -> None:
+    """Raise :class:`WeightsError` unless ``path`` hashes to ``file.sha256`` (1 MiB chunks, cached)."""
+    stat = path.stat()
+    expected = file.sha256.lower()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
+    if key in _verified:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise WeightsError(
+            f"{path}: sha256 {actual} differs from the expected {expected} of {file.repo_id}/{file.filename} "
+            f"(corrupt download or a different file): delete it so it is downloaded again, "
+            f"or put the right file in --weights DIR"
+        )
+    _verified.add(key)
 
 
 
@@ -183,3 +226,37 @@ DITTO_FILES: dict[str, HubFile] = {
     )
 }
 """Ditto's audio→motion files (about 1.6 GB together; the renderer is LivePortrait's)."""
+
+
+ENHANCE_REVISION = _env_revision("TALKINGHEAD_ENHANCE_REVISION", "main")
+"""Hub revision of the enhancement checkpoints' repositories; the sha256 of
+each file in :data:`ENHANCE_FILES`, not the revision, guarantees the exact
+file (see :data:`LIVEPORTRAIT_REVISION` for why it is ``main``)."""
+
+ENHANCE_FILES: dict[str, HubFile] = {
+    "gfpgan": HubFile(
+        "gmk123/GFPGAN", "GFPGANv1.4.pth", ENHANCE_REVISION, 348_632_874,
+        "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
+    ),
+    "codeformer": HubFile(
+        "fudan-generative-ai/hallo2", "CodeFormer/codeformer.pth", ENHANCE_REVISION, 376_637_898,
+        "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7",
+    ),
+    "realesrgan_x2": HubFile(
+        "fudan-generative-ai/hallo2", "realesrgan/RealESRGAN_x2plus.pth", ENHANCE_REVISION, 67_061_725,
+        "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
+    ),
+}
+"""Face restoration and super-resolution checkpoints, verified by sha256.
+
+These are the official release files, re-hosted on the Hub:
+
+* ``gfpgan``: GFPGANv1.4.pth of the GFPGAN v1.3.4 release (Apache-2.0);
+* ``codeformer``: codeformer.pth of the CodeFormer v0.1.0 release (NTU S-Lab
+  License 1.0: NON-COMMERCIAL use only);
+* ``realesrgan_x2``: RealESRGAN_x2plus.pth of the Real-ESRGAN v0.2.1 release
+  (BSD-3-Clause).
+
+With ``--weights DIR`` each is read from ``DIR/<filename>`` (e.g.
+``DIR/CodeFormer/codeformer.pth``).
+"""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -231,7 +232,8 @@ def app_url(all_weights_dir: Path, tmp_path_factory) -> Iterator[str]:
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "TALKINGHEAD_WEIGHTS": str(all_weights_dir),
            "TALKINGHEAD_LANDMARKS_DIR": str(TESTDATA / "landmarks"), "TALKINGHEAD_DEVICE": "cpu",
-           "TALKINGHEAD_MAX_AUDIO_S": str(APP_MAX_AUDIO_S), "OMP_NUM_THREADS": "2"}
+           "TALKINGHEAD_MAX_AUDIO_S": str(APP_MAX_AUDIO_S), "TALKINGHEAD_STREAM_SEGMENT_FRAMES": "1",
+           "OMP_NUM_THREADS": "2"}
     url = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -246,3 +248,45 @@ def app_url(all_weights_dir: Path, tmp_path_factory) -> Iterator[str]:
             process.kill()
 
 
+# ------------------------------------------------ enhance networks (spandrel's classes, seeded random weights)
+def _new_arch_key(key: str, num_blocks: int) -> str:
+    """spandrel's RRDBNet key → the name Real-ESRGAN's released files use (``conv_first``, ``body.N.rdbM.convK`` …)."""
+    if m := re.fullmatch(r"model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)", key):
+        return f"body.{m[1]}.rdb{m[2]}.conv{m[3]}.{m[4]}"
+    layer, kind = key.rsplit(".", 1)
+    names = {"model.0": "conv_first", f"model.1.sub.{num_blocks}": "conv_body", "model.3": "conv_up1",
+             "model.6": "conv_up2", "model.8": "conv_hr", "model.10": "conv_last"}
+    return f"{names[layer]}.{kind}"
+
+
+@pytest.fixture(scope="session")
+def x2plus_state_dict() -> dict[str, torch.Tensor]:
+    """A Real-ESRGAN x2plus layout (pixel-unshuffle 2, 4× upsampling) with 2 blocks instead of 23, as released:
+    new-arch names inside ``params_ema``.  The last conv is rescaled so the output spreads around mid-grey."""
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(0)
+    net = ESRGAN(in_nc=12, out_nc=3, num_filters=64, num_blocks=2, scale=4, shuffle_factor=2)
+    state = {_new_arch_key(k, 2): v for k, v in net.state_dict().items()}
+    state["conv_last.weight"] *= 10
+    state["conv_last.bias"] += 0.5
+    return {"params_ema": state}
+
+
+@pytest.fixture(scope="session")
+def gfpgan_state_dict() -> dict[str, torch.Tensor]:
+    """GFPGANv1Clean with GFPGAN v1.4's configuration (512 px, channel multiplier 2), seeded."""
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(0)
+    net = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
+                 num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True)
+    return net.state_dict()
+
+
+@pytest.fixture(scope="session")
+def gfpgan(gfpgan_state_dict):
+    """A :class:`talkinghead.enhance.FaceRestorer` on the seeded GFPGAN state dict (CPU)."""
+    from talkinghead.enhance import FaceRestorer
+
+    return FaceRestorer.from_state_dict({"params_ema": gfpgan_state_dict}, "gfpgan")

@@ -68,9 +68,15 @@ def test_video_endpoint_returns_a_driven_video(client: Client) -> None:
     assert _video_frames(_video_path(result))[:2] == (1, (512, 512))
 
 
+def test_video_endpoint_reanimates_a_source_video_instead_of_the_photo(client: Client) -> None:
+    result = client.predict(None, handle_file(str(DRIVING / "lp_d0.mp4")), True, True, True, 1.0, "all", 0.0, 1,
+                            handle_file(str(TESTDATA / "talking" / "vr_face4.mp4")), api_name="/video")
+    assert _video_frames(_video_path(result))[:2] == (1, (700, 700))   # pasted back into the 700x700 source frame
+
+
 def test_preview_and_pose_path_endpoints(client: Client) -> None:
     photo = handle_file(str(IMAGES / "astronaut.png"))
-    preview = client.predict(photo, True, *_sliders(yaw=20, smile=0.8, AU45=1.0), api_name="/preview")
+    preview = client.predict(photo, True, "none", 1.0, "1x", *_sliders(yaw=20, smile=0.8, AU45=1.0), api_name="/preview")
     assert Path(preview).stat().st_size > 10_000
     keyframes = '{"fps": 25, "keyframes": [{"t": 0, "yaw": 0}, {"t": 1, "yaw": 20}]}'
     result = client.predict(photo, keyframes, False, 1, api_name="/pose_path")
@@ -108,3 +114,77 @@ def test_bad_inputs_give_the_intended_error(client: Client, api_name: str, args,
     with pytest.raises(Exception) as error:
         client.predict(*args(), api_name=api_name)
     assert message in str(error.value)
+
+
+# ---------------------------------------------------------------- live preview (streaming video output)
+def test_write_segments_gives_each_segment_its_slice_of_the_speech(tmp_path: Path) -> None:
+    """In-process: 5 real frames in segments of 2 → 2 + 2 + 1 frames, each with the speech under it (no rendering)."""
+    import numpy as np
+
+    import app
+    from talkinghead.media.audio import load_audio, probe_audio
+    from talkinghead.media.video import VideoReader, probe_video
+
+    with VideoReader(DRIVING / "lp_d0.mp4", max_frames=5) as reader:
+        frames = list(reader)
+    speech = AUDIO / "espeak_en_us.wav"
+    segments = list(app.write_segments(frames, str(speech), tmp_path / "live.mp4", fps=25.0, frames_per_segment=2))
+    assert [Path(s).name for s in segments] == ["live_0000.mp4", "live_0001.mp4", "live_0002.mp4"]
+    assert [probe_video(s).n_frames for s in segments] == [2, 2, 1]
+    assert [probe_audio(s).duration_s for s in segments] == pytest.approx([0.08, 0.08, 0.04], abs=1e-3)
+    full = load_audio(speech)  # 16 kHz: 640 samples per frame
+    for index, segment in enumerate(segments):
+        sound = load_audio(segment)
+        expected = full[index * 1280: index * 1280 + sound.size]
+        assert np.corrcoef(sound, expected)[0, 1] > 0.99   # AAC of the right slice, not of the clip's start
+
+
+def test_live_preview_button_streams_into_its_own_video_output() -> None:
+    """The audio tab's wiring, read from the app built in-process: same inputs as Generate, a streaming output."""
+    pytest.importorskip("gradio")
+    import app
+
+    demo = app.build_app()
+    fns = {fn.name: fn for fn in demo.fns.values() if fn.name in ("generate_audio", "stream_audio")}
+    live = fns["stream_audio"]
+    (button_id, event), = live.targets
+    assert (demo.blocks[button_id].value, event) == ("Live preview (streams as it renders)", "click")
+    (output,) = live.outputs
+    assert (type(output).__name__, output.label) == ("Video", "Live preview")
+    assert output.streaming and output.autoplay
+    assert live.api_name == "audio_stream"
+    assert [b._id for b in live.inputs] == [b._id for b in fns["generate_audio"].inputs]
+
+
+def _stream_client(app_url: str) -> Client:
+    """A client that returns the streamed output's FileData (its playlist URL) instead of downloading it."""
+    import shutil
+
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("the live preview needs FFmpeg (ffmpeg and ffprobe on PATH)")
+    return Client(app_url, verbose=False, download_files=False)
+
+
+def test_audio_stream_endpoint_streams_one_segment_per_frame_group(app_url: str, tmp_path: Path) -> None:
+    """2 frames, 1 per segment (TALKINGHEAD_STREAM_SEGMENT_FRAMES=1 in app_url): 2 chunks, then a playable whole."""
+    import httpx
+
+    args = _audio_args(IMAGES / "astronaut.png", AUDIO / "espeak_en_us.wav")[:-1] + [2]   # max frames 2
+    job = _stream_client(app_url).submit(*args, api_name="/audio_stream")
+    playlist_url = job.result()["url"]
+    assert len(job.outputs()) == 2                      # one streamed update per segment
+    playlist = httpx.get(playlist_url).text
+    assert playlist.startswith("#EXTM3U") and "#EXT-X-ENDLIST" in playlist
+    assert sum(line.endswith(".ts") for line in playlist.splitlines()) >= 2
+    whole = httpx.get(playlist_url.replace("playlist.m3u8", "playlist-file"))   # Gradio joins the segments (mp4)
+    whole.raise_for_status()
+    (tmp_path / "whole.mp4").write_bytes(whole.content)
+    assert _video_frames(str(tmp_path / "whole.mp4")) == (2, (512, 512), True)
+
+
+def test_audio_stream_endpoint_reports_user_errors(app_url: str) -> None:
+    """An engine error raised inside the streaming generator reaches the client as the one-line message."""
+    args = _audio_args(IMAGES / "coffee_noface.png", AUDIO / "espeak_en_us.wav")
+    with pytest.raises(Exception) as error:
+        _stream_client(app_url).predict(*args, api_name="/audio_stream")
+    assert "no face found" in str(error.value)

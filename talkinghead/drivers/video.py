@@ -125,7 +125,7 @@ class VideoDriver:
             motion = keypoint_info_from_raw({k: v.float() for k, v in raw.items()})
         ratios = None
         if self.need_ratios:
-            ratios = ratios_from_landmarks(np.stack(_fill_missing(points)), self.device)
+            ratios = ratios_from_landmarks(np.stack(fill_missing(points)), self.device)
         return DrivingBatch(motion=motion, ratios=ratios)
 
     def __iter__(self) -> Iterator[DrivingBatch]:
@@ -151,8 +151,18 @@ class VideoDriver:
             raise MediaError(f"driving video {self.path} has no decodable frames: use another video file")
 
 
-def _fill_missing(points: list[np.ndarray | None]) -> list[np.ndarray]:
-    """Replace frames without landmarks by the previous (else next) frame's, for ratios only."""
+def fill_missing(points: list[np.ndarray | None]) -> list[np.ndarray]:
+    """Per-frame landmarks with gaps filled: a frame without a face takes the previous frame's (leading ones: the first found).
+
+    Args:
+        points: per-frame (68, 2) landmarks, None where no face was found.
+
+    Returns:
+        The same number of (68, 2) arrays.
+
+    Raises:
+        MediaError: no frame has landmarks.
+    """
     known = [p for p in points if p is not None]
     if not known:
         raise MediaError("no face was found in the driving frames needed for eye/lip retargeting: use a video that shows a face")

@@ -1,0 +1,101 @@
+"""Enhancement wired into the engine and the CLI: restore → paste-back → upscale, and weights refused when unverified.
+
+The rendered face is stood in for by the photo's own 512² crop (what the
+renderer's output looks like in size and content), so nothing is rendered;
+the networks are spandrel's classes with seeded random weights (conftest).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TESTDATA, landmarks_json
+from talkinghead.cli import main
+from talkinghead.engine import RenderOptions
+from talkinghead.enhance import EnhanceOptions, Upscaler
+from talkinghead.errors import WeightsError
+from talkinghead.face.paste import paste_back
+from talkinghead.weights import ENHANCE_FILES, WeightStore
+
+ASTRONAUT = TESTDATA / "images" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def source(engine):
+    return engine.prepare_source(ASTRONAUT, landmarks=landmarks_json("astronaut.png"))
+
+
+@pytest.fixture
+def enhanced_engine(engine, gfpgan, x2plus_state_dict, monkeypatch):
+    """The shared engine with the seeded restorer and upscaler in its caches (restored after the test)."""
+    monkeypatch.setattr(engine, "_restorers", {"gfpgan": gfpgan})
+    monkeypatch.setattr(engine, "_upscaler", Upscaler.from_state_dict(x2plus_state_dict, tile=128))
+    return engine
+
+
+def _outside(box_image: np.ndarray, M_c2o: np.ndarray) -> np.ndarray:
+    """Mask of the pixels outside the pasted crop square (with a 2-px margin)."""
+    h, w = box_image.shape[:2]
+    corners = np.array([[-2, -2, 1], [514, -2, 1], [-2, 514, 1], [514, 514, 1]], dtype=np.float64) @ M_c2o[:2].T
+    x0, y0 = np.floor(corners.min(0)).astype(int)
+    x1, y1 = np.ceil(corners.max(0)).astype(int)
+    mask = np.ones((h, w), bool)
+    mask[max(y0, 0):y1, max(x0, 0):x1] = False
+    return mask
+
+
+def test_default_options_are_plain_paste_back(engine, source) -> None:
+    face = source.crop.crop
+    finish = engine._post_processor(source, RenderOptions())
+    assert np.array_equal(finish(face), paste_back(source.image, face, source.crop.M_c2o))
+
+
+def test_restoration_changes_only_the_face_region(enhanced_engine, source) -> None:
+    face = source.crop.crop
+    plain = paste_back(source.image, face, source.crop.M_c2o)
+    restored = enhanced_engine._post_processor(
+        source, RenderOptions(enhance=EnhanceOptions(restorer="gfpgan", weight=0.5)))(face)
+    assert restored.shape == plain.shape and restored.dtype == np.uint8
+    assert not np.array_equal(restored, plain)
+    outside = _outside(plain, source.crop.M_c2o)
+    assert outside.any() and np.array_equal(restored[outside], plain[outside])
+
+
+def test_weight_zero_never_runs_the_restorer(engine, source, monkeypatch) -> None:
+    monkeypatch.setattr(engine, "restorer", lambda kind: pytest.fail("restorer loaded for weight 0"))
+    face = source.crop.crop
+    finish = engine._post_processor(source, RenderOptions(enhance=EnhanceOptions(restorer="gfpgan", weight=0.0)))
+    assert np.array_equal(finish(face), paste_back(source.image, face, source.crop.M_c2o))
+
+
+def test_upscale_doubles_the_output_frame(enhanced_engine, source) -> None:
+    face = source.crop.crop
+    crop_out = enhanced_engine._post_processor(
+        source, RenderOptions(paste_back=False, enhance=EnhanceOptions(upscale=2, tile=128)))(face)
+    assert crop_out.shape == (1024, 1024, 3) and crop_out.dtype == np.uint8
+
+
+def test_unverified_enhancer_weights_are_refused(engine, tmp_path: Path, monkeypatch) -> None:
+    wrong = tmp_path / ENHANCE_FILES["gfpgan"].filename
+    wrong.write_bytes(b"not GFPGAN v1.4")
+    monkeypatch.setattr(engine, "store", WeightStore(weights_dir=tmp_path))
+    monkeypatch.setattr(engine, "_restorers", {})
+    with pytest.raises(WeightsError, match="GFPGANv1.4.pth.*sha256"):
+        engine.restorer("gfpgan")
+
+
+def test_cli_enhance_without_its_weights_fails_cleanly(tmp_path: Path, lp_weights_dir: Path, capsys) -> None:
+    out = tmp_path / "still.png"
+    rc = main(["pose", "--source", str(ASTRONAUT), "--still", str(out), "--enhance", "gfpgan",
+               "--weights", str(lp_weights_dir), "--device", "cpu", "--quiet",
+               "--source-landmarks", str(landmarks_json("astronaut.png"))])
+    assert rc == 2 and not out.exists()
+    assert "GFPGANv1.4.pth" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_bad_enhance_weight(tmp_path: Path, capsys) -> None:
+    rc = main(["pose", "--source", str(ASTRONAUT), "--still", str(tmp_path / "x.png"), "--enhance-weight", "1.5"])
+    assert rc == 2 and "weight" in capsys.readouterr().err

@@ -1,0 +1,179 @@
+"""Video-to-video (issue 5): a source VIDEO re-animated by a driving video.
+
+The source talking/vr_face2.mp4 (844x844, 25 fps) is driven by driving/lp_d6.mp4
+(480x480, 30 fps, with audio), with the testdata landmarks and the filled
+LivePortrait weights.  The source is read at the driving rate, so output
+frames 0, 1, 2 show decoded source frames 0, 0, 1.  The keypoint tests stub
+out W + G only (``engine.renderer.render`` returns blank faces; paste-back
+runs for real); one CLI run renders a real frame.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+
+from talkinghead.cli import main
+from talkinghead.drivers.video import VideoDriver
+from talkinghead.engine import PreparedSource, RenderOptions, VideoJob
+from talkinghead.errors import NoFaceError
+from talkinghead.face.landmarks import JsonLandmarks
+from talkinghead.face.paste import paste_back
+from talkinghead.media.image import load_image
+from talkinghead.media.video import VideoWriter, probe_video
+from talkinghead.motion.animate import AnimationOptions, Animator
+from talkinghead.motion.frame import MotionFrame
+from talkinghead.motion.keypoints import KeypointTransform, implicit_keypoints
+
+from conftest import TESTDATA, landmarks_json
+
+SOURCE, SOURCE_SIZE = TESTDATA / "talking" / "vr_face2.mp4", (844, 844)
+DRIVING = TESTDATA / "driving" / "lp_d6.mp4"
+DECODED = [0, 0, 1]
+"""Decoded source frame shown by output frames 0, 1, 2 (25 fps read at 30 fps)."""
+BLANK_FACE = np.zeros((512, 512, 3), np.uint8)
+"""What the stubbed renderer returns for every frame."""
+
+
+class Run(NamedTuple):
+    """What a stubbed-renderer source-video job produced."""
+
+    job: VideoJob
+    frames: list[np.ndarray]
+    sources: list[PreparedSource]   # per-frame sources, in the order they were prepared
+    x_s: list[torch.Tensor]         # (1, 21, 3) per rendered frame
+    x_d: list[torch.Tensor]         # (1, 21, 3) per rendered frame
+    f_calls: int                    # forward calls of the appearance extractor F
+
+
+def stubbed_run(engine, options: AnimationOptions = AnimationOptions(), max_frames: int = 3,
+                landmarks=None) -> Run:
+    """Run a source-video job to the end with W + G replaced by blank 512 faces."""
+    sources: list[PreparedSource] = []
+    x_s: list[torch.Tensor] = []
+    x_d: list[torch.Tensor] = []
+    f_calls = [0]
+    prepare = engine._prepare_image
+
+    def record_source(image, points):
+        sources.append(prepare(image, points))
+        return sources[-1]
+
+    def render(feature_3d, keypoints_s, keypoints_d):
+        x_s.append(keypoints_s)
+        x_d.append(keypoints_d)
+        return np.stack([BLANK_FACE] * keypoints_d.shape[0])
+
+    hook = engine.networks.appearance.register_forward_hook(lambda *_: f_calls.__setitem__(0, f_calls[0] + 1))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(engine, "_prepare_image", record_source)
+            patch.setattr(engine.renderer, "render", render)
+            job = engine.animate_source_video(SOURCE, DRIVING, options, RenderOptions(max_frames=max_frames),
+                                              source_landmarks=landmarks or landmarks_json(SOURCE.name))
+            frames = list(job.frames)
+    finally:
+        hook.remove()
+    return Run(job, frames, sources, x_s, x_d, f_calls[0])
+
+
+@pytest.fixture(scope="module")
+def relative(engine) -> Run:
+    return stubbed_run(engine)
+
+
+@pytest.fixture(scope="module")
+def driving(engine) -> MotionFrame:
+    """(3) motion of lp_d6's first frames (square clip: not cropped)."""
+    (batch,) = list(VideoDriver(DRIVING, engine.networks.motion, crop="off", max_frames=3, batch_size=3))
+    return batch.motion.motion
+
+
+def source_points(index: int) -> np.ndarray:
+    return np.asarray(json.loads(landmarks_json(SOURCE.name).read_text())["frames"][index], np.float32)
+
+
+def test_every_output_frame_has_its_own_source_frame(relative: Run) -> None:
+    assert len(relative.frames) == relative.job.n_frames == 3
+    assert len(relative.sources) == relative.f_calls == 3          # crop + M + F once per source frame
+    for source, decoded in zip(relative.sources, DECODED):
+        np.testing.assert_array_equal(source.landmarks, source_points(decoded))
+    assert torch.equal(relative.sources[0].feature_3d, relative.sources[1].feature_3d)   # the same decoded frame
+    assert not torch.equal(relative.sources[1].feature_3d, relative.sources[2].feature_3d)
+    assert not torch.equal(relative.sources[1].info.kp, relative.sources[2].info.kp)
+
+
+def test_frames_are_pasted_into_their_source_frames(relative: Run) -> None:
+    job = relative.job
+    assert job.fps == pytest.approx(30.0)
+    assert job.audio is not None and job.audio.duration_s == pytest.approx(3 / 30)   # lp_d6's sound
+    for frame, source in zip(relative.frames, relative.sources):
+        assert frame.shape == (*SOURCE_SIZE, 3) == source.image.shape
+        np.testing.assert_array_equal(frame, paste_back(source.image, BLANK_FACE, source.crop.M_c2o))
+
+
+@pytest.mark.parametrize("i", [1, 2])
+def test_relative_motion_is_applied_to_each_source_frames_own_motion(engine, relative: Run, driving, i) -> None:
+    source = relative.sources[i]
+    with torch.inference_mode():
+        by_hand = Animator(source.info, engine.networks.stitching, AnimationOptions(), anchor=driving[0],
+                           source_ratios=source.ratios)
+        expected = by_hand(driving[i])
+    torch.testing.assert_close(relative.x_s[i], implicit_keypoints(source.info), atol=0, rtol=0)
+    torch.testing.assert_close(relative.x_d[i], expected, atol=1e-5, rtol=0)   # M batched differently here
+    # LivePortrait's video-to-video rule, on the transfer itself
+    moved = by_hand.transfer(driving[i])
+    own, d_i, d_0 = (KeypointTransform.from_motion(m) for m in (source.info, driving[i], driving[0]))
+    torch.testing.assert_close(moved.rotation, d_i.rotation @ d_0.rotation.transpose(1, 2) @ own.rotation)
+    torch.testing.assert_close(moved.exp, source.info.exp + driving[i].exp - driving[0].exp)
+    torch.testing.assert_close(moved.scale, source.info.scale * driving[i].scale / driving[0].scale)
+    torch.testing.assert_close(moved.t[:, :2], (source.info.t + driving[i].t - driving[0].t)[:, :2])
+
+
+def test_absolute_mode_and_frames_without_a_face(engine, driving) -> None:
+    """Decoded frame 0 hidden: output frames 0 and 1 borrow the landmarks of the next frame with a face."""
+    class WithoutFirstFrame(JsonLandmarks):
+        def landmarks(self, image: np.ndarray, frame_index: int = 0) -> np.ndarray | None:
+            return None if frame_index == 0 else super().landmarks(image, frame_index)
+
+    options = AnimationOptions(relative=False)
+    run = stubbed_run(engine, options, landmarks=WithoutFirstFrame(landmarks_json(SOURCE.name)))
+    for source in run.sources:
+        np.testing.assert_array_equal(source.landmarks, source_points(1))
+    with torch.inference_mode():
+        expected = Animator(run.sources[2].info, engine.networks.stitching, options)(driving[2])
+    torch.testing.assert_close(run.x_d[2], expected, atol=1e-5, rtol=0)
+
+
+def test_source_video_without_a_face_is_a_clear_error(engine, tmp_path: Path) -> None:
+    no_face = tmp_path / "coffee_noface.mp4"
+    with VideoWriter(no_face, fps=25) as writer:
+        writer.write(load_image(TESTDATA / "images" / "coffee_noface.png"))
+    job = engine.animate_source_video(no_face, DRIVING, source_landmarks=landmarks_json("coffee_noface.png"))
+    with pytest.raises(NoFaceError, match="no face found in any frame of source video"):
+        next(job.frames)
+
+
+def test_cli_reanimates_a_source_video(tmp_path: Path, lp_weights_dir: Path) -> None:
+    out = tmp_path / "v2v.mp4"
+    source = TESTDATA / "talking" / "vr_face4.mp4"
+    rc = main([str(a) for a in (
+        "video", "--source", source, "--source-landmarks", landmarks_json(source.name),
+        "--driving", TESTDATA / "driving" / "lp_d0.mp4", "--driving-landmarks", landmarks_json("lp_d0.mp4"),
+        "--out", out, "--max-frames", 1, "--weights", lp_weights_dir, "--device", "cpu", "--quiet")])
+    assert rc == 0
+    info = probe_video(out)
+    assert (info.width, info.height, info.n_frames) == (700, 700, 1)    # the source video's frame size
+    assert info.fps == pytest.approx(25.0)                              # the driving clip's rate
+
+
+def test_cli_refuses_a_motion_file_for_a_source_video(tmp_path: Path, capsys) -> None:
+    rc = main(["video", "--source", str(SOURCE), "--motion", str(tmp_path / "m.safetensors"),
+               "--out", str(tmp_path / "o.mp4"), "--quiet"])
+    assert rc == 2
+    assert "--driving" in capsys.readouterr().err
