@@ -29,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_render import build, median_time  # noqa: E402
+from bench_render import build, median_time, pick_device  # noqa: E402
 from talkinghead.engine import Engine  # noqa: E402
 from talkinghead.face.landmarks import JsonLandmarks  # noqa: E402
 from talkinghead.models.liveportrait import LivePortraitNetworks  # noqa: E402
@@ -73,9 +73,7 @@ def main() -> int:
                         help="testdata image name; its landmarks are testdata/landmarks/NAME.json")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    torch.set_num_threads(args.threads)
+    device = pick_device(args.device, args.threads)
     cuda = device.type == "cuda"
     repeats = args.repeats or (20 if cuda else 3)
     photo = TESTDATA / "images" / args.photo

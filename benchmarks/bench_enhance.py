@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_render import median_time, pick_device  # noqa: E402
 from talkinghead.enhance import FaceRestorer, Upscaler, five_points  # noqa: E402
 from talkinghead.face.crop import crop_face, transform_points  # noqa: E402
 from talkinghead.models.spade import SPADEDecoder  # noqa: E402
@@ -42,20 +41,6 @@ from talkinghead.models.warping import WarpingNetwork  # noqa: E402
 TESTDATA = ROOT.parent / "shared" / "testdata"
 PHOTO = "lp_d9.jpg"
 FRAME_720P = (1280, 720)
-
-
-def median_time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
-    """Median wall time of ``fn`` in seconds over ``repeats`` runs after ``warmup`` untimed ones."""
-    def timed() -> float:
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    for _ in range(warmup):
-        timed()
-    return statistics.median(timed() for _ in range(repeats))
 
 
 def real_crop(testdata: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,9 +92,7 @@ def main() -> int:
     parser.add_argument("--720p", dest="frame_720p", action="store_true", help="time the 720p upscale on CPU too")
     parser.add_argument("--testdata", type=Path, default=TESTDATA)
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    torch.set_num_threads(args.threads)
+    device = pick_device(args.device, args.threads)
     cuda = device.type == "cuda"
     repeats, warmup = args.repeats or (10 if cuda else 1), args.warmup if args.warmup is not None else (2 if cuda else 0)
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} threads"

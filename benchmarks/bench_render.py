@@ -43,9 +43,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median wall time of ``fn`` in seconds over ``repeats`` runs after one warm-up."""
-    fn()
+def median_time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in seconds over ``repeats`` runs after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
     _sync(device)
     times = []
     for _ in range(repeats):
@@ -54,6 +55,14 @@ def median_time(fn: Callable[[], object], device: torch.device, repeats: int) ->
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def pick_device(name: str, threads: int) -> torch.device:
+    """``--device`` (auto, cpu, cuda) as a torch device; CPU benchmarks use ``threads`` threads."""
+    torch.set_num_threads(threads)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def build(device: torch.device) -> dict[str, torch.nn.Module]:
@@ -108,9 +117,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default=None, help="comma-separated (default 1 on CPU, 1,8 on CUDA)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2, as the reference figures)")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    torch.set_num_threads(args.threads)
+    device = pick_device(args.device, args.threads)
     cuda = device.type == "cuda"
     repeats = args.repeats or (20 if cuda else 3)
     batches = [int(b) for b in (args.batch_sizes or ("1,8" if cuda else "1")).split(",")]
