@@ -53,7 +53,7 @@ import numpy as np
 
 from talkinghead.drivers.audio.condition import EMOTIONS
 from talkinghead.drivers.audio.driver import AudioDriver, AudioDriverOptions
-from talkinghead.drivers.audio.postprocess import PostprocessOptions
+from talkinghead.drivers.audio.postprocess import blink_options
 from talkinghead.engine import AudioJobOptions, Engine, PreparedSource, RenderOptions, resolve_device
 from talkinghead.enhance import EnhanceOptions
 from talkinghead.errors import TalkingHeadError
@@ -258,7 +258,7 @@ class AudioRequest(NamedTuple):
 
 
 def _audio_request(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
-                  pose_blend: float, expression_scale: float, blink: bool, emotion: str, steps: float,
+                  pose_blend: float, expression_scale: float, blinks: str, emotion: str, steps: float,
                   seed: float, smoothing: float, paste_back: bool, max_frames: float,
                   restorer: str, enhance_weight: float, upscale: str) -> AudioRequest:
     """The audio tab's inputs, checked, as an :class:`AudioRequest` (shared by Generate and Live preview).
@@ -275,7 +275,7 @@ def _audio_request(photo: str | None, audio: str | None, head_motion: str, refer
     engine = ENGINE.get()
     options = AudioJobOptions(
         driver=AudioDriverOptions(steps=int(steps), seed=int(seed), emotion=emotion,
-                                  post=PostprocessOptions(drive_eyes=blink)),
+                                  post=blink_options(blinks, int(seed))),
         expression_scale=expression_scale, still=head_motion == "still",
         pose_from=reference_clip if head_motion == "from a reference clip" else None,
         pose_from_landmarks=landmarks_for(reference_clip), pose_blend=pose_blend,
@@ -289,13 +289,13 @@ def _audio_request(photo: str | None, audio: str | None, head_motion: str, refer
 @_gpu
 @_user_errors
 def generate_audio(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
-                   pose_blend: float, expression_scale: float, blink: bool, emotion: str, steps: float,
+                   pose_blend: float, expression_scale: float, blinks: str, emotion: str, steps: float,
                    seed: float, smoothing: float, paste_back: bool, max_frames: float,
                    restorer: str = "none", enhance_weight: float = 1.0, upscale: str = "1x",
                    progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, Any]:
     """Photo + speech → talking video (25 fps, the speech as its sound) and the motion-curve plot."""
     engine, source, audio, options, render = _audio_request(
-        photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blink, emotion, steps, seed,
+        photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blinks, emotion, steps, seed,
         smoothing, paste_back, max_frames, restorer, enhance_weight, upscale)
     job = engine.animate_audio(source, audio, options, render, progress=True)
     figure = plot_curves(motion_curves(job.motion, source.info.motion), fps=job.fps)
@@ -305,7 +305,7 @@ def generate_audio(photo: str | None, audio: str | None, head_motion: str, refer
 @_gpu
 @_user_errors
 def stream_audio(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
-                 pose_blend: float, expression_scale: float, blink: bool, emotion: str, steps: float,
+                 pose_blend: float, expression_scale: float, blinks: str, emotion: str, steps: float,
                  seed: float, smoothing: float, paste_back: bool, max_frames: float,
                  restorer: str = "none", enhance_weight: float = 1.0, upscale: str = "1x") -> Iterator[str]:
     """Photo + speech → the talking video as it renders: MP4 segments of STREAM_SEGMENT_FRAMES frames (25 fps).
@@ -320,7 +320,7 @@ def stream_audio(photo: str | None, audio: str | None, head_motion: str, referen
     """
     _require_ffmpeg()
     engine, source, audio, options, render = _audio_request(
-        photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blink, emotion, steps, seed,
+        photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blinks, emotion, steps, seed,
         smoothing, paste_back, max_frames, restorer, enhance_weight, upscale)
     frames = engine.stream_audio(source, audio, options, render)
     yield from write_segments(frames, audio, output_path("live.mp4"), AudioDriver.fps, STREAM_SEGMENT_FRAMES)
@@ -477,7 +477,8 @@ def _audio_tab() -> None:
             pose_blend = gr.Slider(0, 1, value=1, step=0.05, label="Pose blend (0 = model, 1 = reference clip)")
             with gr.Accordion("More options", open=False):
                 expression_scale = gr.Slider(0, 3, value=1, step=0.05, label="Expression scale")
-                blink = gr.Checkbox(value=True, label="Blink (eyes follow the generated motion)")
+                blinks = gr.Radio([("from the model", "model"), ("blink template", "template"), ("off", "off")],
+                                  value="model", label="Blinks")
                 emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
                 steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps")
                 seed = gr.Number(value=0, precision=0, label="Seed")
@@ -494,7 +495,7 @@ def _audio_tab() -> None:
             live = gr.Video(label="Live preview", streaming=True, autoplay=True)
     gr.Markdown(f"Speech up to {MAX_AUDIO_S:g} s (`TALKINGHEAD_MAX_AUDIO_S`).")
     gr.Examples(_example("astronaut.png", "speech_en.wav"), inputs=[photo, audio])
-    inputs = [photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blink, emotion, steps, seed,
+    inputs = [photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blinks, emotion, steps, seed,
               smoothing, paste_back, max_frames, *enhance]
     button.click(generate_audio, inputs, [video, plot], api_name="audio")
     live_button.click(stream_audio, inputs, live, api_name="audio_stream")

@@ -130,6 +130,9 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (default 0)")
     p.add_argument("--emotion", default="neutral",
                    help="angry, disgust, fear, happy, neutral, sad, surprise or contempt (default neutral)")
+    p.add_argument("--blinks", choices=("model", "template", "off"), default="model",
+                   help="model: eyes follow the generated motion (default); template: a synthetic blink every "
+                        "2.4-4 s (seeded by --seed); off: the photo's eyes throughout")
     p.add_argument("--expression-scale", type=float, default=1.0, metavar="X",
                    help="gain on the generated expression, 0..3 (default 1)")
     head = p.add_mutually_exclusive_group()
@@ -254,11 +257,13 @@ def _run_video(args: argparse.Namespace) -> None:
 
 def _run_audio(args: argparse.Namespace) -> None:
     from .drivers.audio.driver import AudioDriver, AudioDriverOptions
+    from .drivers.audio.postprocess import blink_options
     from .engine import AudioJobOptions
     from .motion.io import MotionFile, load_motion, save_motion
 
     options = AudioJobOptions(
-        driver=AudioDriverOptions(steps=args.steps, seed=args.seed, emotion=args.emotion),
+        driver=AudioDriverOptions(steps=args.steps, seed=args.seed, emotion=args.emotion,
+                                  post=blink_options(args.blinks, args.seed)),
         expression_scale=args.expression_scale, still=args.still, pose_from=args.pose_from,
         pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend,
     )

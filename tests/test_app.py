@@ -48,9 +48,9 @@ def _sliders(**values: float) -> list[float]:
 
 
 def _audio_args(photo: Path, audio: Path) -> list:
-    # photo, audio, head motion, reference clip, pose blend, expression scale, blink, emotion, steps, seed,
+    # photo, audio, head motion, reference clip, pose blend, expression scale, blinks, emotion, steps, seed,
     # smoothing, paste back, max frames
-    return [handle_file(str(photo)), handle_file(str(audio)), "from the model", None, 1.0, 1.0, True, "happy",
+    return [handle_file(str(photo)), handle_file(str(audio)), "from the model", None, 1.0, 1.0, "template", "happy",
             2, 0, 0.0, True, 1]
 
 

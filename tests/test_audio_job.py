@@ -151,3 +151,24 @@ def test_stream_audio_yields_a_frame_before_the_audio_is_consumed(audio_engine, 
     assert first.shape == (512, 512, 3) and first.dtype == np.uint8
     assert len(pulled) < samples.size // 3200                # live: most of the audio is still unread
     frames.close()
+
+
+def test_blink_modes(audio_engine, astronaut) -> None:
+    """"off" keeps the photo's eyes; "template" closes them (keypoint 13 moves down) in short seeded blinks."""
+    from talkinghead.drivers.audio.postprocess import BLINK_CURVE, blink_options
+
+    samples = load_audio(AUDIO / "dt_german1.wav")[: 16000 * 10]           # 250 frames: room for blinks 60-100 apart
+
+    def motion(blinks: str, seed: int = 0):
+        driver = AudioDriverOptions(steps=2, seed=0, post=blink_options(blinks, seed))
+        return audio_engine.audio_motion(astronaut, samples, AudioJobOptions(driver=driver))
+
+    off, template = motion("off"), motion("template")
+    lid = (template.exp - off.exp)[:, 13, 1]                               # keypoint 13's y: the blink control only
+    closed = (lid < 0).nonzero().flatten().tolist()
+    assert closed and lid.min() < -0.01                                    # at least one full closure
+    runs = np.split(np.array(closed), np.nonzero(np.diff(closed) > 1)[0] + 1)
+    assert all(len(run) <= len(BLINK_CURVE) - 1 for run in runs)          # each blink is one template pass
+    assert torch.equal(motion("template").exp, template.exp)               # same seed, same blinks
+    assert not torch.equal(motion("template", seed=5).exp, template.exp)
+    assert not torch.equal(motion("model").exp, template.exp)

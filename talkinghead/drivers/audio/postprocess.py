@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ...errors import ControlError
+from ...motion.controls import expression_direction
 from ...motion.frame import NUM_KP, MotionFrame
 from ...motion.keypoints import NUM_BINS, KeypointTransform, degrees_from_bins
 from ...motion.retarget import MLP, stitch
@@ -186,6 +187,55 @@ class PostprocessOptions:
         gaps = [self.blink_gaps] if isinstance(self.blink_gaps, int) else self.blink_gaps or []
         if any(gap < 1 for gap in gaps) or (self.blink_gaps is not None and not gaps):
             raise ControlError(f"blink gaps must be positive frame counts, got {self.blink_gaps}")
+
+
+BLINK_CURVE = (0.0, 0.45, 0.85, 1.0, 0.95, 0.75, 0.5, 0.3, 0.15, 0.05)
+"""Closure (0 open … 1 closed) of one synthetic blink, per 25 fps frame: closed
+within 3 frames (120 ms), reopened more slowly over 6 (a spontaneous blink
+lasts about 300–400 ms, its closing phase being the faster)."""
+
+BLINK_MODES = ("model", "template", "off")
+"""Where the audio job's blinks come from: the generated eye rows, the
+synthetic blink template on a random schedule, or none (the source's eyes)."""
+
+
+def synthetic_blink_template(curve: Sequence[float] = BLINK_CURVE) -> Tensor:
+    """A blink template built from the ``blink`` expression control (our own; Ditto's ships in its cfg pickle).
+
+    Row k = ``curve[k]`` × the ``blink`` control's expression offsets at 1
+    (:func:`talkinghead.motion.controls.expression_direction`), which move
+    only eye keypoints.  Row 0 must be open (0).
+
+    Args:
+        curve: closure per frame, 0 … 1, starting with 0.
+
+    Returns:
+        (len(curve), 63) float32, a :attr:`PostprocessOptions.blink_template`.
+
+    Raises:
+        ControlError: an empty curve, one not starting open, or values outside [0, 1].
+    """
+    values = torch.tensor(list(curve), dtype=torch.float32)
+    if not len(values) or values[0] != 0 or bool(((values < 0) | (values > 1)).any()):
+        raise ControlError(f"a blink curve starts at 0 (open) and stays within [0, 1], got {list(curve)}")
+    return values[:, None] * expression_direction("blink").reshape(1, 3 * NUM_KP)
+
+
+def blink_options(blinks: str, seed: int | None = None) -> PostprocessOptions:
+    """Post-processing options for a :data:`BLINK_MODES` choice.
+
+    ``"model"``: eye rows from the generated motion (default); ``"template"``:
+    :func:`synthetic_blink_template` every 60–100 frames (Ditto's random gaps,
+    drawn with ``seed``); ``"off"``: the source's eyes throughout.
+
+    Raises:
+        ControlError: unknown ``blinks``.
+    """
+    if blinks not in BLINK_MODES:
+        raise ControlError(f"unknown blink mode {blinks!r}: choose one of {', '.join(BLINK_MODES)}")
+    if blinks == "template":
+        return PostprocessOptions(blink_template=synthetic_blink_template(), blink_seed=seed)
+    return PostprocessOptions(drive_eyes=blinks == "model")
 
 
 def blink_schedule(num_frames: int, blink_length: int, gaps: int | Sequence[int] | None,
