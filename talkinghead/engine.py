@@ -26,12 +26,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import itertools
-import math
 import os
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -51,7 +49,7 @@ from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvi
 from .face.paste import paste_back as paste_face
 from .media.audio import load_audio
 from .media.image import limit_size, load_image
-from .media.video import AudioSource, VideoInfo, VideoReader, VideoWriter, probe_video
+from .media.video import AudioSource, VideoReader, VideoWriter, frames_at_rate, probe_video
 from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
 from .models.lmdm import LMDM
@@ -239,27 +237,6 @@ def _single_frames(batches: Iterable[DrivingBatch]) -> Iterator[DrivingBatch]:
             ratios = None if batch.ratios is None else EyeLipRatios(eye=batch.ratios.eye[i:i + 1],
                                                                     lip=batch.ratios.lip[i:i + 1])
             yield DrivingBatch(batch.motion[i], ratios)
-
-
-def _exact_rate(fps: float) -> Fraction:
-    """A frame rate in Hz as an exact fraction (29.97002997… → 30000/1001)."""
-    return Fraction(fps).limit_denominator(1001 * 1000)
-
-
-def _frames_at_rate(info: VideoInfo, fps: float) -> int:
-    """Frames :class:`VideoReader` yields for a constant-rate clip read at ``fps`` Hz (ticks up to the end of its last frame)."""
-    return math.ceil(info.n_frames * _exact_rate(fps) / _exact_rate(info.fps))
-
-
-def _decoded_indices(clip_fps: float, fps: float) -> Iterator[int]:
-    """Decoded-frame index shown at each tick of a constant-rate clip read at ``fps`` Hz.
-
-    Tick i (time i/fps from the first frame) shows the latest frame at or
-    before it, ⌊i·clip_fps/fps⌋ — :class:`VideoReader`'s resampling rule;
-    per-frame landmark files are indexed by decoded frame.
-    """
-    step = _exact_rate(clip_fps) / _exact_rate(fps)
-    return (math.floor(i * step) for i in itertools.count())
 
 
 def _driving_audio(driver: VideoDriver) -> AudioSource | None:
@@ -477,7 +454,7 @@ class Engine:
                 frames are consumed).
         """
         fps = probe_video(driving).fps
-        limit = _frames_at_rate(probe_video(source_video), fps)
+        limit = frames_at_rate(probe_video(source_video), fps)
         if render.max_frames is not None:
             limit = min(limit, render.max_frames)
         driver = self._video_driver(driving, options, render, driving_landmarks, crop_driving, limit)
@@ -497,8 +474,7 @@ class Engine:
         """
         provider = self._provider(landmarks)
         with VideoReader(video, fps=fps, max_frames=n_frames) as reader:
-            indices = _decoded_indices(reader.info.fps, fps)
-            points = [provider.landmarks(frame, index) for frame, index in zip(reader, indices)]
+            points = [provider.landmarks(frame, index) for index, frame in reader.indexed()]
         if all(p is None for p in points):
             raise NoFaceError(f"no face found in any frame of source video {video}: "
                               "use a video where one face is clearly visible (frontal or slightly turned, not tiny)")

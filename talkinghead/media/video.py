@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Iterable, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import av
 import av.audio.stream
@@ -198,12 +198,22 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Yield (H, W, 3) uint8 RGB frames, H/W as in :attr:`info` (rotation applied)."""
-        timed = self._timed_frames()
-        frames: Iterable[av.VideoFrame] = (
+        return (frame for _, frame in self.indexed())
+
+    def indexed(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(decoded index, frame)``: each frame of :meth:`__iter__` with the index of the decoded frame it is.
+
+        Without ``fps`` the index counts up from 0; with it, a decoded frame
+        shown at several ticks repeats its index and a dropped one is skipped
+        (per-frame data of the clip, such as landmark files, is indexed by
+        decoded frame).
+        """
+        timed = (_TimedFrame((i, t.frame), t.start, t.duration) for i, t in enumerate(self._timed_frames()))
+        pairs: Iterable[tuple[int, av.VideoFrame]] = (
             _resample_to_rate(timed, self._out_rate) if self._out_rate is not None else (t.frame for t in timed)
         )
-        for frame in itertools.islice(frames, self._max_frames):
-            yield _frame_to_rgb(frame)
+        for index, frame in itertools.islice(pairs, self._max_frames):
+            yield index, _frame_to_rgb(frame)
 
     def _timed_frames(self) -> Iterator[_TimedFrame]:
         """Decoded frames with exact timestamps in seconds (pts, or the previous one + one frame when missing)."""
@@ -222,15 +232,15 @@ class VideoReader:
 
 
 class _TimedFrame(NamedTuple):
-    """A decoded frame with its exact presentation time and display duration."""
+    """A decoded frame (or a payload carrying it) with its exact presentation time and display duration."""
 
-    frame: av.VideoFrame
+    frame: Any
     start: Fraction  # presentation time, seconds
     duration: Fraction  # display duration, seconds
 
 
-def _resample_to_rate(frames: Iterator[_TimedFrame], rate: Fraction) -> Iterator[av.VideoFrame]:
-    """For ticks ``t0 + i / rate`` up to the end of the last frame, yield the latest frame at or before each tick."""
+def _resample_to_rate(frames: Iterator[_TimedFrame], rate: Fraction) -> Iterator[Any]:
+    """For ticks ``t0 + i / rate`` up to the end of the last frame, yield the latest frame's payload at or before each tick."""
     current = next(frames, None)
     if current is None:
         return
@@ -556,6 +566,15 @@ def _average_rate(stream: av.video.stream.VideoStream, path: PathLike) -> Fracti
     if not rate:
         raise MediaError(f"video {path} states no frame rate; re-encode it ({VIDEO_HINT})")
     return rate
+
+
+def frames_at_rate(info: VideoInfo, fps: float) -> int:
+    """Frames :class:`VideoReader` yields for a constant-rate clip read at ``fps`` Hz (ticks up to the end of its last frame).
+
+    Raises:
+        ValueError: ``fps`` or the clip's rate not a positive finite number.
+    """
+    return math.ceil(info.n_frames * _as_rate(fps) / _as_rate(info.fps))
 
 
 def _as_rate(fps: float) -> Fraction:
