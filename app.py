@@ -52,8 +52,8 @@ import gradio as gr
 import numpy as np
 
 from talkinghead.drivers.audio.condition import EMOTIONS
-from talkinghead.drivers.audio.driver import AudioDriver, AudioDriverOptions
-from talkinghead.drivers.audio.postprocess import blink_options
+from talkinghead.drivers.audio.config import SourceSettings
+from talkinghead.drivers.audio.driver import AudioDriver
 from talkinghead.engine import AudioJobOptions, Engine, PreparedSource, RenderOptions, resolve_device
 from talkinghead.enhance import EnhanceOptions
 from talkinghead.errors import TalkingHeadError
@@ -81,6 +81,8 @@ STREAM_SEGMENT_FRAMES = int(os.environ.get("TALKINGHEAD_STREAM_SEGMENT_FRAMES") 
 """Frames per segment of the live preview: 10 = 0.4 s at 25 fps, what one online window of motion adds."""
 SOURCE_CACHE_SIZE = 4
 """Prepared photos kept in memory (keyed by file content), so slider previews run only W + G."""
+FROM_CONFIG = "config"
+"""Choice value of the audio tab's Blinks and Emotion inputs meaning: as Ditto's configuration says."""
 
 EXAMPLE_KEYFRAMES = """{"fps": 25, "keyframes": [
   {"t": 0.0, "yaw": 0},
@@ -179,18 +181,19 @@ class SourceCache:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[str, str | None], PreparedSource] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str | None, SourceSettings | None], PreparedSource] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, engine: Engine, photo: str) -> PreparedSource:
-        """The :class:`PreparedSource` of a photo file. Raises: MediaError, NoFaceError."""
+    def get(self, engine: Engine, photo: str, settings: SourceSettings | None = None) -> PreparedSource:
+        """The :class:`PreparedSource` of a photo file, by LivePortrait's rules or by ``settings``
+        (the audio job's, from Ditto's configuration). Raises: MediaError, NoFaceError."""
         landmarks = landmarks_for(photo)
-        key = (hashlib.sha256(Path(photo).read_bytes()).hexdigest(), landmarks)
+        key = (hashlib.sha256(Path(photo).read_bytes()).hexdigest(), landmarks, settings)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        source = engine.prepare_source(photo, landmarks=landmarks)
+        source = engine.prepare_source(photo, landmarks=landmarks, settings=settings)
         with self._lock:
             self._items[key] = source
             while len(self._items) > self._size:
@@ -274,16 +277,16 @@ def _audio_request(photo: str | None, audio: str | None, head_motion: str, refer
         _required(reference_clip, "reference clip")
     engine = ENGINE.get()
     options = AudioJobOptions(
-        driver=AudioDriverOptions(steps=int(steps), seed=int(seed), emotion=emotion,
-                                  post=blink_options(blinks, int(seed))),
-        expression_scale=expression_scale, still=head_motion == "still",
+        steps=int(steps) or None, seed=int(seed), emotion=None if emotion == FROM_CONFIG else emotion,
+        blinks=None if blinks == FROM_CONFIG else blinks, expression_scale=expression_scale, still=head_motion == "still",
         pose_from=reference_clip if head_motion == "from a reference clip" else None,
         pose_from_landmarks=landmarks_for(reference_clip), pose_blend=pose_blend,
     )
     render = RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing),
                            paste_back=paste_back, max_frames=_max_frames(max_frames),
                            enhance=_enhance(restorer, enhance_weight, upscale))
-    return AudioRequest(engine, SOURCES.get(engine, photo), audio, options, render)
+    source = SOURCES.get(engine, photo, engine.audio_source_settings(options))
+    return AudioRequest(engine, source, audio, options, render)
 
 
 @_gpu
@@ -477,10 +480,12 @@ def _audio_tab() -> None:
             pose_blend = gr.Slider(0, 1, value=1, step=0.05, label="Pose blend (0 = model, 1 = reference clip)")
             with gr.Accordion("More options", open=False):
                 expression_scale = gr.Slider(0, 3, value=1, step=0.05, label="Expression scale")
-                blinks = gr.Radio([("from the model", "model"), ("blink template", "template"), ("off", "off")],
-                                  value="model", label="Blinks")
-                emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
-                steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps")
+                blinks = gr.Radio([("as Ditto's configuration says", FROM_CONFIG), ("from the model", "model"),
+                                   ("blink template", "template"), ("off", "off")],
+                                  value=FROM_CONFIG, label="Blinks")
+                emotion = gr.Dropdown([("as Ditto's configuration says", FROM_CONFIG)] + [(e, e) for e in EMOTIONS],
+                                      value=FROM_CONFIG, label="Emotion")
+                steps = gr.Slider(0, 50, value=0, step=1, label="Diffusion steps (0 = Ditto's configuration)")
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 smoothing = _smoothing_input()
                 paste_back = gr.Checkbox(value=True, label="Paste back into the photo")

@@ -126,13 +126,20 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
                        description="Animate a portrait photo from a speech recording (Ditto-compatible audio-to-motion).")
     _add_common(p)
     p.add_argument("--audio", required=True, help="speech recording (wav, mp3, m4a, ogg, flac, webm…)")
-    p.add_argument("--steps", type=_positive_int, default=10, help="diffusion sampling steps per window (default 10)")
+    p.add_argument("--ditto-config", metavar="FILE.pkl",
+                   help="a Ditto configuration pickle to use instead of Ditto's shipped "
+                        "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl (read safely: plain data only)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="diffusion sampling steps per window (default: the configuration's; Ditto's code default 50)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (default 0)")
-    p.add_argument("--emotion", default="neutral",
-                   help="angry, disgust, fear, happy, neutral, sad, surprise or contempt (default neutral)")
-    p.add_argument("--blinks", choices=("model", "template", "off"), default="model",
-                   help="model: eyes follow the generated motion (default); template: a synthetic blink every "
-                        "2.4-4 s (seeded by --seed); off: the photo's eyes throughout")
+    p.add_argument("--emotion", default=None,
+                   help="angry, disgust, fear, happy, neutral, sad, surprise or contempt "
+                        "(default: the configuration's, neutral if it has none)")
+    p.add_argument("--blinks", choices=("model", "template", "off"), default=None,
+                   help="default: as the configuration says (its blink template if it has one, else the generated "
+                        "eye motion); model: eyes follow the generated motion; template: the configuration's blink "
+                        "template (a synthetic one if it has none) every 2.4-4 s, seeded by --seed; off: the "
+                        "photo's eyes throughout")
     p.add_argument("--expression-scale", type=float, default=1.0, metavar="X",
                    help="gain on the generated expression, 0..3 (default 1)")
     head = p.add_mutually_exclusive_group()
@@ -256,20 +263,20 @@ def _run_video(args: argparse.Namespace) -> None:
 
 
 def _run_audio(args: argparse.Namespace) -> None:
-    from .drivers.audio.driver import AudioDriver, AudioDriverOptions
-    from .drivers.audio.postprocess import blink_options
+    from .drivers.audio.driver import AudioDriver
     from .engine import AudioJobOptions
     from .motion.io import MotionFile, load_motion, save_motion
 
     options = AudioJobOptions(
-        driver=AudioDriverOptions(steps=args.steps, seed=args.seed, emotion=args.emotion,
-                                  post=blink_options(args.blinks, args.seed)),
+        config=args.ditto_config, steps=args.steps, seed=args.seed, emotion=args.emotion, blinks=args.blinks,
         expression_scale=args.expression_scale, still=args.still, pose_from=args.pose_from,
         pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend,
     )
     render = _render_options(args)
     saved = load_motion(args.motion) if args.motion else None
-    engine, source = _engine_and_source(args)
+    engine = _engine(args)
+    source = engine.prepare_source(args.source, landmarks=args.source_landmarks,
+                                   settings=engine.audio_source_settings(options))
     job = engine.animate_audio(source, args.audio, options, render, motion=saved.motion if saved else None,
                                fps=saved.fps if saved else AudioDriver.fps, progress=not args.quiet)
     if args.save_motion:

@@ -37,10 +37,12 @@ import numpy as np
 import torch
 
 from .drivers.audio.condition import EyeConditionProvider, EyeConditions, LandmarkEyeConditions, MediaPipeEyeConditions
+from .drivers.audio.config import DittoConfig, SourceSettings
 from .drivers.audio.driver import AudioDriver, AudioDriverOptions, window_count
 from .drivers.audio.features import frame_count
 from .drivers.audio.hubert import OnnxAudioEncoder
 from .drivers.audio.stream import iter_audio_chunks, stream_motion
+from .drivers.audio.windows import SHIPPED_ONLINE
 from .drivers.video import CropMode, DrivingBatch, VideoDriver, fill_missing, ratios_from_landmarks
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
 from .errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
@@ -48,7 +50,7 @@ from .face.crop import FaceCrop, crop_face, transform_points
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
 from .face.paste import paste_back as paste_face
 from .media.audio import load_audio
-from .media.image import limit_size, load_image
+from .media.image import ditto_size, limit_size, load_image
 from .media.video import AudioSource, VideoReader, VideoWriter, frames_at_rate, probe_video
 from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
@@ -133,8 +135,23 @@ class VideoJob:
 class AudioJobOptions:
     """Options of the audio-driven job.
 
+    By default the generation settings come from Ditto's shipped
+    configuration (:mod:`talkinghead.drivers.audio.config`: the offline one
+    for files, the online one for :meth:`Engine.stream_audio`), with the
+    explicit choices here (``steps``, ``seed``, ``emotion``, ``blinks``) on top.
+
     Attributes:
-        driver: generation settings (steps, seed, emotion, windows, post-processing).
+        driver: complete generation settings that replace the configuration
+            (``steps``/``seed``/``emotion``/``blinks`` and ``config`` are then
+            not used); None = from the configuration.
+        config: another Ditto cfg pickle for the offline job; None = Ditto's
+            ``ditto_cfg/v0.4_hubert_cfg_pytorch.pkl`` (Hub or ``--weights DIR``).
+        steps: DDIM steps per window; None = the configuration's.
+        seed: random seed (sampler noise, random blink gaps); None = fresh.
+        emotion: emotion label(s) or table; None = the configuration's.
+        blinks: "model", "template" or "off" (see
+            :meth:`~talkinghead.drivers.audio.config.DittoConfig.driver_options`);
+            None = the configuration's.
         expression_scale: gain on the generated expression deltas, 0–3 (1 = as generated).
         still: keep the photo's head pose (only the face moves).
         pose_from: a short clip of the same person whose head-pose track
@@ -144,7 +161,12 @@ class AudioJobOptions:
         pose_blend: 0 = generated pose, 1 = the clip's pose.
     """
 
-    driver: AudioDriverOptions = field(default_factory=AudioDriverOptions)
+    driver: AudioDriverOptions | None = None
+    config: str | os.PathLike | None = None
+    steps: int | None = None
+    seed: int | None = 0
+    emotion: str | int | None = None
+    blinks: str | None = None
     expression_scale: float = 1.0
     still: bool = False
     pose_from: str | os.PathLike | None = None
@@ -285,6 +307,7 @@ class Engine:
         self._landmarks = landmarks
         self.store = store or WeightStore()
         self._audio_driver: AudioDriver | None = None
+        self._ditto_configs: dict[tuple[bool, str | None], DittoConfig] = {}
         self._eye_provider: EyeConditionProvider | None = None
         self._restorers: dict[str, FaceRestorer] = {}
         self._upscaler: Upscaler | None = None
@@ -327,13 +350,18 @@ class Engine:
 
     # ---------------------------------------------------------------- source
     @torch.inference_mode()
-    def prepare_source(self, image: str | os.PathLike | np.ndarray, landmarks: LandmarkSpec = None) -> PreparedSource:
+    def prepare_source(self, image: str | os.PathLike | np.ndarray, landmarks: LandmarkSpec = None,
+                       settings: SourceSettings | None = None) -> PreparedSource:
         """Load a photo, find and crop its face, and run M and F on the crop.
 
         Args:
             image: photo file or (H, W, 3) uint8 RGB array.
             landmarks: landmark provider, a landmark JSON file for this
                 photo, or None for the engine's default detector.
+            settings: Ditto's size and crop rules (an audio job's
+                :attr:`DittoConfig.source_settings`, see
+                :meth:`audio_source_settings`); None = LivePortrait's (long
+                side ≤ 1280 px, crop scale 2.3, shift −0.125).
 
         Returns:
             The :class:`PreparedSource` (reusable for any number of jobs).
@@ -347,15 +375,18 @@ class Engine:
         if points is None:
             name = image if not isinstance(image, np.ndarray) else "the photo"
             raise NoFaceError(f"no face found in {name}: use a photo where one face is clearly visible (frontal or slightly turned, not tiny)")
-        return self._prepare_image(original, points)
+        return self._prepare_image(original, points, settings)
 
     @torch.inference_mode()
-    def _prepare_image(self, image: np.ndarray, points: np.ndarray) -> PreparedSource:
-        """(H, W, 3) uint8 RGB image + its (68, 2) landmarks (pixels) → size rule, LivePortrait crop, M, F, eye/lip ratios."""
-        limited = limit_size(image)
+    def _prepare_image(self, image: np.ndarray, points: np.ndarray,
+                       settings: SourceSettings | None = None) -> PreparedSource:
+        """(H, W, 3) uint8 RGB image + its (68, 2) landmarks (pixels) → size rule, crop, M, F, eye/lip ratios."""
+        limited = limit_size(image) if settings is None else ditto_size(image, settings.max_size)
         if limited.shape[:2] != image.shape[:2]:
             points = _scale_points(points, image.shape[:2], limited.shape[:2])
-        crop = crop_face(limited, points)
+        crop = crop_face(limited, points) if settings is None else crop_face(
+            limited, points, scale=settings.crop_scale, vx=settings.crop_vx, vy=settings.crop_vy,
+            rotate=settings.rotate)
         raw = {k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()}
         return PreparedSource(
             image=np.ascontiguousarray(limited), landmarks=points, crop=crop, info=keypoint_info_from_raw(raw),
@@ -654,6 +685,48 @@ class Engine:
             self._audio_driver = AudioDriver(lmdm, encoder)
         return self._audio_driver
 
+    def ditto_config(self, online: bool = False, path: str | os.PathLike | None = None) -> DittoConfig:
+        """Ditto's configuration, read once (see :mod:`talkinghead.drivers.audio.config`).
+
+        Args:
+            online: the streaming configuration instead of the offline one.
+            path: a cfg pickle to read instead of Ditto's (Hub / ``--weights DIR``).
+
+        Raises:
+            WeightsError: the file is missing, unsafe or malformed.
+        """
+        key = (online, None if path is None else os.fspath(path))
+        if key not in self._ditto_configs:
+            file = path if path is not None else self.store.path(DITTO_FILES["config_online" if online else "config"])
+            self._ditto_configs[key] = DittoConfig.load(file)
+        return self._ditto_configs[key]
+
+    def audio_source_settings(self, options: AudioJobOptions | None = None) -> SourceSettings:
+        """How the audio job sizes and crops the photo (the offline configuration's rules).
+
+        Raises:
+            WeightsError: the configuration is missing, unsafe or malformed.
+        """
+        options = options or AudioJobOptions()
+        return self.ditto_config(path=options.config).source_settings
+
+    def audio_driver_options(self, options: AudioJobOptions, online: bool = False) -> AudioDriverOptions:
+        """The generation settings of a job: ``options.driver``, else the configuration with the job's choices.
+
+        Raises:
+            WeightsError: the configuration is missing, unsafe, malformed or
+                does not fit the LMDM checkpoint.
+            ControlError: an invalid emotion or blink mode.
+        """
+        if options.driver is not None:
+            return options.driver
+        config = self.ditto_config(online=online, path=None if online else options.config)
+        lmdm = self.audio_driver().lmdm
+        config.check_model(lmdm.config.motion_dim, lmdm.config.cond_dim, lmdm.config.seq_len,
+                           os.fspath(self.store.path(DITTO_FILES["lmdm"])))
+        return config.driver_options(steps=options.steps, seed=options.seed, emotion=options.emotion,
+                                     blinks=options.blinks)
+
     def _eye_condition_provider(self) -> EyeConditionProvider:
         """MediaPipe's face mesh, as Ditto measures the eyes, when the ``mediapipe`` package and
         Ditto's ``face_landmarker.task`` are available; else the 68-point approximation."""
@@ -693,9 +766,10 @@ class Engine:
 
         samples = _samples(audio)
         driver = self.audio_driver()
-        windows = window_count(frame_count(samples.size), options.driver.windows)
+        settings = self.audio_driver_options(options)
+        windows = window_count(frame_count(samples.size), settings.windows)
         with tqdm(total=windows, unit="window", desc="audio to motion", disable=not progress) as bar:
-            motion = driver.generate(samples, source.raw, self._eye_conditions(source), options.driver,
+            motion = driver.generate(samples, source.raw, self._eye_conditions(source), settings,
                                      on_window=lambda _: bar.update())
         return self._edit_motion(source, motion, options, self._reference_pose(options))
 
@@ -725,7 +799,10 @@ class Engine:
         smoother = MotionSmoother(render.smoothing)
         per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
         emitted, first = 0, 0
-        motions = stream_motion(self.audio_driver(), chunks, source.raw, self._eye_conditions(source), options.driver)
+        driver = self.audio_driver()
+        settings = self.audio_driver_options(options, online=True)
+        windows = settings.windows if options.driver is None else SHIPPED_ONLINE
+        motions = stream_motion(driver, chunks, source.raw, self._eye_conditions(source), settings, windows)
         for motion in itertools.chain(motions, [None]):
             if motion is not None:
                 motion = self._edit_motion(source, motion, options, reference, first)
@@ -738,7 +815,8 @@ class Engine:
                 if ready.batch_size == 0:
                     return
             emitted += ready.batch_size
-            yield from self.animate_motion(source, ready, AudioDriver.fps, per_chunk).frames
+            yield from self.animate_motion(source, ready, AudioDriver.fps, per_chunk,
+                                           stitching=settings.post.stitching).frames
 
     def _reference_pose(self, options: AudioJobOptions) -> MotionFrame | None:
         if options.still or options.pose_from is None:
@@ -783,10 +861,13 @@ class Engine:
         Raises:
             MediaError, ControlError, DiffusionError: see :meth:`audio_motion`.
         """
+        stitching = True
         if motion is None:
             motion, fps = self.audio_motion(source, audio, options, progress=progress), AudioDriver.fps
+            stitching = self.audio_driver_options(options).post.stitching
         n = motion.batch_size if render.max_frames is None else min(render.max_frames, motion.batch_size)
-        return self.animate_motion(source, motion, fps, render, audio=AudioSource(audio, duration_s=n / fps))
+        return self.animate_motion(source, motion, fps, render, audio=AudioSource(audio, duration_s=n / fps),
+                                   stitching=stitching)
 
     # --------------------------------------------------------------- output
     def write_video(self, job: VideoJob, out: str | os.PathLike, progress: bool = True) -> Path:

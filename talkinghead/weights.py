@@ -223,6 +223,8 @@ DITTO_FILES: dict[str, HubFile] = {
         ("lmdm", "ditto_pytorch/models/lmdm_v0.4_hubert.pth", 191_200_000),
         ("audio_encoder", "ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx", 1_400_000_000),
         ("face_landmarker", "ditto_pytorch/aux_models/face_landmarker.task", 3_800_000),
+        ("config", "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl", 60_000),
+        ("config_online", "ditto_cfg/v0.4_hubert_cfg_trt_online.pkl", 60_000),
     )
 }
 """Ditto's audio→motion files (about 1.6 GB together; the renderer is LivePortrait's)."""

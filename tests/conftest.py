@@ -190,7 +190,42 @@ def all_weights_dir(tmp_path_factory, lp_weights_dir, fill_weights) -> Path:
     encoder = root / "ditto_pytorch" / "aux_models" / "hubert_streaming_fix_kv.onnx"
     encoder.parent.mkdir(parents=True, exist_ok=True)
     write_toy_audio_encoder(encoder)
+    write_ditto_config(root / "ditto_cfg" / "v0.4_hubert_cfg_pytorch.pkl", TEST_OFFLINE_KWARGS)
+    write_ditto_config(root / "ditto_cfg" / "v0.4_hubert_cfg_trt_online.pkl", TEST_ONLINE_KWARGS)
     return root
+
+
+AUDIO2MOTION_CFG = {"model_path": "ditto_pytorch/models/lmdm_v0.4_hubert.pth", "device": "cuda",
+                    "motion_feat_dim": 265, "audio_feat_dim": 1103, "seq_frames": 80, "use_emo": True,
+                    "use_sc": True, "use_eye_open": True, "use_eye_ball": True, "w2f_type": "hubert"}
+"""``audio2motion_cfg`` of Ditto's cfg pickles (Ditto core/atomic_components/cfg.py reads these keys)."""
+
+TEST_OFFLINE_KWARGS = {"sampling_timesteps": 10, "overlap_v2": 10, "smo_k_d": 3, "fix_kp_cond": 0, "emo": 4}
+"""The test weights' offline configuration: Ditto's offline window settings at 10 steps."""
+
+TEST_ONLINE_KWARGS = {"sampling_timesteps": 10, "overlap_v2": 70, "fix_kp_cond": 1, "fix_kp_cond_dim": [0, 202],
+                      "online_mode": True, "emo": 4}
+"""The test weights' online configuration (the window settings reported for Ditto's online cfg)."""
+
+
+def write_ditto_config(path: Path, default_kwargs: dict, protocol: int = 4, numpy1: bool = False) -> Path:
+    """Write a configuration pickle in Ditto's layout (``base_cfg``, ``audio2motion_cfg``, ``default_kwargs``).
+
+    ``numpy1=True`` writes NumPy 1's module names (``numpy.core.multiarray``)
+    for arrays and scalars, as a file pickled under NumPy 1 has them
+    (protocol 3, where module names are plain text in the stream).
+    """
+    import pickle
+
+    cfg = {"base_cfg": {"hubert_cfg": {"model_path": "ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx"}},
+           "audio2motion_cfg": dict(AUDIO2MOTION_CFG), "default_kwargs": default_kwargs}
+    data = pickle.dumps(cfg, protocol=3 if numpy1 else protocol)
+    if numpy1:
+        assert b"numpy._core" in data or b"numpy" not in data
+        data = data.replace(b"numpy._core", b"numpy.core")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
 
 
 @pytest.fixture(scope="session")

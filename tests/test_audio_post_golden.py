@@ -83,7 +83,7 @@ def options_for(variant: str, post_info: dict, golden: dict[str, torch.Tensor]) 
         for frame, ctrl in info["ctrl_info"].items()
     }
     return PostprocessOptions(blink_template=golden["post.blink_template"], blink_gaps=20,
-                              delta_gain=info["scale_ratio"], overall=Controls(**info["overall_ctrl_info"]),
+                              driven=info["use_d_keys"], overall=Controls(**info["overall_ctrl_info"]),
                               per_frame=per_frame)
 
 

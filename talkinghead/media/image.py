@@ -95,6 +95,45 @@ def limit_size(img: np.ndarray, max_dim: int = 1280, division: int = 2) -> np.nd
     return img[:h, :w]
 
 
+def ditto_size(img: np.ndarray, max_dim: int = 1920, division: int = 2) -> np.ndarray:
+    """Apply Ditto's source-image size rule (Ditto ``core/atomic_components/loader.py`` ``check_resize``).
+
+    Differs from :func:`limit_size` (LivePortrait's) in three ways: the
+    default limit is 1920 px; the short side is *rounded* (not truncated)
+    when the long side is brought to ``max_dim``; and sides that are not
+    multiples of ``division`` are fixed by *resizing* to the next lower
+    multiple (``cv2.resize``, bilinear) instead of dropping rows/columns.
+    ``max_dim`` ≤ 0 means no limit.
+
+    Args:
+        img: (H, W, C) or (H, W) image, any dtype cv2 can resize.
+        max_dim: longest allowed side in pixels (≤ 0: unlimited).
+        division: H and W of the result are multiples of this, ≥ 1.
+
+    Returns:
+        The resized image, or ``img`` itself when nothing changes.
+
+    Raises:
+        ValueError: ``division`` is not positive.
+        MediaError: the image is smaller than ``division`` pixels on a side.
+    """
+    if division < 1:
+        raise ValueError(f"division ({division}) must be positive")
+    h, w = img.shape[:2]
+    new_h, new_w = h, w
+    if max_dim > 0 and max(h, w) > max_dim:
+        if h > w:
+            new_h, new_w = max_dim, int(round(w * max_dim / h))
+        else:
+            new_h, new_w = int(round(h * max_dim / w)), max_dim
+    new_h, new_w = new_h - new_h % division, new_w - new_w % division
+    if new_h == 0 or new_w == 0:
+        raise MediaError(f"image of {w}x{h} pixels is too small; use a photo of at least 256x256")
+    if (new_h, new_w) == (h, w):
+        return img
+    return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
 def save_image(path: PathLike, img: np.ndarray) -> None:
     """Write an RGB uint8 image atomically.
 

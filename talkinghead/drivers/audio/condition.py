@@ -45,9 +45,9 @@ CONDITION_DIM = AUDIO_DIM + len(EMOTIONS) + 2 + 6 + 63
 """Width of a condition row (1103)."""
 
 Label = Union[int, str]
-Emotion = Union[Label, Sequence[Label], Tensor, np.ndarray]
+Emotion = Union[Label, Sequence[Label], Sequence[Sequence[Label]], Tensor, np.ndarray]
 """An emotion label (index or name, case-insensitive), several labels (mixed
-equally), or a per-frame (M, 8) probability table."""
+equally), a per-frame list of label lists, or a per-frame (M, 8) probability table."""
 
 
 # ------------------------------------------------------------------ emotion
@@ -86,7 +86,9 @@ def emotion_sequence(emotion: Emotion) -> Tensor:
     """Emotion table (M, 8) from any :data:`Emotion` form.
 
     Args:
-        emotion: label(s) (→ M = 1) or an (M, 8) table of probabilities.
+        emotion: label(s) (→ M = 1), a list of label lists (one mixed row
+            per entry, Ditto's ``[[4], [3, 4], …]``) or an (M, 8) table of
+            probabilities.
 
     Returns:
         (M, 8) float32; row ``max(frame, 0) mod M`` is used for a frame.
@@ -99,6 +101,8 @@ def emotion_sequence(emotion: Emotion) -> Tensor:
         if table.ndim != 2 or table.shape[1] != len(EMOTIONS) or not len(table):
             raise ControlError(f"an emotion table must be (frames, {len(EMOTIONS)}), got {tuple(table.shape)}")
         return table
+    if isinstance(emotion, (list, tuple)) and emotion and isinstance(emotion[0], (list, tuple)):
+        return torch.stack([emotion_probabilities(labels) for labels in emotion])
     return emotion_probabilities(emotion)[None]
 
 
@@ -279,24 +283,108 @@ class MediaPipeEyeConditions:
         return self.fallback(crop, landmarks)
 
 
+# ------------------------------------------------------------------ reference character
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceCharacter:
+    """A reference character (Ditto's ``ch_info``): conditions the LMDM in place of the source.
+
+    With one set, the motion condition of the first window (``s_kp_cond``),
+    the canonical keypoints ``sc`` and the eye conditions come from the
+    reference instead of the user's photo (condition_handler.py
+    ``ConditionHandler.setup``, audio2motion.py ``Audio2Motion.setup``); the
+    generated motion is then applied to the photo with the exp/pitch/yaw/roll
+    deltas scaled by ``scale`` / the photo's scale (motion_stitch.py
+    ``MotionStitch.setup``; :attr:`.postprocess.PostprocessOptions.reference_scale`).
+
+    Attributes:
+        motion_row: (265,) float32 motion row of the reference's first frame
+            ``[scale − 1 | pitch | yaw | roll | t | exp]`` (pose as bin logits).
+        canonical_kp: (63,) float32 canonical keypoints ``sc``.
+        eyes: eye conditions per reference frame (≥ 1), looped per frame.
+        scale: the first frame's keypoint scale, as stored (float32 value).
+    """
+
+    motion_row: Tensor
+    canonical_kp: Tensor
+    eyes: tuple[EyeConditions, ...]
+    scale: float
+
+    def __post_init__(self) -> None:
+        if tuple(self.motion_row.shape) != (265,) or tuple(self.canonical_kp.shape) != (63,) or not self.eyes:
+            raise ControlError(f"a reference character needs a (265,) motion row, (63,) keypoints and ≥ 1 eye "
+                               f"measurement, got {tuple(self.motion_row.shape)}, {tuple(self.canonical_kp.shape)} "
+                               f"and {len(self.eyes)}")
+
+
 # ------------------------------------------------------------------ assembly
 
 
-class ConditionBuilder:
-    """Per-frame LMDM conditions for an image source (§3).
+@dataclass(frozen=True)
+class ConditionParts:
+    """Which parts follow the audio in a condition row (Ditto's ``audio2motion_cfg``
+    ``use_emo``/``use_eye_open``/``use_eye_ball``/``use_sc``, condition_handler.py).
 
-    Args:
-        canonical_kp: (1, 63), (63,) or (1, 21, 3) source canonical keypoints ``sc``.
-        eyes: the source's :class:`EyeConditions`.
-        emotion: any :data:`Emotion` form (default neutral).
-
-    Raises:
-        ControlError: invalid emotion.
+    The released model uses all four (1103 wide); the row keeps the order
+    ``[audio | emotion 8 | eye_open 2 | eye_ball 6 | sc 63]`` with the unused
+    parts left out.
     """
 
-    def __init__(self, canonical_kp: Tensor, eyes: EyeConditions, emotion: Emotion = NEUTRAL) -> None:
+    emotion: bool = True
+    eye_open: bool = True
+    eye_ball: bool = True
+    sc: bool = True
+
+    @property
+    def width(self) -> int:
+        """Width of a condition row: 1024 + the widths of the parts used."""
+        return AUDIO_DIM + 8 * self.emotion + 2 * self.eye_open + 6 * self.eye_ball + 63 * self.sc
+
+
+def mirror_index(index: Tensor, size: int) -> Tensor:
+    """Ditto's back-and-forth looping over ``size`` entries (condition_handler.py ``_mirror_index``).
+
+    0, 1, …, size−1, size−1, …, 0, 0, 1, …: even turns run forwards, odd
+    turns backwards.
+
+    Args:
+        index: integer tensor of non-negative frame indices.
+        size: number of entries, ≥ 1.
+
+    Returns:
+        Integer tensor of entry indices in [0, size).
+    """
+    turn, rest = index // size, index % size
+    return torch.where(turn % 2 == 0, rest, size - rest - 1)
+
+
+class ConditionBuilder:
+    """Per-frame LMDM conditions (§3; Ditto condition_handler.py ``ConditionHandler``).
+
+    Args:
+        canonical_kp: (1, 63), (63,) or (1, 21, 3) canonical keypoints ``sc``
+            (the source's, or a reference character's).
+        eyes: the source's :class:`EyeConditions`, or a sequence of them (a
+            reference character measured on several frames), used per frame
+            with :func:`mirror_index` looping (frame index below 0 → 0).
+        emotion: any :data:`Emotion` form (default neutral).
+        parts: which parts the rows hold (default all: 1103 wide).
+
+    Raises:
+        ControlError: invalid emotion, or an empty eye sequence.
+    """
+
+    def __init__(self, canonical_kp: Tensor, eyes: EyeConditions | Sequence[EyeConditions],
+                 emotion: Emotion = NEUTRAL, parts: ConditionParts = ConditionParts()) -> None:
+        track = [eyes] if isinstance(eyes, EyeConditions) else list(eyes)
+        if not track:
+            raise ControlError("no eye conditions given: measure the eyes on at least one frame")
+        self.parts = parts
         self.emotion = emotion_sequence(emotion)
-        self.static = torch.cat([eyes.eye_open, eyes.eye_ball, canonical_kp.reshape(-1)]).to(torch.float32)
+        self.eye_open = torch.stack([e.eye_open for e in track]).to(torch.float32)
+        self.eye_ball = torch.stack([e.eye_ball for e in track]).to(torch.float32)
+        self.sc = canonical_kp.reshape(-1).to(torch.float32)
 
     def __call__(self, audio: Tensor, first_frame: int = 0) -> Tensor:
         """Condition rows for consecutive frames (usable as the windows' ``ConditionFn``).
@@ -304,17 +392,27 @@ class ConditionBuilder:
         Args:
             audio: (L, 1024) float32 HuBERT features at 25 Hz.
             first_frame: clip frame index of ``audio[0]`` (negative inside an
-                online warm-up; such frames use emotion row 0).
+                online warm-up; such frames use emotion and eye entry 0).
 
         Returns:
-            (L, 1103) float32 ``[audio | emotion | eye_open | eye_ball | sc]``
-            on ``audio``'s device.
+            (L, C) float32 ``[audio | emotion | eye_open | eye_ball | sc]``
+            on ``audio``'s device, C = ``parts.width`` (1103 with all parts).
 
         Raises:
             ValueError: if ``audio`` is not (L, 1024).
         """
         if audio.ndim != 2 or audio.shape[1] != AUDIO_DIM:
             raise ValueError(f"audio features must be (frames, {AUDIO_DIM}), got {tuple(audio.shape)}")
-        frames = torch.arange(first_frame, first_frame + audio.shape[0]).clamp(min=0) % len(self.emotion)
-        static = self.static.to(audio).expand(audio.shape[0], -1)
-        return torch.cat([audio, self.emotion.to(audio)[frames], static], dim=1)
+        frames = torch.arange(first_frame, first_frame + audio.shape[0]).clamp(min=0)
+        eyes = mirror_index(frames, len(self.eye_open))
+        n = audio.shape[0]
+        parts = [audio]
+        if self.parts.emotion:
+            parts.append(self.emotion.to(audio)[frames % len(self.emotion)])
+        if self.parts.eye_open:
+            parts.append(self.eye_open.to(audio)[eyes])
+        if self.parts.eye_ball:
+            parts.append(self.eye_ball.to(audio)[eyes])
+        if self.parts.sc:
+            parts.append(self.sc.to(audio).expand(n, -1))
+        return torch.cat(parts, dim=1)

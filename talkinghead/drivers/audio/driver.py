@@ -23,30 +23,39 @@ import torch
 from ...errors import MediaError
 from ...models.lmdm import LMDM
 from ...motion.frame import MotionFrame
-from .condition import NEUTRAL, ConditionBuilder, Emotion, EyeConditions
+from .condition import NEUTRAL, ConditionBuilder, ConditionParts, Emotion, EyeConditions, ReferenceCharacter
 from .diffusion import DDIMSampler
 from .features import frame_count, offline_features
 from .hubert import AudioEncoder
 from .postprocess import MotionPostprocessor, PostprocessOptions, motion_row_from_raw
 from .windows import WindowConfig, WindowRecord, generate_offline
 
-DEFAULT_STEPS = 10
-"""DDIM steps (Ditto's shipped online setting). 3, 4, 5 and 7 steps give NaN or
-unsafe coefficients in float32 and are refused (see :mod:`.diffusion`)."""
+DEFAULT_STEPS = 50
+"""DDIM steps when nothing sets them: Ditto's code default (``sampling_timesteps``,
+stream_pipeline_offline.py ``StreamSDK.setup``); its shipped configuration
+normally sets them (:mod:`.config`).  3, 4, 5 and 7 steps give NaN or unsafe
+coefficients in float32 and are refused (see :mod:`.diffusion`)."""
 
 
 @dataclass(frozen=True)
 class AudioDriverOptions:
     """Settings of audio → motion generation.
 
+    Defaults are Ditto's code defaults; :func:`.config.DittoConfig.driver_options`
+    builds them from Ditto's shipped configuration instead.
+
     Attributes:
         steps: DDIM sampling steps per window (more: slower, slightly finer).
         seed: random seed; the same seed, audio and photo give the same motion.
             ``None`` draws fresh noise.
         emotion: an emotion label ("neutral", "happy", …, or index 0–7), a
-            list of labels, or a per-frame (M, 8) probability array.
-        windows: window overlap, smoothing and clipping (Ditto offline defaults).
-        post: relative mixing, eye driving, blink template, gaze fix.
+            list of labels, a per-frame list of label lists, or a per-frame
+            (M, 8) probability array.
+        windows: window overlap, smoothing, conditioning and clipping.
+        post: relative mixing, eye driving, blink template, gaze fix, controls.
+        reference: a reference character conditioning the model instead of
+            the photo (Ditto's ``ch_info``), or ``None``.
+        parts: which parts the condition rows hold (all four for the released model).
     """
 
     steps: int = DEFAULT_STEPS
@@ -54,6 +63,24 @@ class AudioDriverOptions:
     emotion: Emotion = NEUTRAL
     windows: WindowConfig = field(default_factory=WindowConfig)
     post: PostprocessOptions = field(default_factory=PostprocessOptions)
+    reference: ReferenceCharacter | None = None
+    parts: ConditionParts = field(default_factory=ConditionParts)
+
+    def condition(self, source_row: torch.Tensor, source_kp: torch.Tensor,
+                  eyes: EyeConditions) -> tuple[ConditionBuilder, torch.Tensor]:
+        """The condition builder and first motion condition (``s_kp_cond``, (265,)).
+
+        From the reference character when one is set, else from the source
+        (Ditto condition_handler.py ``setup``; audio2motion.py ``setup``).
+
+        Raises:
+            ControlError: invalid emotion.
+        """
+        ref = self.reference
+        if ref is None:
+            return ConditionBuilder(source_kp, eyes, self.emotion, self.parts), source_row
+        builder = ConditionBuilder(ref.canonical_kp.to(source_kp), ref.eyes, self.emotion, self.parts)
+        return builder, ref.motion_row.to(source_row)
 
 
 class AudioDriver:
@@ -103,9 +130,9 @@ class AudioDriver:
             features = torch.from_numpy(offline_features(self.encoder, samples, n_frames)).to(self.device)
             source_kp = source_raw["kp"].to(self.device)
             source_row = motion_row_from_raw(source_raw).to(self.device)[0]
-            condition = ConditionBuilder(source_kp, eyes, options.emotion)(features)
+            builder, first_condition = options.condition(source_row, source_kp, eyes)
             sampler = DDIMSampler(self.lmdm, steps=options.steps, seed=options.seed)
-            rows = generate_offline(sampler, condition, source_row, options.windows, on_window=on_window)
+            rows = generate_offline(sampler, builder(features), first_condition, options.windows, on_window=on_window)
             post = MotionPostprocessor(source_row, source_kp, options.post, stitching=None, num_frames=n_frames)
             return post(rows, rows[0]).motion
 

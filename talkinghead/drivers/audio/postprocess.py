@@ -111,30 +111,61 @@ def motion_row_from_raw(raw: Mapping[str, Tensor]) -> Tensor:
     return torch.cat([raw["scale"] - 1, raw["pitch"], raw["yaw"], raw["roll"], raw["t"], exp], dim=1)
 
 
+DRIVABLE_KEYS = ("scale", "pitch", "yaw", "roll", "t", "exp")
+"""Motion fields Ditto's stitcher can take from the generated motion (``use_d_keys``)."""
+
+IMAGE_DRIVEN = {"exp": 1.0, "pitch": 1.0, "yaw": 1.0, "roll": 1.0, "t": 1.0}
+"""Ditto's driven keys for an image source, each with gain 1 (motion_stitch.py ``setup``)."""
+
+REFERENCE_SCALED = ("exp", "pitch", "yaw", "roll")
+"""Keys whose gain a reference character's scale ratio multiplies (motion_stitch.py ``_set_scale_ratio``)."""
+
+FADE_TARGETS = ("", "d0", "s")
+"""``fade_type``: no fading, fade towards the first driven frame, or towards the source."""
+
+
 @dataclass(frozen=True, eq=False)
 class Controls:
     """Manual adjustments of one frame, or of every frame (Ditto's ``ctrl_info``, §7.3).
 
     ``None`` means "not set", so per-frame controls can override the overall
-    ones field by field (:meth:`over`).
+    ones field by field (:meth:`over`).  Order of application (Ditto
+    ``motion_stitch.py`` ``MotionStitch.__call__``, ``ctrl_motion``, ``fade``):
+    ``vad_alpha``, then the pose offsets and gains and ``delta_exp``, then
+    ``fade_alpha``, then the gaze fix.
 
     Attributes:
         delta_pitch: degrees added to the pitch.
         delta_yaw: degrees added to the yaw.
         delta_roll: degrees added to the roll.
+        alpha_pitch: gain on the pitch.  With ``delta_pitch`` set it
+            multiplies the degrees after the offset; without, Ditto multiplies
+            the 66 bin *logits* (a softmax temperature, not a gain in
+            degrees), and so do we, for the same result.
+        alpha_yaw: as ``alpha_pitch``, for the yaw.
+        alpha_roll: as ``alpha_pitch``, for the roll.
         delta_exp: (63,) or (21, 3) expression offset, normalised keypoint units.
         vad_alpha: in [0, 1]; exp ← α·exp + (1 − α)·source exp (1 = no change).
+        fade_alpha: in [0, 1]; the faded fields (``PostprocessOptions.fade_keys``)
+            ← α·value + (1 − α)·fade target (``PostprocessOptions.fade``);
+            1 = no change.
     """
 
     delta_pitch: float | None = None
     delta_yaw: float | None = None
     delta_roll: float | None = None
+    alpha_pitch: float | None = None
+    alpha_yaw: float | None = None
+    alpha_roll: float | None = None
     delta_exp: Tensor | None = None
     vad_alpha: float | None = None
+    fade_alpha: float | None = None
 
     def __post_init__(self) -> None:
-        if self.vad_alpha is not None and not 0.0 <= self.vad_alpha <= 1.0:
-            raise ControlError(f"vad_alpha must be between 0 and 1, got {self.vad_alpha}")
+        for name in ("vad_alpha", "fade_alpha"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ControlError(f"{name} must be between 0 and 1, got {value}")
         if self.delta_exp is not None and self.delta_exp.numel() != 3 * NUM_KP:
             raise ControlError(f"delta_exp must have {3 * NUM_KP} values (21 keypoints × 3), "
                                f"got shape {tuple(self.delta_exp.shape)}")
@@ -149,9 +180,10 @@ class Controls:
 class PostprocessOptions:
     """Settings of the motion stitcher (Ditto's setup kwargs, spec §7.2, §7.3, §8).
 
-    Defaults are ours for an image source: eyes driven, gaze fix on,
-    stitching on (when an MLP is given), no blink template, no reference
-    character (``delta_gain`` 1), no controls.
+    Defaults are Ditto's code defaults for an image source (motion_stitch.py
+    ``setup``): relative motion, exp/pitch/yaw/roll/t driven with gain 1,
+    eyes driven, gaze fix and stitching on, no blink template, no reference
+    character, no fading, no controls.
 
     Attributes:
         drive_eyes: ``drive_eye``; eye rows follow the generated motion (or
@@ -161,14 +193,33 @@ class PostprocessOptions:
             eye-row offsets added to the source expression, row 0 = open;
             ``None`` = eyes from the generated motion.
         blink_gaps: ``delta_eye_open_n``: open frames before the first blink
-            and between blinks; an int, a sequence used in a loop, or
-            ``None`` = random 60..100 frames each time.
+            and between blinks; an int, a sequence used in a loop, ``None``
+            (Ditto's 0) = random 60..100 frames each time, or a negative int =
+            never blink (the template's row 0 on every frame).
         blink_seed: seed of the random gaps (``None`` = unseeded).
-        delta_gain: g of the exp/pitch/yaw/roll deltas; Ditto's reference
-            character (``ch_info``) sets it to scale_ref / scale_source.
+        driven: ``use_d_keys``: the motion fields taken from the generated
+            motion (a subset of :data:`DRIVABLE_KEYS`), each with its gain g
+            (new = s + (d − d0)·g relative, d·g absolute); the other fields are
+            the source's.
+        relative: ``relative_d``; motion relative to the anchor d0 (default)
+            or the generated values as they are.
+        reference_scale: the reference character's keypoint scale
+            (``ch_info``); when set, the gains of exp/pitch/yaw/roll are
+            multiplied by reference_scale / source scale.
+        fade: ``fade_type`` (:data:`FADE_TARGETS`): what frames with a
+            ``fade_alpha`` control fade towards: "" none, "d0" the first
+            driven frame (after its controls), "s" the source.
+        fade_keys: ``fade_out_keys``: the faded fields.
+        stitching: ``flag_stitching``; the renderer applies LivePortrait's
+            stitching network to the driven keypoints (this module only
+            reports the setting; :class:`MotionPostprocessor` stitches when
+            it is given the MLP).
         overall: controls applied on every frame (``overall_ctrl_info``).
         per_frame: frame index → controls overriding ``overall`` field by
             field (``ctrl_info``).
+
+    Raises:
+        ControlError: a bad template, gap, driven key, gain or fade setting.
     """
 
     drive_eyes: bool = True
@@ -176,7 +227,12 @@ class PostprocessOptions:
     blink_template: Tensor | None = None
     blink_gaps: int | Sequence[int] | None = None
     blink_seed: int | None = None
-    delta_gain: float = 1.0
+    driven: Mapping[str, float] = field(default_factory=lambda: dict(IMAGE_DRIVEN))
+    relative: bool = True
+    reference_scale: float | None = None
+    fade: str = ""
+    fade_keys: Sequence[str] = ("exp",)
+    stitching: bool = True
     overall: Controls = field(default_factory=Controls)
     per_frame: Mapping[int, Controls] = field(default_factory=dict)
 
@@ -184,9 +240,19 @@ class PostprocessOptions:
         template = self.blink_template
         if template is not None and (template.ndim != 2 or template.shape[1] != 3 * NUM_KP or not len(template)):
             raise ControlError(f"blink template must be (n, {3 * NUM_KP}) with n ≥ 1, got {tuple(template.shape)}")
-        gaps = [self.blink_gaps] if isinstance(self.blink_gaps, int) else self.blink_gaps or []
-        if any(gap < 1 for gap in gaps) or (self.blink_gaps is not None and not gaps):
-            raise ControlError(f"blink gaps must be positive frame counts, got {self.blink_gaps}")
+        never = isinstance(self.blink_gaps, int) and self.blink_gaps < 0
+        gaps = [] if never else [self.blink_gaps] if isinstance(self.blink_gaps, int) else self.blink_gaps or []
+        if any(gap < 1 for gap in gaps) or (self.blink_gaps is not None and not never and not gaps):
+            raise ControlError(f"blink gaps must be positive frame counts (or negative for no blinks), "
+                               f"got {self.blink_gaps}")
+        for keys, what in ((self.driven, "driven"), (self.fade_keys, "faded")):
+            unknown = [k for k in keys if k not in DRIVABLE_KEYS]
+            if unknown:
+                raise ControlError(f"unknown {what} motion field {unknown[0]!r}: use {', '.join(DRIVABLE_KEYS)}")
+        if self.fade not in FADE_TARGETS:
+            raise ControlError(f"unknown fade target {self.fade!r}: use '', 'd0' or 's'")
+        if self.reference_scale is not None and not self.reference_scale > 0:
+            raise ControlError(f"the reference character's scale must be positive, got {self.reference_scale}")
 
 
 BLINK_CURVE = (0.0, 0.45, 0.85, 1.0, 0.95, 0.75, 0.5, 0.3, 0.15, 0.05)
@@ -251,12 +317,15 @@ def blink_schedule(num_frames: int, blink_length: int, gaps: int | Sequence[int]
         num_frames: length of the schedule in frames.
         blink_length: frames per blink (template rows).
         gaps: open frames between blinks: an int, a sequence used in a loop,
-            or ``None`` for random 60..100 (drawn from ``rng``).
+            ``None`` for random 60..100 (drawn from ``rng``), or a negative
+            int for no blink at all (Ditto's −1).
         rng: random generator for ``gaps=None``.
 
     Returns:
         ``num_frames`` template-row indices.
     """
+    if isinstance(gaps, int) and gaps < 0:
+        return [0] * num_frames
     loop = [gaps] if isinstance(gaps, int) else list(gaps or [])
     rng = rng or random.Random()
 
@@ -318,9 +387,15 @@ class MotionPostprocessor:
         self.stitching = stitching
         self.source_degrees = {name: degrees_from_bins(getattr(self.source, name)) for name in _ANGLES}
         self.x_s = KeypointTransform.from_motion(self._frame(self.source, self.source_degrees)).apply(self.source_kp)
+        self.gains = dict(options.driven)
+        if options.reference_scale is not None:
+            # Ditto: scale_ratio = reference scale / source scale (a Python float), on exp/pitch/yaw/roll.
+            ratio = options.reference_scale / self.source.scale.item()
+            self.gains = {k: g * (ratio if k in REFERENCE_SCALED else 1) for k, g in self.gains.items()}
         template = options.blink_template
         self.blink_rows = None if template is None else torch.tensor(blink_schedule(
             num_frames or UNKNOWN_LENGTH, len(template), options.blink_gaps, random.Random(options.blink_seed)))
+        self._fade_target: MotionRows | None = None
 
     def __call__(self, rows: Tensor, anchor: Tensor, first_frame: int = 0) -> PostprocessResult:
         """Post-process generated motion rows.
@@ -330,21 +405,25 @@ class MotionPostprocessor:
             anchor: (265,) or (1, 265) the relative-motion reference d0: the
                 first generated frame offline, ``MotionChunk.anchor`` online.
             first_frame: clip frame index of ``rows[0]`` (blink schedule and
-                per-frame controls).
+                per-frame controls).  With ``fade="d0"`` the first call must
+                hold frame 0 (its fade target).
 
         Returns:
             :class:`PostprocessResult` for the B frames.
 
         Raises:
             ValueError: badly shaped rows or anchor.
+            ControlError: a "d0" fade whose first call does not start at frame 0.
         """
         frames = range(first_frame, first_frame + rows.shape[0])
         controls = [self.options.per_frame.get(f, Controls()).over(self.options.overall) for f in frames]
         mixed = self._mix(MotionRows.split(rows), MotionRows.split(anchor))
         exp = self._apply_vad(self._mask_expression(mixed.exp, frames), controls)
         exp = exp + self._stack(controls, "delta_exp", torch.zeros(3 * NUM_KP), exp)
-        degrees = {name: degrees_from_bins(getattr(mixed, name))
-                   + self._stack(controls, f"delta_{name}", 0.0, exp)[:, None] for name in _ANGLES}
+        mixed = replace(mixed, exp=exp)
+        mixed, degrees = self._control_pose(mixed, controls)
+        mixed, degrees = self._fade(mixed, degrees, controls, first_frame)
+        exp = mixed.exp
         if self.options.drive_eyes and self.options.fix_gaze:
             exp = self._fix_gaze(exp, degrees)
         motion = self._frame(replace(mixed, exp=exp), degrees)
@@ -354,16 +433,71 @@ class MotionPostprocessor:
 
     # ------------------------------------------------------------ steps
     def _mix(self, generated: MotionRows, anchor: MotionRows) -> MotionRows:
-        """Relative motion in logit space: s + (d − d0)·g; scale stays the source's (§7.2)."""
-        gain = self.options.delta_gain
+        """Driven fields: s + (d − d0)·g (relative) or d·g (absolute); the rest the source's (§7.2)."""
+        size = generated.scale.shape[0]
 
-        def mix(name: str, g: float) -> Tensor:
+        def mix(name: str) -> Tensor:
             source = getattr(self.source, name)
-            return source + (getattr(generated, name) - getattr(anchor, name)) * g
+            if name not in self.gains:
+                return source.expand(size, -1)
+            if self.options.relative:
+                return source + (getattr(generated, name) - getattr(anchor, name)) * self.gains[name]
+            return getattr(generated, name) * self.gains[name]
 
-        scale = self.source.scale.expand(generated.scale.shape[0], -1)
-        return MotionRows(scale, mix("pitch", gain), mix("yaw", gain), mix("roll", gain), mix("t", 1.0),
-                          mix("exp", gain))
+        return MotionRows(*(mix(name) for name in DRIVABLE_KEYS))
+
+    def _control_pose(self, mixed: MotionRows, controls: list[Controls]) -> tuple[MotionRows, dict[str, Tensor]]:
+        """Degrees of each angle with ``delta_*`` added and ``alpha_*`` applied (Ditto ``ctrl_motion``).
+
+        Where only ``alpha_*`` is set, Ditto scales the bin logits; the
+        returned rows hold those scaled logits so that a later logit-space
+        fade sees what Ditto's does.
+        """
+        degrees, logits = {}, {}
+        for name in _ANGLES:
+            delta = [c.__dict__[f"delta_{name}"] for c in controls]
+            alpha = [c.__dict__[f"alpha_{name}"] for c in controls]
+            values = getattr(mixed, name)
+            if any(a is not None for a in alpha):
+                on_logits = torch.tensor([a if a is not None and d is None else 1.0 for a, d in zip(alpha, delta)])
+                values = values * on_logits.to(values)[:, None]
+            deg = degrees_from_bins(values) + self._stack(controls, f"delta_{name}", 0.0, values)[:, None]
+            if any(a is not None and d is not None for a, d in zip(alpha, delta)):
+                on_degrees = torch.tensor([a if a is not None and d is not None else 1.0 for a, d in zip(alpha, delta)])
+                deg = deg * on_degrees.to(deg)[:, None]
+            degrees[name], logits[name] = deg, values
+        return replace(mixed, **logits), degrees
+
+    def _fade(self, mixed: MotionRows, degrees: dict[str, Tensor], controls: list[Controls],
+              first_frame: int) -> tuple[MotionRows, dict[str, Tensor]]:
+        """value·α + target·(1 − α) on frames with ``fade_alpha`` (Ditto ``fade``, §7.3).
+
+        Angles fade as bin logits (what Ditto mixes when no pose offset is
+        set on the frame); on frames with a ``delta_*`` offset they fade in
+        degrees (Ditto mixes degrees with logits there, which has no meaning).
+        """
+        if self.options.fade == "d0" and self._fade_target is None:
+            if first_frame != 0:
+                raise ControlError("a fade towards the first frame needs frame 0 post-processed first")
+            self._fade_target = MotionRows(*(getattr(mixed, k)[:1] for k in DRIVABLE_KEYS))
+            self._fade_degrees = {k: v[:1] for k, v in degrees.items()}
+        alphas = [c.fade_alpha for c in controls]
+        if not self.options.fade or all(a is None for a in alphas):
+            return mixed, degrees
+        target = self._fade_target if self.options.fade == "d0" else self.source
+        target_degrees = self._fade_degrees if self.options.fade == "d0" else self.source_degrees
+        alpha = torch.tensor([1.0 if a is None else a for a in alphas]).to(mixed.exp)[:, None]
+        faded, degrees = {}, dict(degrees)
+        for key in self.options.fade_keys:
+            value = getattr(mixed, key) * alpha + getattr(target, key) * (1 - alpha)
+            faded[key] = torch.where(alpha < 1, value, getattr(mixed, key))
+            if key in _ANGLES:
+                has_delta = torch.tensor([c.__dict__[f"delta_{key}"] is not None for c in controls])[:, None]
+                in_degrees = degrees[key] * alpha + target_degrees[key] * (1 - alpha)
+                from_logits = degrees_from_bins(faded[key]) + self._stack(controls, f"delta_{key}", 0.0, value)[:, None]
+                degrees[key] = torch.where(alpha < 1, torch.where(has_delta.to(alpha.device), in_degrees, from_logits),
+                                           degrees[key])
+        return replace(mixed, **faded), degrees
 
     def _mask_expression(self, exp: Tensor, frames: range) -> Tensor:
         """Lip rows generated; eye rows generated, blink-templated or the source's; rest the source's (§7.3)."""

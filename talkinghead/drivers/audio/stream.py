@@ -140,20 +140,20 @@ def stream_motion(driver: AudioDriver, audio_chunks: Iterable[np.ndarray], sourc
     source_kp = source_raw["kp"].to(driver.device)
     source_row = motion_row_from_raw(source_raw).to(driver.device)[0]
     sampler = DDIMSampler(driver.lmdm, steps=options.steps, seed=options.seed)
-    condition = ConditionBuilder(source_kp, eyes, options.emotion)
+    condition, first_condition = options.condition(source_row, source_kp, eyes)
     post = MotionPostprocessor(source_row, source_kp, options.post, stitching=None, num_frames=None)
     warmup = torch.from_numpy(warmup_features(driver.encoder, config.overlap)).to(driver.device)
     audio = _AudioTally(audio_chunks)
     features = _feature_rows(driver.encoder, audio, valid, driver.device)
-    return _stream(sampler, features, audio, source_row, condition, post, warmup, config)
+    return _stream(sampler, features, audio, first_condition, condition, post, warmup, config)
 
 
 @torch.inference_mode()
-def _stream(sampler: DDIMSampler, features: Iterator[Tensor], audio: _AudioTally, source_row: Tensor,
+def _stream(sampler: DDIMSampler, features: Iterator[Tensor], audio: _AudioTally, first_condition: Tensor,
             condition: ConditionBuilder, post: MotionPostprocessor, warmup: Tensor,
             config: WindowConfig) -> Iterator[MotionFrame]:
     """Run the online window loop and post-process each emitted chunk, cut at the audio's end."""
-    for chunk in stream_online(sampler, features, source_row, condition, warmup, config):
+    for chunk in stream_online(sampler, features, first_condition, condition, warmup, config):
         frames = chunk.frames
         if audio.ended:
             frames = frames[:max(0, frame_count(audio.samples) - chunk.first_frame)]
