@@ -223,3 +223,64 @@ def test_mediapipe_provider_reports_missing_model(tmp_path):
     provider = MediaPipeEyeConditions(tmp_path / "face_landmarker.task")
     with pytest.raises(WeightsError):
         provider(np.zeros((512, 512, 3), np.uint8), np.zeros((68, 2)))
+
+
+# ---------------------------------------------------------------- settings beyond the goldens (Ditto motion_stitch.py)
+
+
+def _softmax_degrees(logits: torch.Tensor) -> torch.Tensor:
+    """degrees = 3·Σ softmax(logits)·i − 97.5 over 66 bins, in float64 (Ditto ``bin66_to_degree``)."""
+    p = torch.softmax(logits.double(), dim=-1)
+    return (p * torch.arange(66, dtype=torch.float64)).sum(-1) * 3 - 97.5
+
+
+def test_absolute_mode_and_driven_subset(inputs, golden):
+    rows = golden["post.motion_clipped"][:5]
+    options = PostprocessOptions(driven={"exp": 1.0, "t": 2.0}, relative=False, fix_gaze=False)
+    result = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], options)(rows, rows[0])
+    assert_close(result.motion.t, rows[:, 199:202] * 2, 1e-7, what="absolute t × gain")
+    src_yaw = _softmax_degrees(inputs["src.yaw"][0])
+    assert_close(result.motion.yaw[:, 0], src_yaw.expand(5), 1e-4, what="undriven yaw is the source's")
+    assert_close(result.motion.scale[:, 0], inputs["src.scale"][0].expand(5), 0, what="scale")
+    lips = list(LIP_ROWS)
+    assert_close(result.motion.exp[:, lips], rows[:, 202:].reshape(5, 21, 3)[:, lips], 1e-7, what="absolute lips")
+
+
+def test_pose_gains_follow_dittos_order(inputs, golden):
+    """alpha_* alone scales the bin logits; with delta_* it scales degrees after the offset (ctrl_motion)."""
+    rows = golden["post.motion_clipped"][:2]
+    options = PostprocessOptions(fix_gaze=False, per_frame={0: Controls(alpha_yaw=0.5),
+                                                            1: Controls(alpha_yaw=0.5, delta_yaw=4.0)})
+    post = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], options)
+    result = post(rows, rows[0])
+    mixed = inputs["src.yaw"][0] + (rows[:, 67:133] - rows[0, 67:133])
+    assert result.motion.yaw[0, 0].item() == pytest.approx(_softmax_degrees(mixed[0] * 0.5).item(), abs=1e-4)
+    assert result.motion.yaw[1, 0].item() == pytest.approx(((_softmax_degrees(mixed[1]) + 4.0) * 0.5).item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("target", ["s", "d0"])
+def test_fade_towards_the_source_or_the_first_frame(inputs, golden, target):
+    rows = golden["post.motion_clipped"][:4]
+    base = PostprocessOptions(fix_gaze=False)
+    faded = PostprocessOptions(fix_gaze=False, fade=target, fade_keys=("exp", "t"),
+                               per_frame={2: Controls(fade_alpha=0.25)})
+    plain = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], base)(rows, rows[0]).motion
+    motion = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], faded)(rows, rows[0]).motion
+    exp_to = inputs["src.exp"].reshape(21, 3) if target == "s" else plain.exp[0]
+    t_to = inputs["src.t"][0] if target == "s" else plain.t[0]
+    assert_close(motion.exp[2], plain.exp[2] * 0.25 + exp_to * 0.75, 1e-7, what="faded exp")
+    assert_close(motion.t[2], plain.t[2] * 0.25 + t_to * 0.75, 1e-7, what="faded t")
+    for i in (0, 1, 3):
+        assert torch.equal(motion.exp[i], plain.exp[i]) and torch.equal(motion.t[i], plain.t[i])
+    assert torch.equal(motion.yaw, plain.yaw)
+
+
+def test_fade_to_first_frame_needs_frame_zero_first(inputs, golden):
+    rows = golden["post.motion_clipped"][:4]
+    post = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], PostprocessOptions(fade="d0"))
+    with pytest.raises(Exception, match="frame 0"):
+        post(rows[2:], rows[0], first_frame=2)
+
+
+def test_no_blink_schedule_keeps_template_row_zero():
+    assert blink_schedule(50, 15, -1) == [0] * 50
