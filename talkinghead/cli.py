@@ -119,6 +119,10 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lip-retargeting", action="store_true", help="drive the lips by the driving lip-open ratio")
     p.add_argument("--crop-driving", choices=("auto", "on", "off"), default="auto",
                    help="crop the face out of each driving frame (auto: only when the video is not square)")
+    p.add_argument("--driving-box", choices=("average", "track"), default="average",
+                   help="how cropped driving frames are cut: average = one box for the whole clip, the mean of the "
+                        "per-frame face boxes, so head moves and zoom in the frame are transferred (LivePortrait, "
+                        "default); track = a box that follows the face (smoothed over 0.5 s), which cancels them")
 
 
 def _add_audio(sub: argparse._SubParsersAction) -> None:
@@ -250,10 +254,11 @@ def _run_video(args: argparse.Namespace) -> None:
     else:
         if args.save_motion:
             motion = engine.extract_motion(args.driving, landmarks=args.driving_landmarks,
-                                           max_frames=args.max_frames, crop=args.crop_driving)
+                                           max_frames=args.max_frames, crop=args.crop_driving, box=args.driving_box)
             _make_parent(args.save_motion)
             save_motion(args.save_motion, MotionFile(motion.to("cpu"), probe_video(args.driving).fps))
-        driving = {"driving_landmarks": args.driving_landmarks, "crop_driving": args.crop_driving}
+        driving = {"driving_landmarks": args.driving_landmarks, "crop_driving": args.crop_driving,
+                   "driving_box": args.driving_box}
         if source is None:
             job = engine.animate_source_video(args.source, args.driving, options, render,
                                               source_landmarks=args.source_landmarks, **driving)

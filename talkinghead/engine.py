@@ -10,7 +10,9 @@ Data flow of the video-driven job (each arrow a stage of the package)::
 A source *video* (:meth:`Engine.animate_source_video`) takes the photo's
 place frame by frame.
 
-Frames are streamed end to end: memory does not grow with the clip length.
+Frames are streamed end to end: memory does not grow with the clip length
+in frames (a source-video job holds the clips' motion, a few KB per frame,
+for its whole-clip Kalman smoothing).
 
 Example::
 
@@ -46,7 +48,7 @@ from .drivers.audio.windows import SHIPPED_ONLINE
 from .drivers.video import CropMode, DrivingBatch, VideoDriver, fill_missing, ratios_from_landmarks
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
 from .errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
-from .face.crop import FaceCrop, crop_face, transform_points
+from .face.crop import DrivingBoxMode, FaceCrop, crop_face, transform_points
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
 from .face.paste import paste_back as paste_face
 from .media.audio import load_audio
@@ -55,13 +57,14 @@ from .media.video import AudioSource, VideoReader, VideoWriter, frames_at_rate, 
 from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
 from .models.lmdm import LMDM
-from .motion.animate import AnimationOptions, Animator, EyeLipRatios, keypoints_from_motion
+from .motion.animate import AnimationOptions, Animator, EyeLipRatios, SourceVideoAnimator, keypoints_from_motion
 from .motion.controls import Controls, apply_controls, retargeting_offsets
 from .motion.edits import reference_pose, scale_expression, still_head
 from .motion.keyframes import KeyframeTrack, sample_controls
 from .motion.smoothing import MotionSmoother, SmoothingOptions, smooth_motion
 from .motion.frame import KeypointInfo, MotionFrame
 from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
+from .motion.transfer import smooth_targets, source_video_targets
 from .render import Renderer
 from .weights import DITTO_FILES, WeightStore, read_checkpoint
 
@@ -377,17 +380,31 @@ class Engine:
             raise NoFaceError(f"no face found in {name}: use a photo where one face is clearly visible (frontal or slightly turned, not tiny)")
         return self._prepare_image(original, points, settings)
 
-    @torch.inference_mode()
-    def _prepare_image(self, image: np.ndarray, points: np.ndarray,
-                       settings: SourceSettings | None = None) -> PreparedSource:
-        """(H, W, 3) uint8 RGB image + its (68, 2) landmarks (pixels) → size rule, crop, M, F, eye/lip ratios."""
+    @staticmethod
+    def _source_crop(image: np.ndarray, points: np.ndarray,
+                     settings: SourceSettings | None = None) -> tuple[np.ndarray, np.ndarray, FaceCrop]:
+        """Size rule, then the source crop: (limited image, its (68, 2) landmarks, the crop).
+
+        LivePortrait's rules, or Ditto's (``settings``: size limit, crop scale, shift, rotation).
+        """
         limited = limit_size(image) if settings is None else ditto_size(image, settings.max_size)
         if limited.shape[:2] != image.shape[:2]:
             points = _scale_points(points, image.shape[:2], limited.shape[:2])
-        crop = crop_face(limited, points) if settings is None else crop_face(
-            limited, points, scale=settings.crop_scale, vx=settings.crop_vx, vy=settings.crop_vy,
-            rotate=settings.rotate)
-        raw = {k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()}
+        if settings is None:
+            return limited, points, crop_face(limited, points)
+        return limited, points, crop_face(limited, points, scale=settings.crop_scale, vx=settings.crop_vx,
+                                          vy=settings.crop_vy, rotate=settings.rotate)
+
+    @torch.inference_mode()
+    def _prepare_image(self, image: np.ndarray, points: np.ndarray, settings: SourceSettings | None = None,
+                       raw: dict[str, torch.Tensor] | None = None) -> PreparedSource:
+        """(H, W, 3) uint8 RGB image + its (68, 2) landmarks (pixels) → size rule, crop, M, F, eye/lip ratios.
+
+        ``raw``: M's float32 heads for this image's crop when already computed (M is then not run again).
+        """
+        limited, points, crop = self._source_crop(image, points, settings)
+        if raw is None:
+            raw = {k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()}
         return PreparedSource(
             image=np.ascontiguousarray(limited), landmarks=points, crop=crop, info=keypoint_info_from_raw(raw),
             feature_3d=self.renderer.source_features(crop.crop_256),
@@ -397,7 +414,8 @@ class Engine:
     # ------------------------------------------------------------ video job
     def animate_video(self, source: PreparedSource, driving: str | os.PathLike,
                       options: AnimationOptions = AnimationOptions(), render: RenderOptions = RenderOptions(), *,
-                      driving_landmarks: LandmarkSpec = None, crop_driving: CropMode = "auto") -> VideoJob:
+                      driving_landmarks: LandmarkSpec = None, crop_driving: CropMode = "auto",
+                      driving_box: DrivingBoxMode = "average") -> VideoJob:
         """Animate ``source`` with the motion of a driving video.
 
         The returned job is lazy: frames are computed while they are consumed
@@ -415,53 +433,77 @@ class Engine:
                 the driving frames (used when cropping driving frames or for
                 eye/lip retargeting); None: the engine's default detector.
             crop_driving: "auto" (crop unless the clip is square), "on", "off".
+            driving_box: how cropped driving frames are cut: "average" (one
+                box for the whole clip, the mean of the per-frame face boxes,
+                as LivePortrait; the driver's head translation and zoom reach
+                the motion) or "track" (a per-frame box smoothed over 0.5 s,
+                which keeps the face centred and cancels them).
 
         Returns:
             A :class:`VideoJob` at the driving clip's frame rate.
 
         Raises:
             MediaError: the driving file is missing or not a video.
+            ControlError: an unknown ``driving_box``.
         """
-        driver = self._video_driver(driving, options, render, driving_landmarks, crop_driving, render.max_frames)
+        driver = self._video_driver(driving, options, render, driving_landmarks, crop_driving, render.max_frames,
+                                    driving_box)
         return VideoJob(frames=self._driven_frames(source, driver, options, render),
                         fps=driver.fps, n_frames=driver.n_frames, audio=_driving_audio(driver))
 
     def _video_driver(self, driving: str | os.PathLike, options: AnimationOptions, render: RenderOptions,
-                      landmarks: LandmarkSpec, crop: CropMode, max_frames: int | None) -> VideoDriver:
+                      landmarks: LandmarkSpec, crop: CropMode, max_frames: int | None,
+                      box: DrivingBoxMode = "average") -> VideoDriver:
         """The driving clip's motion stream: frames cropped and eye/lip ratios measured as ``options`` need."""
         needs_landmarks = crop != "off" or options.retargeting
         return VideoDriver(
             driving, self.networks.motion, landmarks=self._provider(landmarks) if needs_landmarks else None,
-            crop=crop, max_frames=max_frames, need_ratios=options.retargeting, batch_size=self._batch_size(render),
+            crop=crop, box=box, max_frames=max_frames, need_ratios=options.retargeting, batch_size=self._batch_size(render),
         )
 
     def animate_source_video(self, source_video: str | os.PathLike, driving: str | os.PathLike,
                              options: AnimationOptions = AnimationOptions(), render: RenderOptions = RenderOptions(),
                              *, source_landmarks: LandmarkSpec = None, driving_landmarks: LandmarkSpec = None,
-                             crop_driving: CropMode = "auto") -> VideoJob:
+                             crop_driving: CropMode = "auto", driving_box: DrivingBoxMode = "average") -> VideoJob:
         """Re-animate a video of a face with a driving video (LivePortrait's video-to-video).
 
         Source frame i is driven by driving frame i and pasted back into
         source frame i.  The source video is read at the driving clip's frame
         rate (frames repeated or dropped by timestamp, :class:`VideoReader`)
         and every frame gets its own landmarks, crop, M and F (a per-frame
-        :class:`PreparedSource`).  Relative mode keeps each source frame's own
-        motion and adds the driving motion relative to driving frame 0:
-        R = R_d,i·R_d,0⁻¹·R_s,i, exp = exp_s,i + (exp_d,i − exp_d,0), likewise
-        t (additive) and scale (ratio) (spec §8, via :class:`Animator`);
-        absolute mode uses the driving motion as it is.  Smoothing applies to
-        the driving motion and controls are stacked on it, as in
-        :meth:`animate_video`.
+        :class:`PreparedSource`).  The motion follows LivePortrait's
+        source-video rules (src/live_portrait_pipeline.py
+        ``LivePortraitPipeline.execute``, ``flag_is_source_video``;
+        :func:`~talkinghead.motion.transfer.source_video_transform`):
 
-        The job is lazy and streams both clips: only the source frames'
-        landmarks ((68, 2) per frame, a first pass over the source video) are
-        held, never frames.
+        * relative: R_i = R_d,i·R_d,0ᵀ·R_s,i and exp_i = exp_s,i + exp_d,i −
+          exp_d,0; absolute: R_d,i and exp_d,i;
+        * both sequences Kalman-smoothed over the whole clip (RTS smoother,
+          observation variance 3e-7, :func:`~talkinghead.motion.transfer.smooth_targets`);
+        * rotation: the smoothed R_i; expression: source frame i's own with
+          rows 1, 2, 6, 11–20 and entries (3, y), (4, y), (5, z), (8, z),
+          (9, y), (9, z) from the smoothed exp_i; scale: source frame i's own;
+          t: source frame i's own (relative) or driving frame i's (absolute);
+          no expression-friendly rescaling.
+
+        Our ``render.smoothing`` applies to the driving motion first, and
+        controls are stacked on the driving frames (pitch/yaw/roll and
+        expression controls) and on each source frame's own t and scale
+        (``x``/``y``/``scale``, which would otherwise be dropped with the
+        driving t and scale), as in :meth:`animate_video`.
+
+        The job is lazy and streams both clips' frames: the smoothing needs
+        the whole motion sequence first, so the motion is held (source
+        frames' landmarks and M outputs, driving frames' motion: a few KB per
+        frame), never frames.  The source video is decoded three times
+        (landmarks; crop + M; crop + F + render).
 
         Args:
             source_video: video of a face to re-animate (any container/codec FFmpeg reads).
             driving: driving video file; its audio track (if any) becomes the
                 output's, as in :meth:`animate_video`.
-            options: as for :meth:`animate_video`.
+            options: as for :meth:`animate_video` (``expression_friendly`` is
+                not used for a source video).
             render: as for :meth:`animate_video`; ``batch_size`` is M's batch on
                 the driving frames (each source frame has its own F, so frames
                 are rendered one by one).
@@ -469,7 +511,7 @@ class Engine:
                 every decoded frame of ``source_video``; None: the engine's
                 default detector.  A frame without a face reuses the landmarks
                 of the last frame with one (leading frames: of the first one).
-            driving_landmarks, crop_driving: as for :meth:`animate_video`.
+            driving_landmarks, crop_driving, driving_box: as for :meth:`animate_video`.
 
         Returns:
             A :class:`VideoJob` at the driving clip's frame rate with
@@ -483,22 +525,22 @@ class Engine:
                 are consumed).
             NoFaceError: no frame of the source video shows a face (while
                 frames are consumed).
+            ControlError: an unknown ``driving_box``.
         """
         fps = probe_video(driving).fps
         limit = frames_at_rate(probe_video(source_video), fps)
         if render.max_frames is not None:
             limit = min(limit, render.max_frames)
-        driver = self._video_driver(driving, options, render, driving_landmarks, crop_driving, limit)
-        sources = self._video_sources(source_video, driver.fps, driver.n_frames, source_landmarks)
-        return VideoJob(frames=self._source_video_frames(sources, driver, options, render),
-                        fps=driver.fps, n_frames=driver.n_frames, audio=_driving_audio(driver))
+        driver = self._video_driver(driving, options, render, driving_landmarks, crop_driving, limit, driving_box)
+        frames = self._source_video_frames(source_video, source_landmarks, driver, options, render)
+        return VideoJob(frames=frames, fps=driver.fps, n_frames=driver.n_frames, audio=_driving_audio(driver))
 
-    def _video_sources(self, video: str | os.PathLike, fps: float, n_frames: int,
-                       landmarks: LandmarkSpec) -> Iterator[PreparedSource]:
-        """A :class:`PreparedSource` per frame of ``video`` read at ``fps`` Hz (at most ``n_frames``).
+    def _source_video_motion(self, video: str | os.PathLike, fps: float, n_frames: int,
+                             landmarks: LandmarkSpec) -> tuple[list[np.ndarray], list[dict[str, torch.Tensor]]]:
+        """Landmarks (gaps filled) and M's raw heads of every frame of ``video`` read at ``fps`` Hz (≤ ``n_frames``).
 
-        Two passes: landmarks of every frame (gaps filled from neighbours), then
-        crop + M + F frame by frame.
+        Two passes over the video: landmarks of every frame, then crop + M
+        frame by frame (no frame is kept).
 
         Raises:
             NoFaceError: no frame shows a face.
@@ -509,19 +551,47 @@ class Engine:
         if all(p is None for p in points):
             raise NoFaceError(f"no face found in any frame of source video {video}: "
                               "use a video where one face is clearly visible (frontal or slightly turned, not tiny)")
-        with VideoReader(video, fps=fps, max_frames=n_frames) as reader:
-            for frame, frame_points in zip(reader, fill_missing(points)):
-                yield self._prepare_image(frame, frame_points)
+        points = fill_missing(points)
+        raws = []
+        with VideoReader(video, fps=fps, max_frames=n_frames) as reader, torch.inference_mode():
+            for frame, frame_points in zip(reader, points):
+                _, _, crop = self._source_crop(frame, frame_points)
+                raws.append({k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()})
+        return points, raws
 
-    def _source_video_frames(self, sources: Iterable[PreparedSource], driving: Iterable[DrivingBatch],
+    def _video_sources(self, video: str | os.PathLike, fps: float, points: Sequence[np.ndarray],
+                       raws: Sequence[dict[str, torch.Tensor]]) -> Iterator[PreparedSource]:
+        """A :class:`PreparedSource` per frame of ``video`` read at ``fps`` Hz, reusing M's heads of :meth:`_source_video_motion`."""
+        with VideoReader(video, fps=fps, max_frames=len(points)) as reader:
+            for frame, frame_points, raw in zip(reader, points, raws):
+                yield self._prepare_image(frame, frame_points, raw=raw)
+
+    def _source_video_frames(self, video: str | os.PathLike, landmarks: LandmarkSpec, driving: VideoDriver,
                              options: AnimationOptions, render: RenderOptions) -> Iterator[np.ndarray]:
-        """Source frame i driven by driving frame i (smoothed; relative to driving frame 0), rendered on source i."""
-        anchor: MotionFrame | None = None
-        for batch, source in zip(_single_frames(_smoothed(driving, render.smoothing)), sources):
-            if options.relative and anchor is None:
-                anchor = batch.motion
-            driven = self._driven_keypoints(source, options, anchor, render.controls)
-            yield from self._faces(source, driven.animator.x_s, driven(batch), render)
+        """Source frame i driven by driving frame i by LivePortrait's source-video rules, rendered on source i."""
+        points, raws = self._source_video_motion(video, driving.fps, driving.n_frames, landmarks)
+        drive = list(_single_frames(_smoothed(driving, render.smoothing)))
+        n = min(len(drive), len(raws))
+        if n == 0:
+            return
+        controls = render.controls
+        plain = MotionFrame.cat([batch.motion for batch in drive[:n]])
+        moved = plain if controls is None else apply_controls(plain, controls)
+        own = MotionFrame.cat([keypoint_info_from_raw(raw).motion for raw in raws[:n]])
+        targets = smooth_targets(source_video_targets(own, moved, plain[0], options.relative))
+        if controls is not None:
+            shift = torch.tensor([controls.x, controls.y, 0.0], dtype=own.t.dtype, device=own.t.device)
+            own = own.replace(t=own.t + shift, scale=own.scale * controls.scale)
+        s = self.networks.stitching
+        for i, source in enumerate(self._video_sources(video, driving.fps, points[:n], raws[:n])):
+            with torch.inference_mode():
+                animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own[i],
+                                               source_ratios=source.ratios)
+                offsets = None
+                if controls is not None and (controls.eyes_open or controls.lips_open):
+                    offsets = retargeting_offsets(s.eye, s.lip, animator.x_s, source.ratios, controls)
+                x_d = animator(moved[i], drive[i].ratios, offsets)
+            yield from self._faces(source, animator.x_s, x_d, render)
 
     def animate_driving_motion(self, source: PreparedSource, driving: MotionFrame, fps: float,
                                options: AnimationOptions = AnimationOptions(),
@@ -834,14 +904,18 @@ class Engine:
         return motion
 
     def extract_motion(self, video: str | os.PathLike, landmarks: LandmarkSpec = None,
-                       max_frames: int | None = None, crop: CropMode = "auto") -> MotionFrame:
+                       max_frames: int | None = None, crop: CropMode = "auto",
+                       box: DrivingBoxMode = "average") -> MotionFrame:
         """Motion of every frame of a video as M sees it (e.g. a reference clip's head-pose track).
 
+        ``box``: "average" or "track", as ``driving_box`` of :meth:`animate_video`.
+
         Raises:
-            MediaError: unreadable video; NoFaceError: no face to crop.
+            MediaError: unreadable video; NoFaceError: no face to crop;
+            ControlError: an unknown ``box``.
         """
         driver = VideoDriver(video, self.networks.motion, landmarks=self._provider(landmarks) if crop != "off" else None,
-                             crop=crop, max_frames=max_frames, batch_size=8 if self.device.type == "cuda" else 4)
+                             crop=crop, box=box, max_frames=max_frames, batch_size=8 if self.device.type == "cuda" else 4)
         return MotionFrame.cat([batch.motion.motion for batch in driver])
 
     def animate_audio(self, source: PreparedSource, audio: str | os.PathLike,

@@ -6,6 +6,15 @@ LivePortrait weights.  The source is read at the driving rate, so output
 frames 0, 1, 2 show decoded source frames 0, 0, 1.  The keypoint tests stub
 out W + G only (``engine.renderer.render`` returns blank faces; paste-back
 runs for real); one CLI run renders a real frame.
+
+The expected x_d are built by hand here from the motion tensors, by
+LivePortrait's source-video rules (src/live_portrait_pipeline.py
+``LivePortraitPipeline.execute``, ``flag_is_source_video`` branches): the
+composed rotation and expression sequences smoothed by pykalman's RTS
+smoother (src/utils/filter.py ``smooth``, the library and call LivePortrait
+uses), the expression rows {1, 2, 6, 11..20}, [3:5, 1], [5, 2], [8, 2],
+[9, 1:] from the smoothed sequence, the source frame's own scale and
+(relative) t, then stitching.
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ from talkinghead.face.landmarks import JsonLandmarks
 from talkinghead.face.paste import paste_back
 from talkinghead.media.image import load_image
 from talkinghead.media.video import VideoWriter, probe_video
-from talkinghead.motion.animate import AnimationOptions, Animator
+from talkinghead.motion.animate import AnimationOptions
+from talkinghead.motion.controls import Controls
 from talkinghead.motion.frame import MotionFrame
-from talkinghead.motion.keypoints import KeypointTransform, implicit_keypoints
+from talkinghead.motion.keypoints import implicit_keypoints, rotation_matrix
+from talkinghead.motion.retarget import stitch
 
 from conftest import TESTDATA, landmarks_json
 
@@ -52,7 +63,7 @@ class Run(NamedTuple):
 
 
 def stubbed_run(engine, options: AnimationOptions = AnimationOptions(), max_frames: int = 3,
-                landmarks=None) -> Run:
+                landmarks=None, controls: Controls | None = None) -> Run:
     """Run a source-video job to the end with W + G replaced by blank 512 faces."""
     sources: list[PreparedSource] = []
     x_s: list[torch.Tensor] = []
@@ -60,8 +71,8 @@ def stubbed_run(engine, options: AnimationOptions = AnimationOptions(), max_fram
     f_calls = [0]
     prepare = engine._prepare_image
 
-    def record_source(image, points):
-        sources.append(prepare(image, points))
+    def record_source(image, points, raw=None):
+        sources.append(prepare(image, points, raw=raw))
         return sources[-1]
 
     def render(feature_3d, keypoints_s, keypoints_d):
@@ -74,7 +85,8 @@ def stubbed_run(engine, options: AnimationOptions = AnimationOptions(), max_fram
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(engine, "_prepare_image", record_source)
             patch.setattr(engine.renderer, "render", render)
-            job = engine.animate_source_video(SOURCE, DRIVING, options, RenderOptions(max_frames=max_frames),
+            job = engine.animate_source_video(SOURCE, DRIVING, options,
+                                              RenderOptions(max_frames=max_frames, controls=controls),
                                               source_landmarks=landmarks or landmarks_json(SOURCE.name))
             frames = list(job.frames)
     finally:
@@ -117,22 +129,75 @@ def test_frames_are_pasted_into_their_source_frames(relative: Run) -> None:
         np.testing.assert_array_equal(frame, paste_back(source.image, BLANK_FACE, source.crop.M_c2o))
 
 
+EXP_ROWS = [1, 2, 6, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+"""Keypoints whose whole expression a source-video frame takes from the smoothed sequence."""
+
+
+def pykalman_smooth(sequence: list[np.ndarray]) -> list[torch.Tensor]:
+    """LivePortrait src/utils/filter.py ``smooth``: pykalman RTS smoother, r = 3e-7, q = 1e-5, float32 out."""
+    pykalman = pytest.importorskip("pykalman")
+    stacked = np.vstack([x.reshape(-1) for x in sequence])
+    dim = stacked.shape[1]
+    kf = pykalman.KalmanFilter(initial_state_mean=stacked[0], n_dim_obs=dim,
+                               transition_covariance=1e-5 * np.eye(dim), observation_covariance=3e-7 * np.eye(dim))
+    means, _ = kf.smooth(stacked)
+    return [torch.tensor(m.reshape(sequence[0].shape[-2:]), dtype=torch.float32) for m in means]
+
+
+def by_hand(engine, sources: list[PreparedSource], driving: MotionFrame, relative: bool,
+            stitching: bool = True) -> list[torch.Tensor]:
+    """x_d of every frame by LivePortrait's source-video rules, written out from the motion tensors."""
+    n = len(sources)
+    src = [s.info for s in sources]
+    rot = lambda m: rotation_matrix(m.pitch, m.yaw, m.roll)[0].numpy()           # (3, 3), kp @ R
+    R_s = [rot(m) for m in src]
+    R_d = [rot(driving[i]) for i in range(n)]
+    exp_s = [m.exp[0].numpy() for m in src]
+    exp_d = [driving.exp[i].numpy() for i in range(n)]
+    if relative:
+        r_seq = [(R_d[i] @ R_d[0].T) @ R_s[i] for i in range(n)]
+        e_seq = [exp_s[i] + exp_d[i] - exp_d[0] for i in range(n)]
+    else:
+        r_seq, e_seq = R_d, exp_d
+    r_smooth, e_smooth = pykalman_smooth(r_seq), pykalman_smooth(e_seq)
+    out = []
+    for i, info in enumerate(src):
+        delta = info.exp.clone()
+        for row in EXP_ROWS:
+            delta[:, row, :] = e_smooth[i][row, :]
+        delta[:, 3:5, 1] = e_smooth[i][3:5, 1]
+        delta[:, 5, 2] = e_smooth[i][5, 2]
+        delta[:, 8, 2] = e_smooth[i][8, 2]
+        delta[:, 9, 1:] = e_smooth[i][9, 1:]
+        t = (info.t if relative else driving.t[i:i + 1]).clone()
+        t[:, 2] = 0
+        x_d = info.scale[:, :, None] * (info.kp @ r_smooth[i] + delta) + t[:, None, :]   # source frame's own scale
+        x_s = implicit_keypoints(info)
+        with torch.inference_mode():
+            out.append(stitch(engine.networks.stitching.stitching, x_s, x_d) if stitching else x_d)
+    return out
+
+
 @pytest.mark.parametrize("i", [1, 2])
-def test_relative_motion_is_applied_to_each_source_frames_own_motion(engine, relative: Run, driving, i) -> None:
-    source = relative.sources[i]
+def test_relative_motion_follows_liveportraits_source_video_rules(engine, relative: Run, driving, i) -> None:
+    """Source frames 1 and 2 (decoded frames 0 and 1): smoothed R/exp, row rule, own t and scale, no expression-friendly."""
+    expected = by_hand(engine, relative.sources, driving, relative=True)
+    torch.testing.assert_close(relative.x_s[i], implicit_keypoints(relative.sources[i].info), atol=0, rtol=0)
+    torch.testing.assert_close(relative.x_d[i], expected[i], atol=1e-5, rtol=0)   # M batched differently here
+
+
+def test_smoothing_and_the_row_rule_matter(engine, relative: Run, driving) -> None:
+    """The rules above are not vacuous: without smoothing, or with every exp row, x_d moves measurably."""
+    source = relative.sources[2].info
+    rot = lambda m: rotation_matrix(m.pitch, m.yaw, m.roll)
+    r_raw = (rot(driving[2]) @ rot(driving[0]).transpose(1, 2)) @ rot(source)
+    exp_all = source.exp + driving.exp[2:3] - driving.exp[0:1]
+    t = source.t.clone()
+    t[:, 2] = 0
     with torch.inference_mode():
-        by_hand = Animator(source.info, engine.networks.stitching, AnimationOptions(), anchor=driving[0],
-                           source_ratios=source.ratios)
-        expected = by_hand(driving[i])
-    torch.testing.assert_close(relative.x_s[i], implicit_keypoints(source.info), atol=0, rtol=0)
-    torch.testing.assert_close(relative.x_d[i], expected, atol=1e-5, rtol=0)   # M batched differently here
-    # LivePortrait's video-to-video rule, on the transfer itself
-    moved = by_hand.transfer(driving[i])
-    own, d_i, d_0 = (KeypointTransform.from_motion(m) for m in (source.info, driving[i], driving[0]))
-    torch.testing.assert_close(moved.rotation, d_i.rotation @ d_0.rotation.transpose(1, 2) @ own.rotation)
-    torch.testing.assert_close(moved.exp, source.info.exp + driving[i].exp - driving[0].exp)
-    torch.testing.assert_close(moved.scale, source.info.scale * driving[i].scale / driving[0].scale)
-    torch.testing.assert_close(moved.t[:, :2], (source.info.t + driving[i].t - driving[0].t)[:, :2])
+        unsmoothed_all_rows = stitch(engine.networks.stitching.stitching, implicit_keypoints(source),
+                                     source.scale[:, :, None] * (source.kp @ r_raw + exp_all) + t[:, None, :])
+    assert (relative.x_d[2] - unsmoothed_all_rows).abs().max() > 1e-4
 
 
 def test_absolute_mode_and_frames_without_a_face(engine, driving) -> None:
@@ -145,9 +210,18 @@ def test_absolute_mode_and_frames_without_a_face(engine, driving) -> None:
     run = stubbed_run(engine, options, landmarks=WithoutFirstFrame(landmarks_json(SOURCE.name)))
     for source in run.sources:
         np.testing.assert_array_equal(source.landmarks, source_points(1))
-    with torch.inference_mode():
-        expected = Animator(run.sources[2].info, engine.networks.stitching, options)(driving[2])
-    torch.testing.assert_close(run.x_d[2], expected, atol=1e-5, rtol=0)
+    expected = by_hand(engine, run.sources, driving, relative=False)   # driving t, source scale
+    for i in (1, 2):
+        torch.testing.assert_close(run.x_d[i], expected[i], atol=1e-5, rtol=0)
+
+
+def test_translation_control_moves_each_source_frame(engine, driving) -> None:
+    """x/y controls act on the source frame's own t (the driving t is not used in relative mode)."""
+    options = AnimationOptions(stitching=False)
+    run = stubbed_run(engine, options, max_frames=2, controls=Controls(x=0.05, y=-0.03))
+    expected = by_hand(engine, run.sources, driving, relative=True, stitching=False)
+    for got, want in zip(run.x_d, expected):
+        torch.testing.assert_close(got, want + torch.tensor([0.05, -0.03, 0.0]), atol=1e-5, rtol=0)
 
 
 def test_source_video_without_a_face_is_a_clear_error(engine, tmp_path: Path) -> None:

@@ -2,10 +2,16 @@
 
 Each driving frame is brought to 256×256 — resized as is when the clip is a
 pre-cropped square face video, otherwise cut out around the face with an
-axis-aligned box that follows the face smoothly (:func:`talkinghead.face.crop.smooth_boxes`)
-— and run through the motion extractor M (LivePortrait spec §2–§3, §9
-"Driving video").  Frames are decoded lazily; only the landmarks (68×2 per
-frame) of a clip are held in memory, never its frames.
+axis-aligned box — and run through the motion extractor M (LivePortrait
+spec §2–§3, §9 "Driving video").  The box is by default ONE box for the whole
+clip, the average of the per-frame face boxes
+(:func:`talkinghead.face.crop.average_box`, LivePortrait's
+``Cropper.crop_driving_video``), so the driver's head translation and zoom
+reach the motion; ``box="track"`` instead follows the face with a smoothed
+per-frame box (:func:`talkinghead.face.crop.smooth_boxes`), which cancels
+them.  Either needs a first pass over the landmarks of every frame before
+the M pass.  Frames are decoded lazily; only the landmarks (68×2 per frame)
+of a clip are held in memory, never its frames.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import MediaError
-from ..face.crop import NETWORK_SIZE, crop_box, driving_box, smooth_boxes
+from ..errors import ControlError, MediaError
+from ..face.crop import DRIVING_BOX_MODES, NETWORK_SIZE, DrivingBoxMode, average_box, crop_box, driving_box, smooth_boxes
 from ..face.landmarks import LandmarkProvider
 from ..face.ratios import eye_open_ratios, lip_open_ratio
 from ..media.video import VideoReader, probe_video
@@ -47,6 +53,23 @@ class DrivingBatch:
     ratios: EyeLipRatios | None
 
 
+@dataclass(frozen=True)
+class DrivingInput:
+    """One driving frame as M sees it.
+
+    Attributes:
+        image: (256, 256, 3) uint8 RGB network input.
+        landmarks: (68, 2) float32 pixels of the frame, or None (no face, or
+            landmarks not needed).
+        M_o2c: (3, 3) float32 frame → 512 crop transform, or None when the
+            frame is resized uncropped.
+    """
+
+    image: np.ndarray
+    landmarks: np.ndarray | None
+    M_o2c: np.ndarray | None
+
+
 def ratios_from_landmarks(landmarks: np.ndarray, device: torch.device | str = "cpu") -> EyeLipRatios:
     """(B, 68, 2) landmarks → (B) eye/lip ratios as float32 tensors (:mod:`talkinghead.face.ratios`)."""
     eye = torch.as_tensor(eye_open_ratios(landmarks), dtype=torch.float32, device=device)
@@ -63,7 +86,11 @@ class VideoDriver:
         landmarks: 68-point landmark provider for the driving frames; needed
             when the frames are cropped or ``need_ratios`` is set.
         crop: "auto" (crop unless the clip is square), "on" or "off".
-        max_frames: use at most this many frames.
+        box: when cropping, "average" (one box for all frames, the mean of
+            the per-frame boxes over the frames used; LivePortrait) or
+            "track" (a per-frame box smoothed over 0.5 s).
+        max_frames: use at most this many frames (the average box is taken
+            over these frames only).
         need_ratios: also compute eye/lip open ratios (for eye/lip retargeting).
         batch_size: frames per batch given to M.
 
@@ -77,12 +104,16 @@ class VideoDriver:
     Raises:
         MediaError: the file is missing or not a video.
         ValueError: a landmark provider is needed but none was given.
+        ControlError: an unknown ``box`` mode.
     """
 
     def __init__(self, path: str | os.PathLike, motion_extractor: MotionExtractor, *,
-                 landmarks: LandmarkProvider | None = None, crop: CropMode = "auto",
+                 landmarks: LandmarkProvider | None = None, crop: CropMode = "auto", box: DrivingBoxMode = "average",
                  max_frames: int | None = None, need_ratios: bool = False, batch_size: int = 1) -> None:
+        if box not in DRIVING_BOX_MODES:
+            raise ControlError(f"unknown driving box mode {box!r}; use one of {', '.join(DRIVING_BOX_MODES)}")
         self.path = path
+        self.box = box
         self.info = probe_video(path)
         self.motion_extractor = motion_extractor
         self.device = next(motion_extractor.parameters()).device
@@ -105,19 +136,30 @@ class VideoDriver:
         with self._reader() as reader:
             return [self.landmarks.landmarks(frame, i) for i, frame in enumerate(reader)]
 
-    def _network_inputs(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """(256, 256, 3) uint8 input of M and the frame's landmarks (or None), frame by frame."""
+    def inputs(self) -> Iterator[DrivingInput]:
+        """The network input of every frame, in order (decoded lazily; landmarks first when needed).
+
+        Cropped frames are cut with :func:`~talkinghead.face.crop.crop_box`
+        (one averaged box, or the smoothed per-frame boxes, see ``box``);
+        uncropped ones are resized bilinearly, as in LivePortrait.
+
+        Raises:
+            NoFaceError: cropping is on and no frame shows a face.
+        """
         points = self._all_landmarks() if (self.cropped or self.need_ratios) else None
         boxes = None
         if self.cropped:
-            boxes = smooth_boxes([None if p is None else driving_box(p) for p in points], self.fps)
+            per_frame = [None if p is None else driving_box(p) for p in points]
+            boxes = average_box(per_frame)[None] if self.box == "average" else smooth_boxes(per_frame, self.fps)
         with self._reader() as reader:
             for i, frame in enumerate(reader):
+                matrix = None
                 if boxes is not None:
-                    image = crop_box(frame, boxes[min(i, len(boxes) - 1)]).crop_256
+                    crop = crop_box(frame, boxes[min(i, len(boxes) - 1)])
+                    image, matrix = crop.crop_256, crop.M_o2c
                 else:
                     image = cv2.resize(frame, (NETWORK_SIZE, NETWORK_SIZE), interpolation=cv2.INTER_LINEAR)
-                yield image, (points[i] if points is not None and i < len(points) else None)
+                yield DrivingInput(image, points[i] if points is not None and i < len(points) else None, matrix)
 
     def _batch(self, images: list[np.ndarray], points: list[np.ndarray | None]) -> DrivingBatch:
         with torch.inference_mode():
@@ -138,9 +180,9 @@ class VideoDriver:
         images: list[np.ndarray] = []
         points: list[np.ndarray | None] = []
         count = 0
-        for image, pts in self._network_inputs():
-            images.append(image)
-            points.append(pts)
+        for item in self.inputs():
+            images.append(item.image)
+            points.append(item.landmarks)
             count += 1
             if len(images) == self.batch_size:
                 yield self._batch(images, points)

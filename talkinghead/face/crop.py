@@ -23,17 +23,19 @@ float32, ``M_o2c`` mapping original pixels to crop pixels and ``M_c2o`` its
 inverse.
 
 Driving crop: LivePortrait fits the same rectangle per frame (scale 2.2,
-vy −0.1), drops its rotation, and averages the boxes over the whole video.
-We instead follow the face with a box smoothed over about half a second
-(:func:`smooth_boxes`), so a head that travels across the frame stays
-centred.
+vy −0.1), drops its rotation, and crops every frame of the clip with ONE
+box, the average of the per-frame boxes (:func:`average_box`), so the
+driver's head translation and zoom inside the frame reach the motion
+extractor.  The alternative, :func:`smooth_boxes`, follows the face with a
+box smoothed over about half a second, so a head that travels across the
+frame stays centred (and its travel is cancelled).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import cv2
 import numpy as np
@@ -53,6 +55,10 @@ CROP_SIZE = 512
 """Side in pixels of the crop that the renderer's output is pasted back from."""
 NETWORK_SIZE = 256
 """Side in pixels of the motion/appearance networks' input."""
+
+DrivingBoxMode = Literal["average", "track"]
+"""How a non-square driving clip is cropped: one averaged box (LivePortrait) or a per-frame smoothed box."""
+DRIVING_BOX_MODES: tuple[str, ...] = ("average", "track")
 
 # (left-eye indices, right-eye indices, lip indices) per landmark layout; "left" = image-left.
 _ANCHOR_INDICES: dict[int, tuple[list[int], list[int], list[int]]] = {
@@ -193,23 +199,26 @@ def crop_matrix(rect: CropRect, dsize: int, rotate: bool = True) -> np.ndarray:
     )
 
 
-def warp_crop(image: np.ndarray, M_o2c: np.ndarray, dsize: int = CROP_SIZE) -> FaceCrop:
+def warp_crop(image: np.ndarray, M_o2c: np.ndarray, dsize: int = CROP_SIZE,
+              interpolation: int = cv2.INTER_AREA) -> FaceCrop:
     """Cut the crop ``M_o2c`` describes out of ``image``.
 
     Args:
         image: (H, W, 3) uint8 RGB.
         M_o2c: (3, 3) float32 original → crop transform.
         dsize: crop side in pixels.
+        interpolation: OpenCV flag of the resize to the 256² network input
+            (``cv2.INTER_AREA`` for source crops, ``cv2.INTER_LINEAR`` for
+            driving crops, as in LivePortrait).
 
     Returns:
-        The :class:`FaceCrop` (bilinear warp, black outside the image; 256²
-        network input by ``cv2.INTER_AREA``).
+        The :class:`FaceCrop` (bilinear warp, black outside the image).
     """
     M_o2c = np.asarray(M_o2c, dtype=np.float32)
     crop = cv2.warpAffine(
         image, M_o2c[:2], (dsize, dsize), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)
     )
-    crop_256 = cv2.resize(crop, (NETWORK_SIZE, NETWORK_SIZE), interpolation=cv2.INTER_AREA)
+    crop_256 = cv2.resize(crop, (NETWORK_SIZE, NETWORK_SIZE), interpolation=interpolation)
     return FaceCrop(M_o2c=M_o2c, M_c2o=np.linalg.inv(M_o2c), crop=crop, crop_256=crop_256)
 
 
@@ -310,17 +319,77 @@ def _nearest(known: np.ndarray, length: int) -> np.ndarray:
     return np.where(use_before, known[before], known[after])
 
 
+def average_box(boxes: Sequence[np.ndarray | None]) -> np.ndarray:
+    """The one driving box of a whole clip: LivePortrait's average of the per-frame boxes.
+
+    LivePortrait (src/utils/cropper.py ``Cropper.crop_driving_video``; helpers
+    in src/utils/crop.py) turns each frame's square (``parse_bbox_from_landmark``,
+    scale 2.2, vy −0.1, unrotated) into float32 corners ``[left, top, right,
+    bottom]`` = centre ∓ side/2, averages them over the frames
+    (``average_bbox_lst``: ``np.mean`` of the float32 (N, 4) array), and crops
+    every frame with that box (``crop_image_by_bbox``: side = right − left,
+    centre = ((left + right)/2, (top + bottom)/2)).  Frames without a face
+    (``None``) do not take part; LivePortrait's tracker has no such frames
+    after the first detection (frames before it are dropped there, kept and
+    cropped with the average box here).
+
+    Args:
+        boxes: per frame ``[centre x, centre y, side]`` pixels (from
+            :func:`driving_box`) or ``None``.
+
+    Returns:
+        (3,) float64 ``[centre x, centre y, side]`` pixels of the average box
+        (for :func:`crop_box`); centre and side computed in float64 from the
+        float32 mean corners, as LivePortrait does.
+
+    Raises:
+        NoFaceError: when no frame has a box.
+    """
+    known = [np.asarray(box, dtype=np.float64) for box in boxes if box is not None]
+    if not known:
+        raise NoFaceError("no face was found in any frame of the driving video: use a video that shows a face")
+    corners = np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]
+                        for cx, cy, side in (np.float32(box).astype(np.float64) for box in known)], dtype=np.float32)
+    left, top, right, bottom = np.mean(corners, axis=0).tolist()
+    return np.array([(left + right) / 2, (top + bottom) / 2, right - left], dtype=np.float64)
+
+
+def box_matrix(box: np.ndarray, dsize: int = CROP_SIZE) -> np.ndarray:
+    """``M_o2c`` of an axis-aligned square box (LivePortrait src/utils/crop.py ``crop_image_by_bbox``, no rotation).
+
+    ``[[s, 0, d/2 − s·cx], [0, s, d/2 − s·cy], [0, 0, 1]]`` with
+    ``s = dsize / side``: ``s`` and the products in float64, the centre
+    rounded to float32 first, the matrix stored as float32 (LivePortrait's
+    arithmetic under its pinned NumPy 1.26).
+
+    Args:
+        box: (3,) ``[centre x, centre y, side]`` pixels.
+        dsize: crop side in pixels.
+
+    Returns:
+        (3, 3) float32 original → crop transform.
+    """
+    side = float(box[2])
+    scale = dsize / side
+    cx, cy = (float(np.float32(v)) for v in box[:2])
+    half = dsize / 2
+    return np.array([[scale, 0.0, half - scale * cx], [0.0, scale, half - scale * cy], [0.0, 0.0, 1.0]],
+                    dtype=np.float32)
+
+
 def crop_box(image: np.ndarray, box: np.ndarray, dsize: int = CROP_SIZE) -> FaceCrop:
     """Cut an axis-aligned square box out of a driving frame.
 
     Args:
         image: (H, W, 3) uint8 RGB frame.
-        box: (3,) ``[centre x, centre y, side]`` pixels (e.g. one row of
-            :func:`smooth_boxes`).
+        box: (3,) ``[centre x, centre y, side]`` pixels (from
+            :func:`average_box` or a row of :func:`smooth_boxes`).
         dsize: crop side in pixels.
 
     Returns:
-        The :class:`FaceCrop` (black outside the frame).
+        The :class:`FaceCrop` (:func:`box_matrix`, black outside the frame;
+        the 256² network input resized bilinearly, as LivePortrait resizes
+        driving crops: ``cv2.resize`` default in src/live_portrait_pipeline.py
+        ``LivePortraitPipeline.execute``).
     """
-    rect = CropRect(center=np.asarray(box[:2], dtype=np.float32), size=float(box[2]), angle=0.0)
-    return warp_crop(image, crop_matrix(rect, dsize, rotate=False), dsize)
+    return warp_crop(image, box_matrix(box, dsize), dsize, interpolation=cv2.INTER_LINEAR)

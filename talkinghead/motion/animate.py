@@ -18,7 +18,8 @@ from ..errors import ControlError
 from .frame import KeypointInfo, MotionFrame
 from .keypoints import KeypointTransform, implicit_keypoints
 from .retarget import MLP, combined_ratios, lip_normalization_delta, retargeting_delta, scale_motion, stitch
-from .transfer import absolute_transform, check_region, expression_friendly, motion_multiplier, relative_transform
+from .transfer import (SourceVideoTargets, absolute_transform, check_region, expression_friendly, motion_multiplier,
+                       relative_transform, source_video_transform)
 
 
 class RetargetingNetworks(Protocol):
@@ -204,6 +205,43 @@ class Animator:
         if self.lip_normalization is not None:
             x_d = x_d + self.lip_normalization
         return scale_motion(self.x_s, x_d, self.options.driving_multiplier)
+
+
+class SourceVideoAnimator(Animator):
+    """The animation step of one frame of a source video (LivePortrait's video-to-video).
+
+    Like :class:`Animator` (stitching, eye/lip retargeting, lip
+    normalisation, driving multiplier in LivePortrait's order), but the
+    motion transfer is :func:`~talkinghead.motion.transfer.source_video_transform`
+    with this frame's smoothed rotation/expression targets, and no
+    expression-friendly rescaling (LivePortrait applies it only to a source
+    image).
+
+    Args:
+        source: (1) keypoint info of this source frame (its x_s is the warp origin).
+        networks: the S MLPs.
+        options: see :class:`AnimationOptions` (``expression_friendly`` is ignored).
+        targets: (1) this frame's smoothed targets
+            (:func:`~talkinghead.motion.transfer.smooth_targets`).
+        own: (1) motion read for the frame's own R_s, exp_s, t_s and scale_s;
+            None: ``source`` itself (e.g. pass ``source`` with pose controls
+            applied to its t and scale).
+        source_ratios: (1) eye/lip ratios of this source frame.
+
+    Raises:
+        ValueError: if ``source_ratios`` is needed but missing.
+    """
+
+    def __init__(self, source: KeypointInfo, networks: RetargetingNetworks, options: AnimationOptions,
+                 targets: SourceVideoTargets, own: MotionFrame | None = None,
+                 source_ratios: EyeLipRatios | None = None) -> None:
+        super().__init__(source, networks, options, anchor=None, source_ratios=source_ratios)
+        self.targets = targets
+        self.own = source if own is None else own
+
+    def transfer(self, driving: MotionFrame) -> KeypointTransform:
+        """(1) driving frame → (1) new motion of this source frame (region applied)."""
+        return source_video_transform(self.own, self.targets, driving, self.options.region, self.options.relative)
 
 
 def keypoints_from_motion(motion: MotionFrame, source: KeypointInfo, stitching: MLP | None = None,

@@ -9,7 +9,12 @@ driving frame's:
 * relative to LivePortrait's neutral expression (single driving image):
   exp_new = exp_s + (exp_d − lip_array), pose/scale/t of the source;
 * absolute: R_new = R_i, t_new = t_i, scale_s, and the driving expression on
-  a fixed set of entries.
+  a fixed set of entries (:data:`ABSOLUTE_EXP_ENTRIES`).
+
+A source *video* has rules of its own (:func:`source_video_targets`,
+:func:`smooth_targets`, :func:`source_video_transform`): each frame keeps its
+own scale and (relative mode) translation, and the rotation and expression
+sequences are Kalman-smoothed over the whole clip.
 
 An animation region restricts which parts are taken from the driving side
 ("all", "pose", "exp", "lip", "eyes"); t_new's depth component is always 0.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Literal, get_args
@@ -30,6 +36,7 @@ from scipy.spatial import ConvexHull
 
 from ..errors import ControlError
 from .frame import NUM_KP, MotionFrame
+from .kalman import OBSERVATION_VARIANCE, PROCESS_VARIANCE, kalman_smooth
 from .keypoints import KeypointTransform
 
 Region = Literal["all", "pose", "exp", "lip", "eyes"]
@@ -54,7 +61,22 @@ ABSOLUTE_EXP_ENTRIES: ExpEntries = (
     *((row, _XYZ) for row in (1, 2, 6, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)),
     (3, (1,)), (4, (1,)), (5, (2,)), (8, (2,)), (9, (1, 2)),
 )
-"""Exp entries absolute mode takes from the driving frame for "all"/"exp"."""
+"""Exp entries absolute mode takes from the driving frame for "all"/"exp".
+
+Rows 1, 2, 6, 11–20 whole, plus (3, y), (4, y), (5, z), (8, z), (9, y), (9, z):
+LivePortrait src/live_portrait_pipeline.py ``LivePortraitPipeline.execute``,
+the ``flag_relative_motion`` False branch (``delta_new[:, idx, :]`` for idx
+in [1, 2, 6, 11, …, 20], ``[:, 3:5, 1]``, ``[:, 5, 2]``, ``[:, 8, 2]``,
+``[:, 9, 1:]``); the remaining entries keep the source's expression.
+"""
+
+SOURCE_VIDEO_EXP_ENTRIES: ExpEntries = ABSOLUTE_EXP_ENTRIES
+"""Exp entries a source-video frame takes from the smoothed expression sequence for "all"/"exp".
+
+The same set as absolute mode, in relative mode too (LivePortrait
+``LivePortraitPipeline.execute``, ``flag_is_source_video`` branch of the
+relative-motion path).
+"""
 
 
 def check_region(region: str) -> None:
@@ -203,6 +225,139 @@ def absolute_transform(source: MotionFrame, driving: MotionFrame, region: str = 
     driven = KeypointTransform.from_motion(driving)
     driven = KeypointTransform(driven.rotation, driven.exp, own.scale.expand_as(driven.scale), driven.t)
     return _select_region(own, driven, region, whole_face=ABSOLUTE_EXP_ENTRIES)
+
+
+@dataclass(frozen=True)
+class SourceVideoTargets:
+    """Per-frame rotation and expression of a source-video job, before the row rule.
+
+    Attributes:
+        rotation: (T, 3, 3) float rotation matrices (``kp @ rotation``); after
+            :func:`smooth_targets` no longer exactly orthonormal, used as they
+            are (as LivePortrait does).
+        exp: (T, 21, 3) float expression deltas, normalised units.
+    """
+
+    rotation: torch.Tensor
+    exp: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.exp.shape[0])
+
+    def __getitem__(self, index: int | slice) -> "SourceVideoTargets":
+        """Frame ``index`` (as a batch of one) or a slice of frames."""
+        if isinstance(index, int):
+            index = index + len(self) if index < 0 else index
+            index = slice(index, index + 1)
+        return SourceVideoTargets(self.rotation[index], self.exp[index])
+
+
+def source_video_targets(source: MotionFrame, driving: MotionFrame, anchor: MotionFrame | None,
+                         relative: bool = True) -> SourceVideoTargets:
+    """The rotation and expression sequences LivePortrait smooths for a source video.
+
+    LivePortrait src/live_portrait_pipeline.py ``LivePortraitPipeline.execute``
+    (``flag_is_source_video`` with a driving video; ``x_d_r_lst`` and
+    ``x_d_exp_lst``):
+
+    * relative: R_i = (R_d,i · R_d,0ᵀ) · R_s,i and
+      exp_i = (exp_s,i + exp_d,i) − exp_d,0 (the composed result, in this
+      order of operations);
+    * absolute: R_i = R_d,i and exp_i = exp_d,i (the driving frames as they are).
+
+    Args:
+        source: (T) motion of the source frames (angles in degrees).
+        driving: (T) motion of the driving frames, frame i driving source frame i.
+        anchor: (1) driving frame 0 (relative mode; ignored in absolute mode).
+        relative: relative (True) or absolute motion.
+
+    Returns:
+        (T) targets, on the inputs' device and dtype.
+
+    Raises:
+        ValueError: the two sequences differ in length, or relative mode without an anchor.
+    """
+    if source.batch_size != driving.batch_size:
+        raise ValueError(f"{source.batch_size} source frames but {driving.batch_size} driving frames")
+    drive = KeypointTransform.from_motion(driving)
+    if not relative:
+        return SourceVideoTargets(drive.rotation, driving.exp)
+    if anchor is None:
+        raise ValueError("relative source-video motion needs the driving anchor frame")
+    own = KeypointTransform.from_motion(source)
+    first = KeypointTransform.from_motion(anchor)
+    return SourceVideoTargets(
+        rotation=(drive.rotation @ first.rotation.transpose(1, 2)) @ own.rotation,
+        exp=(source.exp + driving.exp) - anchor.exp,
+    )
+
+
+def smooth_targets(targets: SourceVideoTargets, observation_variance: float = OBSERVATION_VARIANCE,
+                   process_variance: float = PROCESS_VARIANCE) -> SourceVideoTargets:
+    """Kalman-smooth both sequences over the whole clip, as LivePortrait's ``smooth``.
+
+    Each sequence is flattened to (T, 9) or (T, 63) and smoothed by
+    :func:`talkinghead.motion.kalman.kalman_smooth` (an RTS smoother: it
+    needs every frame, so the caller holds the T frames of motion); the
+    result is cast back to float32 (LivePortrait src/utils/filter.py).
+
+    Args:
+        targets: (T) targets from :func:`source_video_targets`.
+        observation_variance: LivePortrait's ``driving_smooth_observation_variance`` (default 3e-7).
+        process_variance: LivePortrait's ``process_variance`` (default 1e-5).
+
+    Returns:
+        (T) smoothed targets, float32, on the input's device.
+    """
+    def smooth(x: torch.Tensor) -> torch.Tensor:
+        flat = x.detach().to("cpu", torch.float64).reshape(x.shape[0], -1).numpy()
+        out = kalman_smooth(flat, observation_variance, process_variance)
+        return torch.from_numpy(out).to(device=x.device, dtype=torch.float32).reshape(x.shape)
+
+    return SourceVideoTargets(smooth(targets.rotation), smooth(targets.exp))
+
+
+def source_video_transform(source: MotionFrame, targets: SourceVideoTargets, driving: MotionFrame,
+                           region: str = "all", relative: bool = True) -> KeypointTransform:
+    """The new motion of source-video frames (LivePortrait's ``flag_is_source_video`` rules).
+
+    LivePortrait src/live_portrait_pipeline.py ``LivePortraitPipeline.execute``:
+
+    * rotation: the (smoothed) target rotation for "all"/"pose", else R_s;
+    * exp: exp_s with the :data:`SOURCE_VIDEO_EXP_ENTRIES` ("all"/"exp"),
+      :data:`LIP_ROWS` ("lip") or :data:`EYE_ROWS` ("eyes") replaced by the
+      target expression; "pose" keeps exp_s;
+    * scale: always scale_s (the source frame's own);
+    * t: relative mode t_s (the source frame's own); absolute mode t_d for
+      "all"/"pose", t_s otherwise; t_z := 0.
+
+    No expression-friendly rescaling follows for a source video (LivePortrait
+    applies it only to a source image).
+
+    Args:
+        source: (B) motion of the source frames.
+        targets: (B) smoothed targets of the same frames (:func:`smooth_targets`).
+        driving: (B) driving frames (only their ``t`` is read, absolute mode).
+        region: one of :data:`REGIONS`.
+        relative: relative (True) or absolute motion.
+
+    Returns:
+        (B) transform; apply it to each source frame's canonical keypoints.
+
+    Raises:
+        ControlError: for an unknown region.
+    """
+    check_region(region)
+    own = KeypointTransform.from_motion(source)
+    take_pose = region in ("all", "pose")
+    mask = _region_exp_mask(region, SOURCE_VIDEO_EXP_ENTRIES, source.exp.device)
+    t = driving.t if (take_pose and not relative) else source.t
+    return KeypointTransform(
+        rotation=targets.rotation if take_pose else own.rotation,
+        exp=torch.where(mask, targets.exp, source.exp),
+        scale=source.scale,
+        t=_without_depth(t),
+    )
 
 
 def _hull_volume(points: torch.Tensor) -> float:
