@@ -49,6 +49,15 @@ def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
                    help="precomputed 68-point landmarks of the photo (format of shared/testdata/landmarks); default: detect with face-alignment")
     p.add_argument("--weights", metavar="DIR",
                    help="local folder laid out like the Hub repos (DIR/liveportrait/..., DIR/ditto_pytorch/...); default: ./checkpoints, then the Hugging Face Hub cache")
+    p.add_argument("--revision", metavar="REV",
+                   help="Hub revision (branch, tag or commit sha) of the LivePortrait weights (KlingTeam/LivePortrait); "
+                        "overrides TALKINGHEAD_LIVEPORTRAIT_REVISION (default main)")
+    p.add_argument("--ditto-revision", metavar="REV",
+                   help="Hub revision of the audio job's Ditto weights (digital-avatar/ditto-talkinghead); "
+                        "overrides TALKINGHEAD_DITTO_REVISION")
+    p.add_argument("--enhance-revision", metavar="REV",
+                   help="Hub revision of the --enhance/--upscale weights' repos (files are sha256-verified anyway); "
+                        "overrides TALKINGHEAD_ENHANCE_REVISION")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="where the networks run (default: cuda if available)")
     p.add_argument("--max-frames", type=_positive_int, metavar="N", help="render at most N frames")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
@@ -200,7 +209,9 @@ def _render_options(args: argparse.Namespace):
 def _engine(args: argparse.Namespace):
     from .engine import Engine
 
-    return Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet)
+    revision = {"liveportrait": args.revision, "ditto": args.ditto_revision, "enhance": args.enhance_revision}
+    return Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet,
+                                  revision={k: v for k, v in revision.items() if v is not None} or None)
 
 
 def _engine_and_source(args: argparse.Namespace):

@@ -66,7 +66,7 @@ from .motion.frame import KeypointInfo, MotionFrame
 from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from .motion.transfer import smooth_targets, source_video_targets
 from .render import Renderer
-from .weights import DITTO_FILES, WeightStore, read_checkpoint
+from .weights import DITTO_FILES, WeightStore, read_checkpoint, resolve_revisions
 
 LandmarkSpec = LandmarkProvider | str | os.PathLike | None
 """A landmark provider, a landmark JSON file, or None for the engine's default detector."""
@@ -318,7 +318,7 @@ class Engine:
     @classmethod
     def from_pretrained(cls, weights: str | os.PathLike | None = None, device: str | torch.device = "auto",
                         landmarks: LandmarkProvider | None = None, precision: str = "fp32",
-                        progress: bool = True) -> "Engine":
+                        progress: bool = True, revision: str | Mapping[str, str] | None = None) -> "Engine":
         """Build the engine from LivePortrait's checkpoints.
 
         Args:
@@ -329,15 +329,22 @@ class Engine:
             landmarks: default landmark provider (see :class:`Engine`).
             precision: "fp32", "fp16" or "bf16" (the last two CUDA only).
             progress: show download progress bars (huggingface_hub's own).
+            revision: Hub revision (branch, tag or commit sha) of LivePortrait's
+                repo ``KlingTeam/LivePortrait``; or a mapping of revisions keyed
+                by ``"liveportrait"``, ``"ditto"``, ``"enhance"`` or a Hub repo
+                id (see :func:`talkinghead.weights.resolve_revisions`).  Overrides
+                the ``TALKINGHEAD_*_REVISION`` environment variables; the Ditto
+                and enhancement files loaded later use it too.  Not with ``weights``.
 
         Raises:
-            WeightsError: a checkpoint is missing, unsafe or of the wrong layout.
+            WeightsError: a checkpoint is missing, unsafe or of the wrong layout;
+                an unknown revision key; ``revision`` together with ``weights``.
             TalkingHeadError: CUDA asked for but unavailable.
         """
         if not progress:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         device = resolve_device(device)
-        store = WeightStore(weights)
+        store = WeightStore(weights, revisions=resolve_revisions(revision))
         networks = load_liveportrait(store, device)
         return cls(networks, landmarks=landmarks, precision=precision, store=store)
 

@@ -7,9 +7,22 @@ e.g. ``liveportrait/base_models/warping_module.pth``):
    the file must be at ``DIR/<path in repo>``; nothing is downloaded.
 2. otherwise ``./checkpoints/<path in repo>`` if that file exists (the
    default local place, handy for offline machines);
-3. otherwise the Hugging Face Hub, through :func:`huggingface_hub.hf_hub_download`
-   at the revision pinned below, into the standard Hub cache (``HF_HOME``,
-   ``HF_HUB_CACHE``); with ``HF_HUB_OFFLINE=1`` only the cache is used.
+3. otherwise the Hugging Face Hub cache (``HF_HOME``, ``HF_HUB_CACHE``): the
+   repository's current id first, then any former id it was renamed from
+   (:attr:`HubFile.former_repo_ids`: ``KwaiVGI/LivePortrait`` is now
+   ``KlingTeam/LivePortrait``), so a cache filled under the old name is
+   still found, also with ``HF_HUB_OFFLINE=1``;
+4. otherwise a download through :func:`huggingface_hub.hf_hub_download` under
+   the current id (with ``HF_HUB_OFFLINE=1``: an error saying so).
+
+Revisions: each table below is read at the revision of an environment
+variable (``TALKINGHEAD_LIVEPORTRAIT_REVISION``, ``TALKINGHEAD_DITTO_REVISION``,
+``TALKINGHEAD_ENHANCE_REVISION``; default ``main``).  An explicit revision
+(``Engine.from_pretrained(revision=...)``, CLI ``--revision``,
+``--ditto-revision``, ``--enhance-revision``; see :func:`resolve_revisions`)
+overrides the variable; a file with an explicit revision is not taken from
+``./checkpoints`` (which has no revisions), and ``--weights DIR`` together
+with an explicit revision is refused.
 
 Files that carry a sha256 digest (:data:`ENHANCE_FILES`) are hashed after
 resolution, wherever they came from, and refused when the digest differs.
@@ -24,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,13 +54,16 @@ class HubFile:
     """One checkpoint file of a Hugging Face Hub repository.
 
     Attributes:
-        repo_id: Hub repository, e.g. ``"KwaiVGI/LivePortrait"``.
+        repo_id: Hub repository (its current id), e.g. ``"KlingTeam/LivePortrait"``.
         filename: path of the file inside the repository (also its path
             below a local ``--weights`` folder).
         revision: git revision (branch, tag or commit sha) to download.
         approx_bytes: approximate size, for documentation and progress only.
         sha256: hex digest the file must have (:meth:`WeightStore.path`
             refuses any other), or None for files checked by their layout only.
+        former_repo_ids: ids the repository had before a rename on the Hub
+            (which redirects them); a Hub cache filled under one of them is
+            used when the current id is not cached.
     """
 
     repo_id: str
@@ -55,15 +71,21 @@ class HubFile:
     revision: str
     approx_bytes: int = 0
     sha256: str | None = None
+    former_repo_ids: tuple[str, ...] = ()
 
 
 def _env_revision(var: str, default: str) -> str:
     return os.environ.get(var) or default
 
 
-LIVEPORTRAIT_REPO = "KwaiVGI/LivePortrait"
+LIVEPORTRAIT_REPO = "KlingTeam/LivePortrait"
+"""Current Hub id of LivePortrait's weights (the Hub redirects the former id here)."""
+
+LIVEPORTRAIT_FORMER_REPOS = ("KwaiVGI/LivePortrait",)
+"""Former Hub ids of :data:`LIVEPORTRAIT_REPO`, still looked up in the Hub cache."""
+
 LIVEPORTRAIT_REVISION = _env_revision("TALKINGHEAD_LIVEPORTRAIT_REVISION", "main")
-"""Hub revision of ``KwaiVGI/LivePortrait``.
+"""Hub revision of ``KlingTeam/LivePortrait`` (default; an explicit revision overrides it).
 
 The commit sha could not be read from this offline workplace; ``main`` is used
 until it is pinned (set ``TALKINGHEAD_LIVEPORTRAIT_REVISION`` to a sha to pin
@@ -73,7 +95,7 @@ loaded silently.
 """
 
 LIVEPORTRAIT_FILES: dict[str, HubFile] = {
-    name: HubFile(LIVEPORTRAIT_REPO, path, LIVEPORTRAIT_REVISION, size)
+    name: HubFile(LIVEPORTRAIT_REPO, path, LIVEPORTRAIT_REVISION, size, former_repo_ids=LIVEPORTRAIT_FORMER_REPOS)
     for name, path, size in (
         ("appearance_feature_extractor", "liveportrait/base_models/appearance_feature_extractor.pth", 3_400_000),
         ("motion_extractor", "liveportrait/base_models/motion_extractor.pth", 112_600_000),
@@ -93,55 +115,93 @@ class WeightStore:
             (``DIR/liveportrait/base_models/*.pth`` …).  When given, the Hub
             is never contacted.
         local_dir: the default local folder searched before the Hub
-            (``./checkpoints``); ignored when ``weights_dir`` is given.
+            (``./checkpoints``); ignored when ``weights_dir`` is given, and for
+            files whose repository has an explicit revision in ``revisions``.
         cache_dir: Hub cache folder (default: huggingface_hub's own).
+        revisions: Hub repo id → revision (branch, tag or commit sha) that
+            overrides :attr:`HubFile.revision` for every file of that repo
+            (a former repo id counts as the current one); build it with
+            :func:`resolve_revisions`.
+
+    Raises:
+        WeightsError: ``weights_dir`` is not a folder, or it is given together
+            with ``revisions`` (a local folder has no revisions).
     """
 
     def __init__(self, weights_dir: str | os.PathLike | None = None,
                  local_dir: str | os.PathLike | None = DEFAULT_LOCAL_DIR,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+                 cache_dir: str | os.PathLike | None = None,
+                 revisions: Mapping[str, str] | None = None) -> None:
         self.weights_dir = Path(weights_dir).expanduser() if weights_dir is not None else None
         if self.weights_dir is not None and not self.weights_dir.is_dir():
             raise WeightsError(f"weights folder {self.weights_dir} does not exist; pass a folder laid out like the Hub repos (e.g. DIR/liveportrait/base_models/*.pth)")
+        self.revisions = dict(revisions or {})
+        if self.weights_dir is not None and self.revisions:
+            asked = ", ".join(f"{repo}@{rev}" for repo, rev in self.revisions.items())
+            raise WeightsError(f"a Hub revision ({asked}) was asked for together with the local weights folder "
+                               f"{self.weights_dir}, which has no revisions: drop --weights or the revision option")
         self.local_dir = Path(local_dir) if local_dir is not None else None
         self.cache_dir = cache_dir
+
+    def pinned(self, file: HubFile) -> HubFile:
+        """``file`` at the revision :attr:`revisions` gives its repository (current or former id), else as it is."""
+        for repo in (file.repo_id, *file.former_repo_ids):
+            if repo in self.revisions:
+                return replace(file, revision=self.revisions[repo])
+        return file
 
     def path(self, file: HubFile) -> Path:
         """Local path of ``file``, downloading it from the Hub if needed.
 
-        When ``file.sha256`` is set the file is hashed (once per path, size
-        and modification time in this process) and refused if it differs.
+        The revision is :meth:`pinned`'s.  When ``file.sha256`` is set the
+        file is hashed (once per path, size and modification time in this
+        process) and refused if it differs.
 
         Raises:
             WeightsError: the file is not in ``weights_dir``; or it is not
-                cached and the Hub cannot be reached / ``HF_HUB_OFFLINE`` is set;
-                or the repository/revision/file does not exist; or its sha256
+                cached (under the current or a former repo id) and the Hub
+                cannot be reached / ``HF_HUB_OFFLINE`` is set; or the
+                repository/revision/file does not exist; or its sha256
                 differs from ``file.sha256``.
         """
-        path = self._locate(file)
+        pinned = self.pinned(file)
+        path = self._locate(pinned, explicit_revision=pinned is not file)
         if file.sha256 is not None:
             _verify_sha256(path, file)
         return path
 
-    def _locate(self, file: HubFile) -> Path:
+    def _locate(self, file: HubFile, explicit_revision: bool) -> Path:
         if self.weights_dir is not None:
             p = self.weights_dir / file.filename
             if not p.is_file():
                 raise WeightsError(f"{p} not found: the weights folder must hold {file.filename} (from the Hub repo {file.repo_id})")
             return p
-        if self.local_dir is not None and (self.local_dir / file.filename).is_file():
+        if not explicit_revision and self.local_dir is not None and (self.local_dir / file.filename).is_file():
             return self.local_dir / file.filename
+        return self._from_hub(file)
+
+    def _from_hub(self, file: HubFile) -> Path:
+        """The cached file under the current id (update-checked by huggingface_hub when online),
+        else under a former id (as it is: no network), else a download under the current id."""
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(file.repo_id, file.filename, self.cache_dir, file.revision), str):
+            for former in file.former_repo_ids:
+                cached = try_to_load_from_cache(former, file.filename, self.cache_dir, file.revision)
+                if isinstance(cached, str):
+                    return Path(cached)
         return self._download(file)
 
     def _download(self, file: HubFile) -> Path:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+        former = f" (nor under its former id {', '.join(file.former_repo_ids)})" if file.former_repo_ids else ""
         try:
             return Path(hf_hub_download(file.repo_id, file.filename, revision=file.revision, cache_dir=self.cache_dir))
         except LocalEntryNotFoundError as e:
             raise WeightsError(
-                f"{file.repo_id}/{file.filename} is not in the Hub cache and cannot be downloaded "
+                f"{file.filename} of {file.repo_id}@{file.revision} is not in the Hub cache{former} and cannot be downloaded "
                 f"(offline or HF_HUB_OFFLINE=1): connect once to download it, or pass --weights DIR"
             ) from e
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
@@ -186,7 +246,11 @@ def read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
 
     Raises:
         WeightsError: the file is missing, truncated, not a checkpoint, or
-            a pickle that would execute code / build other objects.
+            a pickle that would execute code / build other objects (the
+            message names the file and the globals it refers to that
+            ``weights_only`` does not allow, read statically by
+            :func:`torch.serialization.get_unsafe_globals_in_checkpoint`;
+            nothing of the file is executed).
     """
     path = Path(path)
     if not path.is_file():
@@ -198,12 +262,42 @@ def read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise WeightsError(f"{path}: refused to load: the file is not a plain tensor checkpoint (it would run code or build objects). Only use checkpoints from the official repos. ({str(e).splitlines()[0]})") from e
+        raise WeightsError(_refusal(path, e)) from e
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise WeightsError(f"{path}: not a readable checkpoint (truncated or corrupt download?): {str(e).splitlines()[0] if str(e) else type(e).__name__}; delete it so it is downloaded again") from e
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return obj
+
+
+def unsafe_globals(path: str | os.PathLike) -> list[str]:
+    """The ``module.name`` globals a ``torch.save`` file refers to that ``torch.load(weights_only=True)`` refuses.
+
+    Read by disassembling the pickle (:func:`torch.serialization.get_unsafe_globals_in_checkpoint`,
+    torch ≥ 2.5); nothing is executed.  Empty when the file cannot be
+    disassembled that way (e.g. the pre-1.6 non-zip format) or torch is older.
+    """
+    try:
+        from torch.serialization import get_unsafe_globals_in_checkpoint
+    except ImportError:
+        return []
+    try:
+        return sorted(get_unsafe_globals_in_checkpoint(os.fspath(path)))
+    except Exception:  # noqa: BLE001 - diagnostics only: the caller raises its own error anyway
+        return []
+
+
+def _refusal(path: Path, error: pickle.UnpicklingError) -> str:
+    """The message for a checkpoint ``torch.load(weights_only=True)`` refused: which globals, and what to do."""
+    names = unsafe_globals(path)
+    if names:
+        what = f"it refers to {', '.join(names)}, which a plain tensor checkpoint never needs"
+    else:
+        lines = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line]
+        what = lines[0] if lines else (str(error).splitlines() or [type(error).__name__])[0]
+    return (f"{path}: refused to load: the file is not a plain tensor checkpoint ({what}; loading it would run code "
+            f"or build objects, so nothing of it was executed). Only use checkpoints from the official repos: "
+            f"delete this file so the official one is downloaded, or put the official file in --weights DIR")
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -262,3 +356,62 @@ These are the official release files, re-hosted on the Hub:
 With ``--weights DIR`` each is read from ``DIR/<filename>`` (e.g.
 ``DIR/CodeFormer/codeformer.pth``).
 """
+
+
+REVISION_GROUPS: dict[str, tuple[str, ...]] = {
+    "liveportrait": (LIVEPORTRAIT_REPO,),
+    "ditto": (DITTO_REPO,),
+    "enhance": tuple(dict.fromkeys(f.repo_id for f in ENHANCE_FILES.values())),
+}
+"""Revision group (CLI ``--revision``, ``--ditto-revision``, ``--enhance-revision``) → its Hub repo ids."""
+
+
+def _current_repo_ids() -> dict[str, str]:
+    """Every Hub repo id of the tables above, current or former → current."""
+    ids: dict[str, str] = {}
+    for table in (LIVEPORTRAIT_FILES, DITTO_FILES, ENHANCE_FILES):
+        for f in table.values():
+            ids[f.repo_id] = f.repo_id
+            ids.update({former: f.repo_id for former in f.former_repo_ids})
+    return ids
+
+
+def resolve_revisions(revision: str | Mapping[str, str] | None) -> dict[str, str]:
+    """Explicit Hub revisions, as the repo id → revision mapping :class:`WeightStore` takes.
+
+    Args:
+        revision: None (the tables' revisions, i.e. the ``TALKINGHEAD_*_REVISION``
+            environment variables or ``main``); a string, the revision of
+            LivePortrait's repo (``KlingTeam/LivePortrait``); or a mapping whose
+            keys are group names of :data:`REVISION_GROUPS` (``"liveportrait"``,
+            ``"ditto"``, ``"enhance"``: both enhancement repos) or Hub repo ids
+            of the tables (a former id counts as the current one; a repo id
+            wins over its group), and whose values are branch names, tags or
+            commit shas (None values are skipped).
+
+    Returns:
+        Current Hub repo id → revision.
+
+    Raises:
+        WeightsError: an unknown key, or an empty revision or one with spaces.
+    """
+    if revision is None:
+        return {}
+    if isinstance(revision, str):
+        revision = {"liveportrait": revision}
+    ids = _current_repo_ids()
+    groups: dict[str, str] = {}
+    repos: dict[str, str] = {}
+    for key, value in revision.items():
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+            raise WeightsError(f"revision {value!r} for {key}: give a branch name, tag or commit sha of the Hub repo")
+        if key in REVISION_GROUPS:
+            groups.update({repo: value.strip() for repo in REVISION_GROUPS[key]})
+        elif key in ids:
+            repos[ids[key]] = value.strip()
+        else:
+            raise WeightsError(f"unknown weights repo {key!r} for a revision: use one of {', '.join(REVISION_GROUPS)} "
+                               f"or a Hub repo id ({', '.join(dict.fromkeys(ids.values()))})")
+    return {**groups, **repos}

@@ -22,6 +22,7 @@ from talkinghead.drivers.audio.features import (
     warmup_features,
 )
 from talkinghead.drivers.audio.hubert import FEATURE_DIM, OnnxAudioEncoder, encoder_frame_count
+from talkinghead.drivers.audio import hubert
 from talkinghead.errors import WeightsError
 from talkinghead.media.audio import load_audio
 
@@ -167,13 +168,82 @@ def test_warmup_features_are_offline_features_of_silence(encoder: OnnxAudioEncod
 
 # --- encoder checks ---------------------------------------------------------------------------------------------
 
-def test_encoder_runs_on_cpu_and_falls_back_from_cuda(toy_dir: Path, encoder: OnnxAudioEncoder) -> None:
+def test_encoder_runs_on_cpu_and_falls_back_from_cuda(toy_dir: Path, encoder: OnnxAudioEncoder,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     assert encoder.providers == ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA; the fallback does not apply")
+    monkeypatch.setattr(hubert, "_warned", set())
     with pytest.warns(UserWarning, match="CUDA"):
         fallback = OnnxAudioEncoder(toy_dir / "toy.onnx", device="cuda")
     assert fallback.providers == ["CPUExecutionProvider"]
+
+
+class _SessionSpy:
+    """Stands in for ort.InferenceSession: records the providers asked for, runs the graph on the real CPU
+    session, and reports ``reported`` (default: what was asked) as the providers in use."""
+
+    asked: list = []
+
+    def __init__(self, path: str, providers: list, reported: list[str] | None = None) -> None:
+        type(self).asked.append(providers)
+        self._real = _REAL_SESSION(path, providers=["CPUExecutionProvider"])
+        self._reported = reported if reported is not None else [p[0] if isinstance(p, tuple) else p for p in providers]
+
+    def get_providers(self) -> list[str]:
+        return self._reported
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+
+_REAL_SESSION = ort.InferenceSession
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch):
+    """ort as hubert sees it, with a CUDA-capable provider list and the session spy; warnings not yet given."""
+    monkeypatch.setattr(hubert, "_warned", set())
+    monkeypatch.setattr(_SessionSpy, "asked", [])
+    monkeypatch.setattr(hubert.ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(hubert.ort, "InferenceSession", _SessionSpy)
+    return _SessionSpy
+
+
+def test_cuda_device_puts_the_cuda_provider_first(toy_dir: Path, encoder: OnnxAudioEncoder, spy, speech: np.ndarray) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpu = OnnxAudioEncoder(toy_dir / "toy.onnx", device="cuda:1")
+        cpu = OnnxAudioEncoder(toy_dir / "toy.onnx", device="cpu")
+    assert spy.asked == [[("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"], ["CPUExecutionProvider"]]
+    assert gpu.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"] and cpu.providers == ["CPUExecutionProvider"]
+    assert hubert.execution_providers("cuda") == [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    assert gpu(speech[:6480]).shape == (20, FEATURE_DIM)  # the session still runs the graph
+
+
+def test_cuda_asked_with_the_cpu_build_warns_once(toy_dir: Path, encoder: OnnxAudioEncoder, spy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hubert.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.warns(UserWarning) as caught:
+        first = OnnxAudioEncoder(toy_dir / "toy.onnx", device="cuda")
+        second = OnnxAudioEncoder(toy_dir / "toy.onnx", device="cuda")
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "runs on CPU" in message and "pip uninstall -y onnxruntime onnxruntime-gpu" in message
+    assert spy.asked == [["CPUExecutionProvider"]] * 2
+    assert first.providers == second.providers == ["CPUExecutionProvider"]
+
+
+def test_cuda_offered_but_not_started_warns_once(toy_dir: Path, encoder: OnnxAudioEncoder, spy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu installed but its CUDA libraries missing: the session falls back to CPU by itself."""
+    monkeypatch.setattr(hubert.ort, "InferenceSession",
+                        lambda path, providers: _SessionSpy(path, providers, reported=["CPUExecutionProvider"]))
+    with pytest.warns(UserWarning, match="could not start CUDA") as caught:
+        OnnxAudioEncoder(toy_dir / "toy.onnx", device="cuda")
+        OnnxAudioEncoder(toy_dir / "toy.onnx", device="cuda")
+    assert len(caught) == 1
 
 
 @pytest.mark.parametrize("kwargs, message", [

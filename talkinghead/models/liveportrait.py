@@ -1,6 +1,6 @@
 """The five LivePortrait networks, built and loaded together from their checkpoints.
 
-Checkpoint layout (``KwaiVGI/LivePortrait``, spec §"Checkpoints" and
+Checkpoint layout (``KlingTeam/LivePortrait``, formerly ``KwaiVGI/LivePortrait``; spec §"Checkpoints" and
 ``shared/fixtures/liveportrait/manifest.json``): four flat state dicts with no
 prefix (F, M, W, G) and one dict of three state dicts for S whose keys carry a
 DistributedDataParallel ``module.`` prefix, removed before strict loading.

@@ -85,9 +85,12 @@ class OnnxAudioEncoder:
     """Ditto's HuBERT ONNX graph (spec §2.2) behind the :class:`AudioEncoder` interface.
 
     The onnxruntime session is created in the constructor, so a wrong file
-    fails at once.  The CUDA execution provider is used when ``device`` is a
-    CUDA device and the installed onnxruntime offers it; otherwise the CPU
-    provider (with a warning if CUDA was asked for).
+    fails at once.  Providers are chosen by :func:`execution_providers`: the
+    CUDA execution provider first when ``device`` is a CUDA device and the
+    installed onnxruntime offers it (the ``onnxruntime-gpu`` build, extra
+    ``talkinghead[gpu]``), otherwise the CPU provider, with one warning per
+    process if CUDA was asked for (also when onnxruntime-gpu could not load
+    its CUDA libraries).
 
     Args:
         path: the ``.onnx`` file.
@@ -105,10 +108,12 @@ class OnnxAudioEncoder:
         if not self.path.is_file():
             raise WeightsError(f"audio encoder {self.path} not found; download Ditto's hubert_streaming_fix_kv.onnx")
         try:
-            self._session = ort.InferenceSession(str(self.path), providers=_providers(torch.device(device)))
+            requested = execution_providers(device)
+            self._session = ort.InferenceSession(str(self.path), providers=requested)
         except _LOAD_ERRORS as exc:
             raise WeightsError(f"audio encoder {self.path} is not a loadable ONNX model ({exc}); "
                                "download Ditto's hubert_streaming_fix_kv.onnx again") from exc
+        _check_cuda_started(self._session, requested)
         self._output_name = self._check_interface()
 
     @property
@@ -143,12 +148,57 @@ class OnnxAudioEncoder:
                             "use hubert_streaming_fix_kv.onnx from digital-avatar/ditto-talkinghead")
 
 
-def _providers(device: torch.device) -> list[str | tuple[str, dict[str, int]]]:
-    """onnxruntime providers for a torch device (CUDA first when requested and available)."""
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+GPU_INSTALL = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu[cuda,cudnn]>=1.27'"
+"""How to switch to the GPU build of onnxruntime (the two packages share the ``onnxruntime`` module: never both)."""
+
+_warned: set[str] = set()
+"""Warnings already given in this process (each is given once)."""
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def _both_builds_installed() -> bool:
+    """Whether the CPU and the GPU distributions of onnxruntime are both installed (they overwrite each other)."""
+    from importlib import metadata
+
+    try:
+        metadata.version("onnxruntime")
+        metadata.version("onnxruntime-gpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def execution_providers(device: str | torch.device) -> list[str | tuple[str, dict[str, int]]]:
+    """onnxruntime execution providers for the engine's torch device, preferred first.
+
+    CUDA device (``"cuda"``, ``"cuda:1"``) and ``CUDAExecutionProvider`` in
+    :func:`onnxruntime.get_available_providers` (the ``onnxruntime-gpu``
+    build): ``[("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]``.
+    Anything else: ``["CPUExecutionProvider"]`` — on a CUDA device with a
+    warning (once per process) saying how to install the GPU build.
+    """
+    device = torch.device(device)
     if device.type != "cuda":
-        return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        warnings.warn("onnxruntime has no CUDA provider (install onnxruntime-gpu); running the audio encoder on CPU",
-                      stacklevel=3)
-        return ["CPUExecutionProvider"]
-    return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+        return [CPU_PROVIDER]
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        why = ("onnxruntime and onnxruntime-gpu are both installed and the CPU build's files are in use"
+               if _both_builds_installed() else "it is the CPU build")
+        _warn_once("no-cuda-provider", f"the audio encoder (HuBERT ONNX) runs on CPU, not on {device}: the installed "
+                                       f"onnxruntime has no CUDA execution provider ({why}); for the GPU: {GPU_INSTALL}")
+        return [CPU_PROVIDER]
+    return [(CUDA_PROVIDER, {"device_id": device.index or 0}), CPU_PROVIDER]
+
+
+def _check_cuda_started(session: ort.InferenceSession, requested: list) -> None:
+    """Warn (once) when CUDA was requested and offered but the session fell back to CPU (CUDA/cuDNN libraries not found)."""
+    if requested and requested[0] != CPU_PROVIDER and CUDA_PROVIDER not in session.get_providers():
+        _warn_once("cuda-not-started", "onnxruntime-gpu could not start CUDA (CUDA 13 / cuDNN 9 libraries not found?); "
+                                       f"the audio encoder runs on CPU. Reinstall it with: {GPU_INSTALL}")
