@@ -93,7 +93,8 @@ class PreparedSource:
         info: (1) keypoint info from M: canonical keypoints, pose (degrees),
             expression, translation, scale.
         feature_3d: (1, 32, 16, 64, 64) float32 appearance feature volume from F.
-        ratios: (1) eye/lip open ratios from the 68-point landmarks.
+        ratios: (1) eye/lip open ratios from the 68-point landmarks, on the
+            203-point scale (``ratios_from_landmarks``).
         raw: M's raw heads for the crop (pose as 66-bin logits), which the
             audio driver needs.
     """
