@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import os
 import warnings
@@ -99,7 +98,8 @@ class PreparedSource:
         info: (1) keypoint info from M: canonical keypoints, pose (degrees),
             expression, translation, scale.
         feature_3d: (1, 32, 16, 64, 64) float32 appearance feature volume from F.
-        ratios: (1) eye/lip open ratios from the 68-point landmarks.
+        ratios: (1) eye/lip open ratios from the 68-point landmarks, on the
+            203-point scale (``ratios_from_landmarks``).
         raw: M's raw heads for the crop (pose as 66-bin logits), which the
             audio driver needs.
     """
@@ -805,16 +805,18 @@ class Engine:
                                      blinks=options.blinks)
 
     def _eye_condition_provider(self) -> EyeConditionProvider:
-        """MediaPipe's face mesh, as Ditto measures the eyes, when the ``mediapipe`` package and
-        Ditto's ``face_landmarker.task`` are available; else the 68-point approximation."""
+        """MediaPipe's face mesh, as Ditto measures the eyes, falling back to the 68-point
+        approximation with one warning naming the cause (Ditto's ``face_landmarker.task`` not
+        available here; or, inside :class:`MediaPipeEyeConditions`, mediapipe not importable,
+        the landmarker not creatable or failing, no face found)."""
         fallback = LandmarkEyeConditions()
-        if importlib.util.find_spec("mediapipe") is None:
-            return fallback
         try:
-            return MediaPipeEyeConditions(self.store.path(DITTO_FILES["face_landmarker"]), fallback=fallback)
+            task_path = self.store.path(DITTO_FILES["face_landmarker"])
         except WeightsError as e:
-            warnings.warn(f"eye conditions from 68-point landmarks instead of MediaPipe: {e}", stacklevel=2)
+            warnings.warn(f"eye conditions estimated from the 68-point landmarks instead of MediaPipe's face "
+                          f"mesh: {e}", stacklevel=3)
             return fallback
+        return MediaPipeEyeConditions(task_path, fallback=fallback)
 
     def _eye_conditions(self, source: PreparedSource) -> EyeConditions:
         """Ditto's eye conditions (openness, gaze) of the source photo's 512 crop."""

@@ -32,7 +32,14 @@ from talkinghead.face.crop import (
 )
 from talkinghead.face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider, largest_face
 from talkinghead.face.paste import mask_template, paste_back
-from talkinghead.face.ratios import eye_open_ratios, lip_open_ratio
+from talkinghead.face.ratios import (
+    EYE_RATIO_68_TO_203,
+    LIP_RATIO_68_TO_203,
+    eye_open_ratios,
+    lip_open_ratio,
+    liveportrait_ratios,
+    mid_lid_eye_ratios,
+)
 
 IMAGES = TESTDATA / "images"
 LANDMARKS = TESTDATA / "landmarks"
@@ -232,6 +239,65 @@ def test_68_point_eye_ratio_sees_blinks_in_a_video():
     eyes = eye_open_ratios(frames)
     assert eyes.shape == (300, 2)
     assert np.median(eyes) > 0.25 and eyes.min() < 0.1  # open most of the time, closed at least once
+
+
+def all_testdata_landmarks() -> tuple[list[str], np.ndarray]:
+    """Every frame with a face in every testdata landmark file: (file names, (N, 68, 2))."""
+    names, frames = [], []
+    for path in sorted(LANDMARKS.glob("*.json")):
+        if path.name == "REFERENCE_STATS.json":
+            continue
+        found = [points for points in json_frames(path.name[:-len(".json")]) if points is not None]
+        if found:
+            names.append(path.name)
+            frames.extend(found)
+    return names, np.stack(frames).astype(np.float64)
+
+
+def test_eye_ratio_calibration_recomputed_from_testdata():
+    """EYE_RATIO_68_TO_203 = mean of mid-lid (203-point definition) / 68-point ratio, all testdata frames."""
+    names, frames = all_testdata_landmarks()
+    assert len(names) == 20 and frames.shape == (2182, 68, 2)  # the counts the docstring reports
+    ours, mid_lid = eye_open_ratios(frames), mid_lid_eye_ratios(frames)
+    open_eyes = ours > 0.1
+    quotient = mid_lid[open_eyes] / ours[open_eyes]
+    assert open_eyes.sum() == 4323
+    assert abs(quotient.mean() - EYE_RATIO_68_TO_203) < 5e-4, quotient.mean()
+    assert abs(np.median(quotient) - EYE_RATIO_68_TO_203) < 2e-3 and quotient.std() < 0.02
+    lsq = (mid_lid * ours).sum() / (ours**2).sum()  # through 0, closed eyes included
+    assert abs(lsq - EYE_RATIO_68_TO_203) < 5e-3, lsq
+
+
+def test_mid_lid_ratio_is_similarity_invariant_and_exact_for_equal_chords():
+    points = photo_and_landmarks("dt_male_face.png")[1].astype(np.float64)
+    angle = np.deg2rad(25.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    np.testing.assert_allclose(mid_lid_eye_ratios(points @ rotation.T * 2.5 + (40.0, -7.0)),
+                               mid_lid_eye_ratios(points), rtol=1e-6)
+    # Lid points with three equal chords (corner, (0.3, ±b), (0.7, ±b), corner; 0.4 = |(0.3, b)|):
+    # the chord-length cubic at half the length is (9·(p1 + p2) − (p0 + p3)) / 16, height 9b/8,
+    # so the mid-lid ratio is 9b/4 and exactly 9/8 × the 68-point ratio 2b.
+    b = np.sqrt(0.4**2 - 0.3**2)
+    eyes = points.copy()
+    for outer, upper, lower, inner, dx in ((36, (37, 38), (41, 40), 39, 0.0), (45, (44, 43), (46, 47), 42, 3.0)):
+        eyes[outer], eyes[inner] = (dx, 0.0), (dx + (1.0 if dx == 0 else -1.0), 0.0)
+        side = 1.0 if dx == 0 else -1.0
+        for index, (x, y) in zip((*upper, *lower), ((0.3, b), (0.7, b), (0.3, -b), (0.7, -b))):
+            eyes[index] = (dx + side * x, y)
+    np.testing.assert_allclose(mid_lid_eye_ratios(eyes), [9 * b / 4] * 2, rtol=1e-5)
+    np.testing.assert_allclose(mid_lid_eye_ratios(eyes) / eye_open_ratios(eyes), [9 / 8] * 2, rtol=1e-5)
+
+
+def test_liveportrait_ratios_scale_68_points_only(golden_ratios):
+    points = photo_and_landmarks("dt_male_face.png")[1]
+    eye, lip = liveportrait_ratios(points)
+    np.testing.assert_allclose(eye, EYE_RATIO_68_TO_203 * eye_open_ratios(points))
+    np.testing.assert_allclose(lip, LIP_RATIO_68_TO_203 * lip_open_ratio(points))
+    assert LIP_RATIO_68_TO_203 == 1.0  # iBUG 62/66 over 48/54 are the 203 definition's own points
+    landmarks = golden_ratios["ratio.lmk203_source"]  # 203 points: spec §7 as is
+    eye, lip = liveportrait_ratios(landmarks)
+    np.testing.assert_allclose(eye, golden_ratios["ratio.eye.source"][0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(lip, golden_ratios["ratio.lip.source"][0, 0], rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- landmark providers

@@ -27,7 +27,7 @@ import torch
 from ..errors import ControlError, MediaError
 from ..face.crop import DRIVING_BOX_MODES, NETWORK_SIZE, DrivingBoxMode, average_box, crop_box, driving_box, smooth_boxes
 from ..face.landmarks import LandmarkProvider
-from ..face.ratios import eye_open_ratios, lip_open_ratio
+from ..face.ratios import liveportrait_ratios
 from ..media.video import VideoReader, probe_video
 from ..models.images import image_to_tensor
 from ..models.motion_extractor import MotionExtractor
@@ -45,8 +45,9 @@ class DrivingBatch:
     Attributes:
         motion: (B) motion of the frames (angles in degrees): keypoint info
             from M for a video, or plain motion frames from a motion file.
-        ratios: (B) eye/lip open ratios from the frames' 68-point landmarks,
-            or None when they were not asked for.
+        ratios: (B) eye/lip open ratios from the frames' 68-point landmarks
+            (on the 203-point scale: :func:`ratios_from_landmarks`), or None
+            when they were not asked for.
     """
 
     motion: MotionFrame
@@ -71,9 +72,12 @@ class DrivingInput:
 
 
 def ratios_from_landmarks(landmarks: np.ndarray, device: torch.device | str = "cpu") -> EyeLipRatios:
-    """(B, 68, 2) landmarks → (B) eye/lip ratios as float32 tensors (:mod:`talkinghead.face.ratios`)."""
-    eye = torch.as_tensor(eye_open_ratios(landmarks), dtype=torch.float32, device=device)
-    lip = torch.as_tensor(lip_open_ratio(landmarks), dtype=torch.float32, device=device)[..., None]
+    """(B, 68, 2) landmarks → (B) eye/lip ratios as float32 tensors, on LivePortrait's 203-point
+    scale (the retargeting MLPs' inputs): :func:`talkinghead.face.ratios.liveportrait_ratios`, i.e.
+    the 68-point eye ratio × ``EYE_RATIO_68_TO_203``."""
+    eye_ratios, lip_ratio = liveportrait_ratios(landmarks)
+    eye = torch.as_tensor(eye_ratios, dtype=torch.float32, device=device)
+    lip = torch.as_tensor(lip_ratio, dtype=torch.float32, device=device)[..., None]
     return EyeLipRatios(eye=eye.reshape(-1, 2), lip=lip.reshape(-1, 1))
 
 

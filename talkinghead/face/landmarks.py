@@ -231,7 +231,8 @@ class FaceAlignmentLandmarks:
             try:
                 import face_alignment
             except ImportError:
-                raise WeightsError("the face-alignment package is missing: pip install face-alignment") from None
+                raise WeightsError("the face-alignment package is missing: pip install --no-deps -r requirements-nodeps.txt "
+                                   "(--no-deps: it would bring a second OpenCV)") from None
             options: dict[str, Any] = {"device": self.device, "flip_input": False}
             if "compile" in inspect.signature(face_alignment.FaceAlignment).parameters:
                 options["compile"] = False

@@ -19,6 +19,7 @@ For an image source everything but the audio is the same on every frame.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Protocol, Sequence, Union
 
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...errors import ControlError, WeightsError
+from ...errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
 from ...face.ratios import eye_open_ratios
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "contempt")
@@ -237,11 +238,25 @@ class LandmarkEyeConditions:
 class MediaPipeEyeConditions:
     """Provider running MediaPipe's face landmarker on the crop, as Ditto does (§3).
 
+    What Ditto does (core/atomic_components/source2info.py ``_get_eye_info``
+    on the 512 crop of ``_crop``; core/aux_models/modules/landmark478.py
+    ``Landmark478``; core/utils/eye_info.py ``EyeAttrUtilsByMP``): the
+    (512, 512, 3) uint8 RGB crop goes to a ``FaceLandmarker`` (IMAGE mode,
+    ``num_faces=1``) as an ``mp.Image`` of format SRGB; the first face's 478
+    landmarks ``[x, y, z]`` (x/W, y/H, z as MediaPipe scales it) go through
+    :func:`eye_conditions_from_mesh`.  Ditto also asks for blendshapes and
+    transformation matrices, which do not change the landmarks; we do not.
+
     Args:
         task_path: MediaPipe ``face_landmarker.task`` (Ditto's Hub repo has it
             at ``ditto_pytorch/aux_models/face_landmarker.task``).
-        fallback: provider used when MediaPipe finds no face on the crop
-            (``None`` = raise).
+        fallback: provider used whenever MediaPipe cannot measure the eyes
+            (``None`` = raise): ``mediapipe`` not importable, no task file,
+            the landmarker cannot be created from it or fails on a crop
+            (any exception), or it finds no face on the crop.  Each cause is
+            warned about once per provider (a ``UserWarning`` naming it), and
+            after a failed creation the fallback is used for good, without
+            trying again.
 
     The ``mediapipe`` package is imported when the first crop is measured.
     """
@@ -250,37 +265,83 @@ class MediaPipeEyeConditions:
         self.task_path = os.fspath(task_path)
         self.fallback = fallback
         self._landmarker = None
+        self._creation_error: WeightsError | None = None
+        self._warned: set[str] = set()
 
-    def _detector(self):
-        if self._landmarker is None:
-            try:
-                import mediapipe as mp
-                from mediapipe.tasks.python import BaseOptions, vision
-            except ImportError as error:
-                raise WeightsError("measuring the eyes needs the 'mediapipe' package: pip install mediapipe") from error
-            if not os.path.isfile(self.task_path):
-                raise WeightsError(f"{self.task_path}: face landmarker model not found; download "
-                                   "face_landmarker.task again")
+    def _create(self):
+        """(mediapipe module, FaceLandmarker); WeightsError naming the cause when it cannot be made."""
+        try:
+            import mediapipe as mp
+            from mediapipe.tasks.python import BaseOptions, vision
+        except Exception as error:  # ImportError, or a broken install failing on import
+            raise WeightsError(f"measuring the eyes needs the 'mediapipe' package ({type(error).__name__}: "
+                               f"{error}): pip install -r requirements.txt") from error
+        if not os.path.isfile(self.task_path):
+            raise WeightsError(f"{self.task_path}: face landmarker model not found; download "
+                               "face_landmarker.task again")
+        try:
             options = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=self.task_path),
                                                    num_faces=1)
-            self._landmarker = (mp, vision.FaceLandmarker.create_from_options(options))
-        return self._landmarker
+            return mp, vision.FaceLandmarker.create_from_options(options)
+        except Exception as error:
+            raise WeightsError(f"{self.task_path}: MediaPipe cannot create the face landmarker from it "
+                               f"({type(error).__name__}: {_one_line(error)}); download face_landmarker.task "
+                               "again") from error
+
+    def _mesh(self, crop: np.ndarray) -> np.ndarray | None:
+        """(478, 3) float32 mesh of the first face on ``crop``, or None when MediaPipe finds none."""
+        if self._landmarker is None and self._creation_error is None:
+            try:
+                self._landmarker = self._create()
+            except WeightsError as error:
+                self._creation_error = error
+        if self._creation_error is not None:
+            raise self._creation_error
+        mp, landmarker = self._landmarker
+        try:
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop, dtype=np.uint8))
+            faces = landmarker.detect(image).face_landmarks
+        except Exception as error:
+            raise WeightsError(f"MediaPipe's face landmarker failed on the source crop ({type(error).__name__}: "
+                               f"{_one_line(error)})") from error
+        if not faces:
+            return None
+        mesh = np.array([[p.x, p.y, p.z] for p in faces[0]], dtype=np.float32)
+        if mesh.shape != (478, 3):
+            raise WeightsError(f"{self.task_path}: the face landmarker gave {len(mesh)} landmarks, not 478 with "
+                               "irises: use Ditto's face_landmarker.task")
+        return mesh
 
     def __call__(self, crop: np.ndarray, landmarks: np.ndarray) -> EyeConditions:
         """See :class:`EyeConditionProvider`.
 
-        Raises:
-            WeightsError: mediapipe missing or the task file unreadable.
-            ControlError: no face found on the crop and no fallback set.
+        Raises (only without a fallback):
+            WeightsError: mediapipe missing, no task file, the landmarker
+                cannot be created from it, or it fails on the crop.
+            NoFaceError: no face found on the crop.
         """
-        mp, landmarker = self._detector()
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop, dtype=np.uint8))
-        faces = landmarker.detect(image).face_landmarks
-        if faces:
-            return eye_conditions_from_mesh(np.array([[p.x, p.y, p.z] for p in faces[0]], dtype=np.float32))
+        try:
+            mesh = self._mesh(crop)
+        except WeightsError as error:
+            return self._fall_back(error, crop, landmarks)
+        if mesh is None:
+            return self._fall_back(NoFaceError("MediaPipe found no face on the source crop; the eye state cannot "
+                                               "be measured"), crop, landmarks)
+        return eye_conditions_from_mesh(mesh)
+
+    def _fall_back(self, error: TalkingHeadError, crop: np.ndarray, landmarks: np.ndarray) -> EyeConditions:
         if self.fallback is None:
-            raise ControlError("MediaPipe found no face on the source crop; the eye state cannot be measured")
+            raise error
+        if str(error) not in self._warned:
+            self._warned.add(str(error))
+            warnings.warn(f"eye conditions estimated from the 68-point landmarks instead of MediaPipe's face mesh: "
+                          f"{error}", stacklevel=3)
         return self.fallback(crop, landmarks)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no message"
 
 
 # ------------------------------------------------------------------ reference character
