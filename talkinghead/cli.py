@@ -291,8 +291,9 @@ def _run_audio(args: argparse.Namespace) -> None:
     render = _render_options(args)
     saved = load_motion(args.motion) if args.motion else None
     engine = _engine(args)
-    source = engine.prepare_source(args.source, landmarks=args.source_landmarks,
-                                   settings=engine.audio_source_settings(options))
+    # Ditto's size/crop rules when motion is generated here; a saved motion file needs no Ditto file.
+    settings = None if saved else engine.audio_source_settings(options)
+    source = engine.prepare_source(args.source, landmarks=args.source_landmarks, settings=settings)
     job = engine.animate_audio(source, args.audio, options, render, motion=saved.motion if saved else None,
                                fps=saved.fps if saved else AudioDriver.fps, progress=not args.quiet)
     if args.save_motion:

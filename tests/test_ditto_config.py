@@ -305,3 +305,19 @@ def test_cli_refuses_an_unsafe_config(tmp_path, all_weights_dir, capsys):
     assert status == 2 and not out.exists() and not (tmp_path / "pwned").exists()
     err = capsys.readouterr().err
     assert "refused to load" in err and "Traceback" not in err
+
+
+def test_cli_renders_a_saved_motion_without_any_ditto_file(tmp_path, lp_weights_dir, engine):
+    """``audio --motion FILE`` needs no Ditto file (nor its configuration): the motion is not generated."""
+    from talkinghead.motion.frame import MotionFrame
+    from talkinghead.motion.io import MotionFile, save_motion
+
+    source = engine.prepare_source(TESTDATA / "images" / "astronaut.png", landmarks=landmarks_json("astronaut.png"))
+    saved = tmp_path / "still.motion.safetensors"
+    save_motion(saved, MotionFile(MotionFrame.cat([source.info.motion.to("cpu")] * 2), 25.0))
+    out = tmp_path / "out.mp4"
+    status = main([str(a) for a in (
+        "audio", "--source", TESTDATA / "images" / "astronaut.png", "--audio", TESTDATA / "audio" / "espeak_en_us.wav",
+        "--motion", saved, "--out", out, "--weights", lp_weights_dir, "--device", "cpu", "--quiet",
+        "--max-frames", 1, "--no-paste-back", "--source-landmarks", landmarks_json("astronaut.png"))])
+    assert status == 0 and out.exists()
