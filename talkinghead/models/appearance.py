@@ -2,7 +2,7 @@
 
 Architecture: ``shared/specs/liveportrait-architecture.md`` §1.  Checkpoint
 layout: ``liveportrait/base_models/appearance_feature_extractor.pth`` in the
-Hugging Face repo ``KwaiVGI/LivePortrait``, a flat state dict (107 tensors,
+Hugging Face repo ``KlingTeam/LivePortrait`` (formerly ``KwaiVGI/LivePortrait``), a flat state dict (107 tensors,
 836,224 parameters) whose keys this module reproduces exactly, in order.
 """
 

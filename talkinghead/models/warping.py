@@ -2,7 +2,7 @@
 
 Architecture: ``shared/specs/liveportrait-architecture.md`` §4.  Checkpoint
 layout: ``liveportrait/base_models/warping_module.pth`` in the Hugging Face
-repo ``KwaiVGI/LivePortrait``, a flat state dict (97 tensors, 45,529,829
+repo ``KlingTeam/LivePortrait`` (formerly ``KwaiVGI/LivePortrait``), a flat state dict (97 tensors, 45,529,829
 parameters) whose keys this module reproduces exactly, in order
 (``dense_motion_network.*`` then ``third.*``, ``fourth.*``).
 
