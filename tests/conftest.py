@@ -119,6 +119,30 @@ def lp_weights_dir(tmp_path_factory, fill_weights, lp_manifest) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ditto_inputs() -> dict:
+    """shared/fixtures/ditto/inputs.safetensors: the synthetic source motion, condition parts, features."""
+    return load_golden(DITTO_FIXTURES / "inputs.safetensors")
+
+
+@pytest.fixture(scope="session")
+def ditto_post_golden() -> dict:
+    """shared/fixtures/ditto/golden_post.safetensors: Ditto's motion post-processing, both variants."""
+    return load_golden(DITTO_FIXTURES / "golden_post.safetensors")
+
+
+@pytest.fixture(scope="session")
+def filled_stitching(fill_weights, lp_manifest) -> torch.nn.Module:
+    """LivePortrait's stitching MLP with fill-rule weights (``retarget_shoulder``, ``module.`` removed)."""
+    from talkinghead.models.stitching import stitching_mlp
+    from talkinghead.weights_strict import load_state_dict_strict
+
+    filled = fill_weights.fill_manifest_file(lp_file_entry(lp_manifest, "S"))["retarget_shoulder"]
+    mlp = stitching_mlp()
+    load_state_dict_strict(mlp, {k.replace("module.", ""): v for k, v in filled.items()}, "filled retarget_shoulder")
+    return mlp.eval()
+
+
+@pytest.fixture(scope="session")
 def engine(lp_weights_dir):
     """An :class:`talkinghead.Engine` on CPU with the filled LivePortrait weights."""
     from talkinghead.engine import Engine

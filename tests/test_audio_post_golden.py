@@ -1,7 +1,7 @@
 """Golden equivalence of Ditto's motion post-processing and condition assembly.
 
 Fixtures: shared/fixtures/ditto/golden_post.safetensors (both variants,
-settings in manifest.json → generation_info.post) and inputs.safetensors;
+settings in manifest.json → generation_info.post) and ditto_inputs.safetensors;
 tolerances from shared/fixtures/ditto/README.md ("Tolerances").
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DITTO_FIXTURES, assert_close, landmarks_json, load_golden, lp_file_entry
+from conftest import DITTO_FIXTURES, assert_close, landmarks_json
 
 from talkinghead.drivers.audio.condition import (
     EMOTIONS,
@@ -37,8 +37,6 @@ from talkinghead.drivers.audio.postprocess import (
 )
 from talkinghead.errors import WeightsError
 from talkinghead.face.landmarks import JsonLandmarks
-from talkinghead.models.stitching import stitching_mlp
-from talkinghead.weights_strict import load_state_dict_strict
 
 VARIANTS = ("default", "shipped")
 DEGREE_TOL = 1e-4
@@ -46,34 +44,15 @@ KEYPOINT_TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def inputs() -> dict[str, torch.Tensor]:
-    return load_golden(DITTO_FIXTURES / "inputs.safetensors")
-
-
-@pytest.fixture(scope="module")
-def golden() -> dict[str, torch.Tensor]:
-    return load_golden(DITTO_FIXTURES / "golden_post.safetensors")
-
-
-@pytest.fixture(scope="module")
 def post_info() -> dict:
     return json.loads((DITTO_FIXTURES / "manifest.json").read_text())["generation_info"]["post"]
 
 
-@pytest.fixture(scope="module")
-def stitching(fill_weights, lp_manifest) -> torch.nn.Module:
-    """LivePortrait's stitching MLP with fill-rule weights (``retarget_shoulder``, ``module.`` removed)."""
-    filled = fill_weights.fill_manifest_file(lp_file_entry(lp_manifest, "S"))["retarget_shoulder"]
-    mlp = stitching_mlp()
-    load_state_dict_strict(mlp, {k.replace("module.", ""): v for k, v in filled.items()}, "filled retarget_shoulder")
-    return mlp.eval()
+def source_raw(ditto_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {head: ditto_inputs[f"src.{head}"] for head in ("scale", "pitch", "yaw", "roll", "t", "exp", "kp")}
 
 
-def source_raw(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {head: inputs[f"src.{head}"] for head in ("scale", "pitch", "yaw", "roll", "t", "exp", "kp")}
-
-
-def options_for(variant: str, post_info: dict, golden: dict[str, torch.Tensor]) -> PostprocessOptions:
+def options_for(variant: str, post_info: dict, ditto_post_golden: dict[str, torch.Tensor]) -> PostprocessOptions:
     """Our options reproducing a fixture variant."""
     if variant == "default":
         return PostprocessOptions()
@@ -82,7 +61,7 @@ def options_for(variant: str, post_info: dict, golden: dict[str, torch.Tensor]) 
         int(frame): Controls(**{k: torch.tensor(v) if k == "delta_exp" else v for k, v in ctrl.items()})
         for frame, ctrl in info["ctrl_info"].items()
     }
-    return PostprocessOptions(blink_template=golden["post.blink_template"], blink_gaps=20,
+    return PostprocessOptions(blink_template=ditto_post_golden["post.blink_template"], blink_gaps=20,
                               driven=info["use_d_keys"], overall=Controls(**info["overall_ctrl_info"]),
                               per_frame=per_frame)
 
@@ -107,16 +86,16 @@ def test_random_blink_gaps_are_seeded_and_in_range():
     assert rows == blink_schedule(3000, 15, None, random.Random(0))
 
 
-def test_source_motion_row(inputs):
-    assert torch.equal(motion_row_from_raw(source_raw(inputs)), inputs["s_kp_cond"])
+def test_source_motion_row(ditto_inputs):
+    assert torch.equal(motion_row_from_raw(source_raw(ditto_inputs)), ditto_inputs["s_kp_cond"])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("chunks", [1, 3], ids=["whole", "chunked"])
-def test_postprocess_golden(variant, chunks, inputs, golden, post_info, stitching):
-    rows = golden["post.motion_clipped"]
-    post = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], options_for(variant, post_info, golden),
-                               stitching=stitching, num_frames=rows.shape[0])
+def test_postprocess_golden(variant, chunks, ditto_inputs, ditto_post_golden, post_info, filled_stitching):
+    rows = ditto_post_golden["post.motion_clipped"]
+    post = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], options_for(variant, post_info, ditto_post_golden),
+                               stitching=filled_stitching, num_frames=rows.shape[0])
     pieces = rows.chunk(chunks)
     starts = np.cumsum([0] + [len(piece) for piece in pieces])
     with torch.no_grad():
@@ -124,18 +103,18 @@ def test_postprocess_golden(variant, chunks, inputs, golden, post_info, stitchin
     motion = type(parts[0].motion).cat([p.motion for p in parts])
     prefix = f"post.{variant}."
     for angle in ("pitch", "yaw", "roll"):
-        assert_close(getattr(motion, angle)[:, 0], golden[prefix + f"{angle}_deg"], DEGREE_TOL, what=angle)
-    assert_close(motion.exp.reshape(-1, 63), golden[prefix + "exp"], KEYPOINT_TOL, what="exp")
-    assert_close(motion.t, golden[prefix + "t"], KEYPOINT_TOL, what="t")
-    assert_close(motion.scale, golden[prefix + "scale"], KEYPOINT_TOL, what="scale")
-    assert_close(parts[0].x_s, golden[prefix + "x_s"], KEYPOINT_TOL, what="x_s")
-    assert_close(torch.cat([p.x_d_raw for p in parts]), golden[prefix + "x_d_raw"], KEYPOINT_TOL, what="x_d_raw")
-    assert_close(torch.cat([p.x_d for p in parts]), golden[prefix + "x_d_stitched"], KEYPOINT_TOL, what="x_d")
+        assert_close(getattr(motion, angle)[:, 0], ditto_post_golden[prefix + f"{angle}_deg"], DEGREE_TOL, what=angle)
+    assert_close(motion.exp.reshape(-1, 63), ditto_post_golden[prefix + "exp"], KEYPOINT_TOL, what="exp")
+    assert_close(motion.t, ditto_post_golden[prefix + "t"], KEYPOINT_TOL, what="t")
+    assert_close(motion.scale, ditto_post_golden[prefix + "scale"], KEYPOINT_TOL, what="scale")
+    assert_close(parts[0].x_s, ditto_post_golden[prefix + "x_s"], KEYPOINT_TOL, what="x_s")
+    assert_close(torch.cat([p.x_d_raw for p in parts]), ditto_post_golden[prefix + "x_d_raw"], KEYPOINT_TOL, what="x_d_raw")
+    assert_close(torch.cat([p.x_d for p in parts]), ditto_post_golden[prefix + "x_d_stitched"], KEYPOINT_TOL, what="x_d")
 
 
-def test_without_stitching_x_d_is_raw(inputs, golden):
-    rows = golden["post.motion_clipped"][:4]
-    result = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"])(rows, rows[0])
+def test_without_stitching_x_d_is_raw(ditto_inputs, ditto_post_golden):
+    rows = ditto_post_golden["post.motion_clipped"][:4]
+    result = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"])(rows, rows[0])
     assert result.x_d is result.x_d_raw
 
 
@@ -161,17 +140,17 @@ def test_emotion_sequence_forms():
         emotion_sequence("bored")
 
 
-def test_condition_matches_golden(inputs):
-    eyes = EyeConditions(inputs["src.eye_open"][0], inputs["src.eye_ball"][0])
-    builder = ConditionBuilder(inputs["src.kp"], eyes, emotion=4)
-    assert_close(builder(inputs["hubert_feat"], 0), inputs["cond_all"], 1e-7, what="cond")
-    assert_close(builder.emotion[0], inputs["src.emo"][0], 1e-7, what="emo")
+def test_condition_matches_golden(ditto_inputs):
+    eyes = EyeConditions(ditto_inputs["src.eye_open"][0], ditto_inputs["src.eye_ball"][0])
+    builder = ConditionBuilder(ditto_inputs["src.kp"], eyes, emotion=4)
+    assert_close(builder(ditto_inputs["hubert_feat"], 0), ditto_inputs["cond_all"], 1e-7, what="cond")
+    assert_close(builder.emotion[0], ditto_inputs["src.emo"][0], 1e-7, what="emo")
 
 
-def test_condition_uses_emotion_table_cyclically(inputs):
-    eyes = EyeConditions(inputs["src.eye_open"][0], inputs["src.eye_ball"][0])
+def test_condition_uses_emotion_table_cyclically(ditto_inputs):
+    eyes = EyeConditions(ditto_inputs["src.eye_open"][0], ditto_inputs["src.eye_ball"][0])
     table = torch.eye(8)[:3]
-    cond = ConditionBuilder(inputs["src.kp"], eyes, emotion=table)(inputs["hubert_feat"][:6], -2)
+    cond = ConditionBuilder(ditto_inputs["src.kp"], eyes, emotion=table)(ditto_inputs["hubert_feat"][:6], -2)
     emo = cond[:, 1024:1032]
     assert torch.equal(emo, table[[0, 0, 0, 1, 2, 0]])
 
@@ -234,40 +213,40 @@ def _softmax_degrees(logits: torch.Tensor) -> torch.Tensor:
     return (p * torch.arange(66, dtype=torch.float64)).sum(-1) * 3 - 97.5
 
 
-def test_absolute_mode_and_driven_subset(inputs, golden):
-    rows = golden["post.motion_clipped"][:5]
+def test_absolute_mode_and_driven_subset(ditto_inputs, ditto_post_golden):
+    rows = ditto_post_golden["post.motion_clipped"][:5]
     options = PostprocessOptions(driven={"exp": 1.0, "t": 2.0}, relative=False, fix_gaze=False)
-    result = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], options)(rows, rows[0])
+    result = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], options)(rows, rows[0])
     assert_close(result.motion.t, rows[:, 199:202] * 2, 1e-7, what="absolute t × gain")
-    src_yaw = _softmax_degrees(inputs["src.yaw"][0])
+    src_yaw = _softmax_degrees(ditto_inputs["src.yaw"][0])
     assert_close(result.motion.yaw[:, 0], src_yaw.expand(5), 1e-4, what="undriven yaw is the source's")
-    assert_close(result.motion.scale[:, 0], inputs["src.scale"][0].expand(5), 0, what="scale")
+    assert_close(result.motion.scale[:, 0], ditto_inputs["src.scale"][0].expand(5), 0, what="scale")
     lips = list(LIP_ROWS)
     assert_close(result.motion.exp[:, lips], rows[:, 202:].reshape(5, 21, 3)[:, lips], 1e-7, what="absolute lips")
 
 
-def test_pose_gains_follow_dittos_order(inputs, golden):
+def test_pose_gains_follow_dittos_order(ditto_inputs, ditto_post_golden):
     """alpha_* alone scales the bin logits; with delta_* it scales degrees after the offset (ctrl_motion)."""
-    rows = golden["post.motion_clipped"][:2]
+    rows = ditto_post_golden["post.motion_clipped"][:2]
     options = PostprocessOptions(fix_gaze=False, per_frame={0: Controls(alpha_yaw=0.5),
                                                             1: Controls(alpha_yaw=0.5, delta_yaw=4.0)})
-    post = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], options)
+    post = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], options)
     result = post(rows, rows[0])
-    mixed = inputs["src.yaw"][0] + (rows[:, 67:133] - rows[0, 67:133])
+    mixed = ditto_inputs["src.yaw"][0] + (rows[:, 67:133] - rows[0, 67:133])
     assert result.motion.yaw[0, 0].item() == pytest.approx(_softmax_degrees(mixed[0] * 0.5).item(), abs=1e-4)
     assert result.motion.yaw[1, 0].item() == pytest.approx(((_softmax_degrees(mixed[1]) + 4.0) * 0.5).item(), abs=1e-4)
 
 
 @pytest.mark.parametrize("target", ["s", "d0"])
-def test_fade_towards_the_source_or_the_first_frame(inputs, golden, target):
-    rows = golden["post.motion_clipped"][:4]
+def test_fade_towards_the_source_or_the_first_frame(ditto_inputs, ditto_post_golden, target):
+    rows = ditto_post_golden["post.motion_clipped"][:4]
     base = PostprocessOptions(fix_gaze=False)
     faded = PostprocessOptions(fix_gaze=False, fade=target, fade_keys=("exp", "t"),
                                per_frame={2: Controls(fade_alpha=0.25)})
-    plain = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], base)(rows, rows[0]).motion
-    motion = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], faded)(rows, rows[0]).motion
-    exp_to = inputs["src.exp"].reshape(21, 3) if target == "s" else plain.exp[0]
-    t_to = inputs["src.t"][0] if target == "s" else plain.t[0]
+    plain = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], base)(rows, rows[0]).motion
+    motion = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], faded)(rows, rows[0]).motion
+    exp_to = ditto_inputs["src.exp"].reshape(21, 3) if target == "s" else plain.exp[0]
+    t_to = ditto_inputs["src.t"][0] if target == "s" else plain.t[0]
     assert_close(motion.exp[2], plain.exp[2] * 0.25 + exp_to * 0.75, 1e-7, what="faded exp")
     assert_close(motion.t[2], plain.t[2] * 0.25 + t_to * 0.75, 1e-7, what="faded t")
     for i in (0, 1, 3):
@@ -275,9 +254,9 @@ def test_fade_towards_the_source_or_the_first_frame(inputs, golden, target):
     assert torch.equal(motion.yaw, plain.yaw)
 
 
-def test_fade_to_first_frame_needs_frame_zero_first(inputs, golden):
-    rows = golden["post.motion_clipped"][:4]
-    post = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], PostprocessOptions(fade="d0"))
+def test_fade_to_first_frame_needs_frame_zero_first(ditto_inputs, ditto_post_golden):
+    rows = ditto_post_golden["post.motion_clipped"][:4]
+    post = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], PostprocessOptions(fade="d0"))
     with pytest.raises(Exception, match="frame 0"):
         post(rows[2:], rows[0], first_frame=2)
 

@@ -1,4 +1,4 @@
-"""Ditto's configuration pickle: safe reading, mapping onto our options, and the shipped golden through the loader.
+"""Ditto's configuration pickle: safe reading, mapping onto our options, and the shipped ditto_post_golden through the loader.
 
 The real ``ditto_cfg/*.pkl`` files cannot be downloaded here; the tests write
 pickles in Ditto's layout (core/atomic_components/cfg.py) themselves, with
@@ -23,8 +23,6 @@ from conftest import (
     TEST_OFFLINE_KWARGS,
     assert_close,
     landmarks_json,
-    load_golden,
-    lp_file_entry,
     write_ditto_config,
 )
 from talkinghead.cli import main
@@ -37,21 +35,9 @@ from talkinghead.engine import AudioJobOptions
 from talkinghead.errors import WeightsError
 from talkinghead.media.audio import load_audio
 from talkinghead.media.image import ditto_size
-from talkinghead.models.stitching import stitching_mlp
 from talkinghead.safe_pickle import load_plain_pickle, loads_plain_pickle
-from talkinghead.weights_strict import load_state_dict_strict
 
 KEYPOINT_TOL, DEGREE_TOL = 1e-5, 1e-4
-
-
-@pytest.fixture(scope="module")
-def inputs() -> dict[str, torch.Tensor]:
-    return load_golden(DITTO_FIXTURES / "inputs.safetensors")
-
-
-@pytest.fixture(scope="module")
-def golden() -> dict[str, torch.Tensor]:
-    return load_golden(DITTO_FIXTURES / "golden_post.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +45,22 @@ def shipped() -> dict:
     return json.loads((DITTO_FIXTURES / "manifest.json").read_text())["generation_info"]["post"]["shipped"]
 
 
-def shipped_kwargs(inputs, golden, shipped) -> dict:
+def shipped_kwargs(ditto_inputs, ditto_post_golden, shipped) -> dict:
     """``default_kwargs`` holding the fixture's ``shipped`` settings, as NumPy data the way Ditto stores them."""
-    src = {k: inputs[f"src.{k}"].numpy() for k in ("pitch", "yaw", "roll", "t", "exp", "kp")}
+    src = {k: ditto_inputs[f"src.{k}"].numpy() for k in ("pitch", "yaw", "roll", "t", "exp", "kp")}
     reference_scale = np.float32(1.2)
-    assert math.isclose(reference_scale.item() / inputs["src.scale"].item(), shipped["scale_ratio"], rel_tol=1e-7)
+    assert math.isclose(reference_scale.item() / ditto_inputs["src.scale"].item(), shipped["scale_ratio"], rel_tol=1e-7)
     ch_info = {
         "x_s_info_lst": [{**src, "scale": np.full((1, 1), reference_scale, np.float32)}],
         "sc": src["kp"].reshape(63).copy(),
-        "eye_open_lst": [inputs["src.eye_open"].numpy()],
-        "eye_ball_lst": [inputs["src.eye_ball"].numpy()],
+        "eye_open_lst": [ditto_inputs["src.eye_open"].numpy()],
+        "eye_ball_lst": [ditto_inputs["src.eye_ball"].numpy()],
     }
     ctrl_info = {int(frame): {k: np.asarray(v, np.float32) if k == "delta_exp" else v for k, v in ctrl.items()}
                  for frame, ctrl in shipped["ctrl_info"].items()}
     return {
-        "v_min_max_for_clip": golden["post.v_min_max"].numpy(),
-        "delta_eye_arr": golden["post.blink_template"].numpy(),
+        "v_min_max_for_clip": ditto_post_golden["post.v_min_max"].numpy(),
+        "delta_eye_arr": ditto_post_golden["post.blink_template"].numpy(),
         "delta_eye_open_n": 20,
         "ch_info": ch_info,
         "use_d_keys": ("exp", "pitch", "yaw", "roll", "t"),
@@ -86,25 +72,17 @@ def shipped_kwargs(inputs, golden, shipped) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def stitching(fill_weights, lp_manifest) -> torch.nn.Module:
-    filled = fill_weights.fill_manifest_file(lp_file_entry(lp_manifest, "S"))["retarget_shoulder"]
-    mlp = stitching_mlp()
-    load_state_dict_strict(mlp, {k.replace("module.", ""): v for k, v in filled.items()}, "filled retarget_shoulder")
-    return mlp.eval()
-
-
 # ---------------------------------------------------------------- the restricted unpickler
 
 
 @pytest.mark.parametrize("numpy1", [False, True], ids=["numpy2-names", "numpy1-names"])
-def test_config_pickles_in_both_numpy_spellings_load(tmp_path, inputs, golden, shipped, numpy1):
-    path = write_ditto_config(tmp_path / "cfg.pkl", shipped_kwargs(inputs, golden, shipped), numpy1=numpy1)
+def test_config_pickles_in_both_numpy_spellings_load(tmp_path, ditto_inputs, ditto_post_golden, shipped, numpy1):
+    path = write_ditto_config(tmp_path / "cfg.pkl", shipped_kwargs(ditto_inputs, ditto_post_golden, shipped), numpy1=numpy1)
     raw = path.read_bytes()
     assert (b"numpy.core.multiarray" in raw) == numpy1 and (b"numpy._core.multiarray" in raw) != numpy1
     cfg = load_plain_pickle(path)
     kwargs = cfg["default_kwargs"]
-    assert np.array_equal(kwargs["delta_eye_arr"], golden["post.blink_template"].numpy())
+    assert np.array_equal(kwargs["delta_eye_arr"], ditto_post_golden["post.blink_template"].numpy())
     assert kwargs["overall_ctrl_info"]["delta_pitch"] == np.float32(2.0)
     assert cfg["audio2motion_cfg"]["audio_feat_dim"] == 1103
 
@@ -165,8 +143,8 @@ def test_missing_keys_keep_dittos_code_defaults(tmp_path):
     assert (config.condition_dim, config.motion_dim, config.seq_len) == (1103, 265, 80)
 
 
-def test_every_setting_is_mapped(tmp_path, inputs, golden, shipped):
-    kwargs = {**shipped_kwargs(inputs, golden, shipped), "emo": [[3], [3, 4]], "relative_d": False,
+def test_every_setting_is_mapped(tmp_path, ditto_inputs, ditto_post_golden, shipped):
+    kwargs = {**shipped_kwargs(ditto_inputs, ditto_post_golden, shipped), "emo": [[3], [3, 4]], "relative_d": False,
               "fix_kp_cond": 1, "fix_kp_cond_dim": [0, 202], "smo_k_d": 5, "drive_eye": False,
               "fade_type": "s", "fade_out_keys": ("exp", "t"), "flag_stitching": False, "max_size": 1024,
               "crop_scale": 2.5, "crop_vx_ratio": 0.1, "crop_vy_ratio": -0.2, "crop_flag_do_rot": False,
@@ -175,10 +153,10 @@ def test_every_setting_is_mapped(tmp_path, inputs, golden, shipped):
     d = config.driver
     assert (d.steps, d.windows.overlap, d.windows.fix_kp_cond, d.windows.fix_kp_cond_dims,
             d.windows.smoothing_kernel) == (10, 10, 1, (0, 202), 5)
-    assert torch.equal(d.windows.clip_range, golden["post.v_min_max"])
+    assert torch.equal(d.windows.clip_range, ditto_post_golden["post.v_min_max"])
     assert d.emotion == [[3], [3, 4]]
     assert d.reference is not None and d.reference.scale == np.float32(1.2).item()
-    expected_row = torch.cat([torch.tensor([np.float32(1.2) - np.float32(1)]), inputs["s_kp_cond"][0, 1:]])
+    expected_row = torch.cat([torch.tensor([np.float32(1.2) - np.float32(1)]), ditto_inputs["s_kp_cond"][0, 1:]])
     assert torch.equal(d.reference.motion_row, expected_row)
     p = d.post
     assert not p.relative and not p.drive_eyes and not p.stitching and p.fade == "s"
@@ -188,15 +166,15 @@ def test_every_setting_is_mapped(tmp_path, inputs, golden, shipped):
     assert config.source_settings == SourceSettings(1024, 2.5, 0.1, -0.2, False)
 
 
-def test_user_choices_override_the_config(tmp_path, inputs, golden, shipped):
-    config = DittoConfig.load(write_ditto_config(tmp_path / "cfg.pkl", shipped_kwargs(inputs, golden, shipped)))
+def test_user_choices_override_the_config(tmp_path, ditto_inputs, ditto_post_golden, shipped):
+    config = DittoConfig.load(write_ditto_config(tmp_path / "cfg.pkl", shipped_kwargs(ditto_inputs, ditto_post_golden, shipped)))
     assert config.driver_options().steps == 10
     assert config.driver_options(steps=2).steps == 2
     assert config.driver_options(emotion="happy").emotion == "happy"
-    assert torch.equal(config.driver_options().post.blink_template, golden["post.blink_template"])
+    assert torch.equal(config.driver_options().post.blink_template, ditto_post_golden["post.blink_template"])
     assert config.driver_options(blinks="model").post.blink_template is None
     assert not config.driver_options(blinks="off").post.drive_eyes
-    assert torch.equal(config.driver_options(blinks="template").post.blink_template, golden["post.blink_template"])
+    assert torch.equal(config.driver_options(blinks="template").post.blink_template, ditto_post_golden["post.blink_template"])
     assert config.driver_options(seed=7).post.blink_seed == 7
 
 
@@ -205,17 +183,17 @@ def test_unknown_settings_warn(tmp_path):
         DittoConfig.load(write_ditto_config(tmp_path / "cfg.pkl", {"frobnicate": 1}))
 
 
-# ---------------------------------------------------------------- the shipped golden, from the pickle
+# ---------------------------------------------------------------- the shipped ditto_post_golden, from the pickle
 
 
 @pytest.mark.parametrize("numpy1", [False, True], ids=["numpy2-names", "numpy1-names"])
-def test_shipped_golden_through_the_loader(tmp_path, inputs, golden, shipped, stitching, numpy1):
+def test_shipped_golden_through_the_loader(tmp_path, ditto_inputs, ditto_post_golden, shipped, filled_stitching, numpy1):
     """Pickle → DittoConfig → clipping → Ditto's stitcher → keypoints equals ``golden_post``'s ``shipped`` variant."""
-    path = write_ditto_config(tmp_path / "cfg.pkl", shipped_kwargs(inputs, golden, shipped), numpy1=numpy1)
+    path = write_ditto_config(tmp_path / "cfg.pkl", shipped_kwargs(ditto_inputs, ditto_post_golden, shipped), numpy1=numpy1)
     options = DittoConfig.load(path).driver_options()
-    rows = clip_motion(golden["post.motion_in"], options.windows.clip_range)
-    assert_close(rows, golden["post.motion_clipped"], 1e-7, what="clipped motion")  # 1 ulp: the producer clipped before casting
-    post = MotionPostprocessor(inputs["s_kp_cond"], inputs["src.kp"], options.post, stitching=stitching,
+    rows = clip_motion(ditto_post_golden["post.motion_in"], options.windows.clip_range)
+    assert_close(rows, ditto_post_golden["post.motion_clipped"], 1e-7, what="clipped motion")  # 1 ulp: the producer clipped before casting
+    post = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], options.post, stitching=filled_stitching,
                                num_frames=rows.shape[0])
     assert post.blink_rows.tolist() == shipped["blink_idx"]  # 20 open frames between blinks: Ditto's fixed schedule
     for name in ("exp", "pitch", "yaw", "roll"):
@@ -224,30 +202,30 @@ def test_shipped_golden_through_the_loader(tmp_path, inputs, golden, shipped, st
         result = post(rows, rows[0])
     prefix = "post.shipped."
     for angle in ("pitch", "yaw", "roll"):
-        assert_close(getattr(result.motion, angle)[:, 0], golden[prefix + f"{angle}_deg"], DEGREE_TOL, what=angle)
-    assert_close(result.motion.exp.reshape(-1, 63), golden[prefix + "exp"], KEYPOINT_TOL, what="exp")
-    assert_close(result.x_d_raw, golden[prefix + "x_d_raw"], KEYPOINT_TOL, what="x_d_raw")
-    assert_close(result.x_d, golden[prefix + "x_d_stitched"], KEYPOINT_TOL, what="x_d")
+        assert_close(getattr(result.motion, angle)[:, 0], ditto_post_golden[prefix + f"{angle}_deg"], DEGREE_TOL, what=angle)
+    assert_close(result.motion.exp.reshape(-1, 63), ditto_post_golden[prefix + "exp"], KEYPOINT_TOL, what="exp")
+    assert_close(result.x_d_raw, ditto_post_golden[prefix + "x_d_raw"], KEYPOINT_TOL, what="x_d_raw")
+    assert_close(result.x_d, ditto_post_golden[prefix + "x_d_stitched"], KEYPOINT_TOL, what="x_d")
 
 
-def test_reference_character_conditions_the_model(tmp_path, inputs, golden, shipped):
+def test_reference_character_conditions_the_model(tmp_path, ditto_inputs, ditto_post_golden, shipped):
     """With ch_info the first motion condition, sc and eyes are the reference's (condition_handler.py setup)."""
-    options = DittoConfig.load(write_ditto_config(tmp_path / "cfg.pkl", shipped_kwargs(inputs, golden, shipped))).driver
-    source_row = inputs["s_kp_cond"][0] + 0.5
-    source_kp = inputs["src.kp"] * 2
+    options = DittoConfig.load(write_ditto_config(tmp_path / "cfg.pkl", shipped_kwargs(ditto_inputs, ditto_post_golden, shipped))).driver
+    source_row = ditto_inputs["s_kp_cond"][0] + 0.5
+    source_kp = ditto_inputs["src.kp"] * 2
     own_eyes = EyeConditions(torch.ones(2), torch.zeros(6))
     builder, first = options.condition(source_row, source_kp, own_eyes)
-    assert torch.equal(first[1:], inputs["s_kp_cond"][0, 1:]) and first[0] == np.float32(1.2) - 1
-    cond = builder(inputs["hubert_feat"][:3], 0)
-    assert torch.equal(cond[:, 1040:], inputs["src.kp"].reshape(1, 63).expand(3, -1))
-    assert torch.equal(cond[:, 1032:1034], inputs["src.eye_open"].expand(3, -1))
+    assert torch.equal(first[1:], ditto_inputs["s_kp_cond"][0, 1:]) and first[0] == np.float32(1.2) - 1
+    cond = builder(ditto_inputs["hubert_feat"][:3], 0)
+    assert torch.equal(cond[:, 1040:], ditto_inputs["src.kp"].reshape(1, 63).expand(3, -1))
+    assert torch.equal(cond[:, 1032:1034], ditto_inputs["src.eye_open"].expand(3, -1))
 
 
-def test_condition_parts_eye_tracks_and_emotion_lists(inputs):
+def test_condition_parts_eye_tracks_and_emotion_lists(ditto_inputs):
     eyes = [EyeConditions(torch.full((2,), float(i)), torch.full((6,), float(i))) for i in range(3)]
-    builder = ConditionBuilder(inputs["src.kp"], eyes, emotion=[[3], [3, 4]],
+    builder = ConditionBuilder(ditto_inputs["src.kp"], eyes, emotion=[[3], [3, 4]],
                                parts=ConditionParts(eye_ball=False, sc=False))
-    cond = builder(inputs["hubert_feat"][:8], -1)
+    cond = builder(ditto_inputs["hubert_feat"][:8], -1)
     assert cond.shape == (8, 1024 + 8 + 2) == (8, builder.parts.width)
     # frames -1, 0..6 → eye entries 0, 0, 1, 2, 2, 1, 0, 0 (Ditto's mirror looping)
     assert cond[:, -1].tolist() == [0, 0, 1, 2, 2, 1, 0, 0]
