@@ -71,10 +71,9 @@ from .postprocess import (
     DRIVABLE_KEYS,
     IMAGE_DRIVEN,
     MOTION_DIM,
-    BLINK_MODES,
     Controls,
     PostprocessOptions,
-    synthetic_blink_template,
+    blink_options,
 )
 from .windows import WindowConfig
 
@@ -361,15 +360,7 @@ class DittoConfig:
             ControlError: unknown blink mode or invalid emotion.
         """
         base = self.driver
-        post = replace(base.post, blink_seed=seed)
-        if blinks is not None:
-            if blinks not in BLINK_MODES:
-                raise ControlError(f"unknown blink mode {blinks!r}: choose one of {', '.join(BLINK_MODES)}")
-            template = post.blink_template
-            if blinks == "template" and template is None:
-                template = synthetic_blink_template()
-            post = replace(post, drive_eyes=blinks != "off",
-                           blink_template=template if blinks == "template" else None)
+        post = replace(base.post, blink_seed=seed) if blinks is None else blink_options(blinks, seed, base.post)
         if emotion is not None:
             emotion_sequence(emotion)
         return replace(base, steps=base.steps if steps is None else steps, seed=seed,

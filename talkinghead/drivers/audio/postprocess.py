@@ -287,21 +287,26 @@ def synthetic_blink_template(curve: Sequence[float] = BLINK_CURVE) -> Tensor:
     return values[:, None] * expression_direction("blink").reshape(1, 3 * NUM_KP)
 
 
-def blink_options(blinks: str, seed: int | None = None) -> PostprocessOptions:
-    """Post-processing options for a :data:`BLINK_MODES` choice.
+def blink_options(blinks: str, seed: int | None = None,
+                  base: PostprocessOptions | None = None) -> PostprocessOptions:
+    """``base`` (default: Ditto's code defaults) with a :data:`BLINK_MODES` choice applied.
 
-    ``"model"``: eye rows from the generated motion (default); ``"template"``:
-    :func:`synthetic_blink_template` every 60–100 frames (Ditto's random gaps,
-    drawn with ``seed``); ``"off"``: the source's eyes throughout.
+    ``"model"``: eye rows from the generated motion; ``"template"``:
+    ``base``'s blink template (e.g. the one of Ditto's configuration), or
+    :func:`synthetic_blink_template` when it has none, on ``base``'s schedule
+    (default: every 60–100 frames, Ditto's random gaps, drawn with ``seed``);
+    ``"off"``: the source's eyes throughout.
 
     Raises:
         ControlError: unknown ``blinks``.
     """
     if blinks not in BLINK_MODES:
         raise ControlError(f"unknown blink mode {blinks!r}: choose one of {', '.join(BLINK_MODES)}")
+    base = base or PostprocessOptions()
+    template = None
     if blinks == "template":
-        return PostprocessOptions(blink_template=synthetic_blink_template(), blink_seed=seed)
-    return PostprocessOptions(drive_eyes=blinks == "model")
+        template = base.blink_template if base.blink_template is not None else synthetic_blink_template()
+    return replace(base, drive_eyes=blinks != "off", blink_template=template, blink_seed=seed)
 
 
 def blink_schedule(num_frames: int, blink_length: int, gaps: int | Sequence[int] | None,
