@@ -311,6 +311,8 @@ class Engine:
         self.store = store or WeightStore()
         self._audio_driver: AudioDriver | None = None
         self._ditto_configs: dict[tuple[bool, str | None], DittoConfig] = {}
+        self._fitted_configs: set[int] = set()  # id()s of configurations checked against the loaded LMDM
+        self._lmdm_source = ""
         self._eye_provider: EyeConditionProvider | None = None
         self._restorers: dict[str, FaceRestorer] = {}
         self._upscaler: Upscaler | None = None
@@ -758,6 +760,7 @@ class Engine:
             if not isinstance(checkpoint.get("model_state_dict"), Mapping):
                 raise WeightsError(f"{lmdm_path}: no 'model_state_dict' entry; the file is not Ditto's {lmdm_path.name}")
             lmdm = LMDM.from_state_dict(checkpoint["model_state_dict"], str(lmdm_path)).to(self.device)
+            self._lmdm_source = str(lmdm_path)
             encoder = OnnxAudioEncoder(self.store.path(DITTO_FILES["audio_encoder"]), self.device)
             self._audio_driver = AudioDriver(lmdm, encoder)
         return self._audio_driver
@@ -799,8 +802,9 @@ class Engine:
             return options.driver
         config = self.ditto_config(online=online, path=None if online else options.config)
         lmdm = self.audio_driver().lmdm
-        config.check_model(lmdm.config.motion_dim, lmdm.config.cond_dim, lmdm.config.seq_len,
-                           os.fspath(self.store.path(DITTO_FILES["lmdm"])))
+        if id(config) not in self._fitted_configs:  # configurations are cached, so each is checked once
+            config.check_model(lmdm.config.motion_dim, lmdm.config.cond_dim, lmdm.config.seq_len, self._lmdm_source)
+            self._fitted_configs.add(id(config))
         return config.driver_options(steps=options.steps, seed=options.seed, emotion=options.emotion,
                                      blinks=options.blinks)
 
