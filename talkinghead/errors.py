@@ -27,3 +27,7 @@ class WeightsError(TalkingHeadError):
 
 class ControlError(TalkingHeadError):
     """A control value, keyframe file or motion file is invalid."""
+
+
+class ProvenanceError(TalkingHeadError):
+    """The C2PA signing key or certificate is missing, unreadable or unusable, or signing failed."""

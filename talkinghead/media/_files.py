@@ -13,13 +13,16 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import av
 import av.container
 import av.stream
 
 from talkinghead.errors import MediaError
+
+if TYPE_CHECKING:
+    from talkinghead.media.provenance import ProvenanceOptions
 
 PathLike = str | os.PathLike[str]
 
@@ -81,22 +84,29 @@ def decoding(path: PathLike, kind: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_output(path: PathLike, allowed_suffixes: tuple[str, ...], kind: str) -> Iterator[Path]:
+def atomic_output(path: PathLike, allowed_suffixes: tuple[str, ...], kind: str,
+                  provenance: ProvenanceOptions | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` that replaces ``path`` on success.
 
     The temporary file keeps the target's suffix so that format guessing from
     the file name still works.  When the ``with`` body returns, the temporary
-    file is renamed over ``path`` (an atomic replace on the same file system);
-    when it raises, the temporary file is deleted and the exception propagates.
+    file is signed with a C2PA manifest (when ``provenance`` is enabled, see
+    :mod:`talkinghead.media.provenance`: once per file) and renamed over
+    ``path`` (an atomic replace on the same file system), so ``path`` only
+    ever appears complete and signed; when anything raises, the temporary
+    files are deleted and the exception propagates.
 
     Args:
         path: the final output file.
         allowed_suffixes: lower-case suffixes (with dot) the writer supports.
         kind: what is written, for the messages (``"image"``, ``"video"``).
+        provenance: how to mark the file as AI-generated; ``None`` or
+            ``enabled=False``: a plain file.
 
     Raises:
         MediaError: unsupported suffix, missing output folder, or a path that
         is an existing folder.
+        ProvenanceError: signing failed (nothing is left at ``path``).
     """
     target = Path(path)
     suffix = target.suffix.lower()
@@ -111,11 +121,26 @@ def atomic_output(path: PathLike, allowed_suffixes: tuple[str, ...], kind: str) 
     # A random name rather than mkstemp: the writer creates the file itself,
     # so it gets the usual permissions (mkstemp's would be 0600).
     tmp = target.with_name(f".{target.stem}.{secrets.token_hex(6)}.partial{suffix}")
+    signed, sidecar = tmp, None
     try:
         yield tmp
-        os.replace(tmp, target)
+        if provenance is not None and provenance.enabled:
+            from talkinghead.media.provenance import sidecar_path, sign_output
+
+            signed, sidecar = sign_output(tmp, target, provenance)
+        if sidecar is not None:
+            os.replace(sidecar, sidecar_path(target))
+            try:
+                os.replace(signed, target)
+            except BaseException:
+                sidecar_path(target).unlink(missing_ok=True)
+                raise
+        else:
+            os.replace(signed, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, signed, sidecar):
+            if leftover is not None:
+                leftover.unlink(missing_ok=True)
 
 
 def stream_duration_s(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:

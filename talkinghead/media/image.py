@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 
 from talkinghead.errors import MediaError
 from talkinghead.media._files import PathLike, atomic_output, require_file
+from talkinghead.media.provenance import ProvenanceOptions
 
 SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 """File suffixes :func:`save_image` can write."""
@@ -134,7 +135,7 @@ def ditto_size(img: np.ndarray, max_dim: int = 1920, division: int = 2) -> np.nd
     return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
 
-def save_image(path: PathLike, img: np.ndarray) -> None:
+def save_image(path: PathLike, img: np.ndarray, provenance: ProvenanceOptions | None = None) -> None:
     """Write an RGB uint8 image atomically.
 
     The format follows the suffix (.png, .jpg/.jpeg at quality 95, .webp at
@@ -144,6 +145,8 @@ def save_image(path: PathLike, img: np.ndarray) -> None:
     Args:
         path: output file; its folder must exist.
         img: (H, W, 3) uint8 RGB array.
+        provenance: C2PA marking of the file (see
+            :mod:`talkinghead.media.provenance`); ``None``: a plain file.
 
     Raises:
         ValueError: ``img`` is not (H, W, 3) uint8.
@@ -152,7 +155,7 @@ def save_image(path: PathLike, img: np.ndarray) -> None:
     """
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"save_image expects an (H, W, 3) uint8 RGB array, got {img.shape} {img.dtype}")
-    with atomic_output(path, SAVE_SUFFIXES, "image") as tmp:
+    with atomic_output(path, SAVE_SUFFIXES, "image", provenance) as tmp:
         image_format = Image.registered_extensions()[tmp.suffix.lower()]
         options = {"quality": _LOSSY_QUALITY} if image_format in ("JPEG", "WEBP") else {}
         Image.fromarray(img).save(tmp, format=image_format, **options)

@@ -36,6 +36,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from talkinghead.errors import MediaError
 from talkinghead.media._files import PathLike, atomic_output, decoding, open_input, stream_duration_s
 from talkinghead.media.audio import AUDIO_HINT, decode_audio, first_audio_stream
+from talkinghead.media.provenance import ProvenanceOptions
 
 VIDEO_HINT = "use an MP4, MOV, MKV, WebM or AVI video"
 """What to do when a file is not usable as video (end of MediaError messages)."""
@@ -312,6 +313,8 @@ class VideoWriter:
         audio: optional audio track source.
         crf: libx264 constant rate factor, 0 (lossless) .. 51; 18 is visually
             near-lossless.
+        provenance: C2PA marking of the finished file (see
+            :mod:`talkinghead.media.provenance`); ``None``: a plain file.
 
     Raises:
         ValueError: bad ``fps``, ``size`` or ``crf``.
@@ -327,6 +330,7 @@ class VideoWriter:
         size: tuple[int, int] | None = None,
         audio: AudioSource | None = None,
         crf: int = 18,
+        provenance: ProvenanceOptions | None = None,
     ) -> None:
         if not 0 <= crf <= 51:
             raise ValueError(f"crf must be in 0..51, got {crf}")
@@ -341,7 +345,7 @@ class VideoWriter:
         self._video: av.video.stream.VideoStream | None = None
         with contextlib.ExitStack() as stack:
             self._audio = stack.enter_context(_AudioTrack(audio)) if audio is not None else None
-            self._tmp = stack.enter_context(atomic_output(path, WRITE_SUFFIXES, "video"))
+            self._tmp = stack.enter_context(atomic_output(path, WRITE_SUFFIXES, "video", provenance))
             self._resources = stack.pop_all()
 
     @property
