@@ -18,6 +18,10 @@ Settings (environment variables):
   landmark detector.
 * ``TALKINGHEAD_MAX_AUDIO_S`` — longest speech clip accepted, seconds
   (default 60 on CPU, 300 on GPU).
+* ``TALKINGHEAD_C2PA_KEY`` / ``TALKINGHEAD_C2PA_CERT`` — PEM key and certificate
+  chain to sign the C2PA manifest that marks every output as AI-generated
+  (default: a credential generated on this machine; there is no opt-out in
+  the app).
 * ``TALKINGHEAD_STREAM_SEGMENT_FRAMES`` — frames per video segment of the
   audio tab's live preview (default 10: 0.4 s at 25 fps, one online window of
   motion).  The live preview needs FFmpeg's ``ffmpeg`` and ``ffprobe`` on
@@ -58,6 +62,8 @@ from talkinghead.engine import AudioJobOptions, Engine, PreparedSource, RenderOp
 from talkinghead.enhance import EnhanceOptions
 from talkinghead.errors import TalkingHeadError
 from talkinghead.media.audio import probe_audio
+from talkinghead.media.image import save_image
+from talkinghead.media.provenance import ProvenanceOptions, load_credential
 from talkinghead.media.video import AudioSource, VideoWriter
 from talkinghead.motion.action_units import ACTION_UNITS, au_controls
 from talkinghead.motion.animate import AnimationOptions
@@ -79,6 +85,8 @@ OUTPUT_TTL_S = 600.0
 """Per-request output folders older than this (seconds) are deleted; Gradio keeps its own copy of results."""
 STREAM_SEGMENT_FRAMES = int(os.environ.get("TALKINGHEAD_STREAM_SEGMENT_FRAMES") or 10)
 """Frames per segment of the live preview: 10 = 0.4 s at 25 fps, what one online window of motion adds."""
+PROVENANCE = ProvenanceOptions()
+"""Every output is C2PA-signed as AI-generated (credential from TALKINGHEAD_C2PA_KEY/_CERT, else the local one)."""
 SOURCE_CACHE_SIZE = 4
 """Prepared photos kept in memory (keyed by file content), so slider previews run only W + G."""
 FROM_CONFIG = "config"
@@ -302,7 +310,8 @@ def generate_audio(photo: str | None, audio: str | None, head_motion: str, refer
         smoothing, paste_back, max_frames, restorer, enhance_weight, upscale)
     job = engine.animate_audio(source, audio, options, render, progress=True)
     figure = plot_curves(motion_curves(job.motion, source.info.motion), fps=job.fps)
-    return str(engine.write_video(job, output_path("talking.mp4"), progress=True)), figure
+    return str(engine.write_video(job, output_path("talking.mp4"), progress=True,
+                                  provenance=PROVENANCE.for_job("audio"))), figure
 
 
 @_gpu
@@ -338,7 +347,7 @@ def _require_ffmpeg() -> None:
 
 
 def write_segments(frames: Iterable[np.ndarray], audio: str, path: Path, fps: float,
-                   frames_per_segment: int) -> Iterator[str]:
+                   frames_per_segment: int, provenance: ProvenanceOptions = PROVENANCE.for_job("live")) -> Iterator[str]:
     """Write frames as consecutive short MP4 files, each with its slice of ``audio`` as sound, yielding each path.
 
     Segment ``i`` holds frames ``i·n .. i·n + n - 1`` (n = ``frames_per_segment``;
@@ -353,6 +362,7 @@ def write_segments(frames: Iterable[np.ndarray], audio: str, path: Path, fps: fl
         path: where the segments go (its folder must exist; its stem names them).
         fps: frame rate, Hz.
         frames_per_segment: n, >= 1.
+        provenance: C2PA marking of each segment (default: signed, job kind "live").
 
     Raises:
         MediaError: the speech file cannot be read, or ends before a segment starts.
@@ -365,7 +375,7 @@ def write_segments(frames: Iterable[np.ndarray], audio: str, path: Path, fps: fl
             return
         segment = path.with_name(f"{path.stem}_{index:04d}.mp4")
         sound = AudioSource(audio, start_s=index * duration_s, duration_s=duration_s)
-        with VideoWriter(segment, fps, audio=sound) as writer:
+        with VideoWriter(segment, fps, audio=sound, provenance=provenance) as writer:
             for frame in batch:
                 writer.write(frame)
         yield str(segment)
@@ -397,7 +407,8 @@ def generate_video(photo: str | None, driving: str | None, relative: bool, stitc
     else:
         job = engine.animate_video(SOURCES.get(engine, photo), driving, options, render,
                                    driving_landmarks=landmarks_for(driving))
-    return str(engine.write_video(job, output_path("driven.mp4"), progress=True))
+    kind = "video" if source_video is None else "source-video"
+    return str(engine.write_video(job, output_path("driven.mp4"), progress=True, provenance=PROVENANCE.for_job(kind)))
 
 
 def _controls(values: tuple[float, ...]) -> Controls:
@@ -410,13 +421,20 @@ def _controls(values: tuple[float, ...]) -> Controls:
 @_gpu
 @_user_errors
 def preview_pose(photo: str | None, paste_back: bool, restorer: str, enhance_weight: float, upscale: str,
-                 *values: float) -> np.ndarray | None:
-    """The photo with the sliders' controls applied (one W + G pass; the photo's F and M are cached)."""
+                 *values: float) -> str | None:
+    """The photo with the sliders' controls applied (one W + G pass; the photo's F and M are cached).
+
+    Returns the path of a C2PA-signed PNG (job kind "still"), so that the
+    image a user downloads is marked as AI-generated.
+    """
     if photo is None:
         return None
     engine = ENGINE.get()
-    return engine.still_image(SOURCES.get(engine, photo), _controls(values), paste_back=paste_back,
-                              enhance=_enhance(restorer, enhance_weight, upscale))
+    image = engine.still_image(SOURCES.get(engine, photo), _controls(values), paste_back=paste_back,
+                               enhance=_enhance(restorer, enhance_weight, upscale))
+    out = output_path("pose.png")
+    save_image(out, image, provenance=PROVENANCE.for_job("still"))
+    return str(out)
 
 
 @_gpu
@@ -431,7 +449,8 @@ def render_pose_path(photo: str | None, keyframes: str, paste_back: bool, max_fr
     render = RenderOptions(paste_back=paste_back, max_frames=_max_frames(max_frames),
                            enhance=_enhance(restorer, enhance_weight, upscale))
     job = engine.animate_keyframes(SOURCES.get(engine, photo), track, render)
-    return str(engine.write_video(job, output_path("pose_path.mp4"), progress=True))
+    return str(engine.write_video(job, output_path("pose_path.mp4"), progress=True,
+                                  provenance=PROVENANCE.for_job("pose")))
 
 
 def neutral_values() -> list[float]:
@@ -580,6 +599,13 @@ def build_app() -> gr.Blocks:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
+    try:
+        load_credential(PROVENANCE)  # a bad TALKINGHEAD_C2PA_KEY/_CERT stops the app before it serves anything
+    except TalkingHeadError as e:
+        import sys
+
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     if ON_SPACES:
         preload_hub_weights()
     ENGINE.warm_up()

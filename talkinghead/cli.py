@@ -5,6 +5,11 @@ Usage::
     python -m talkinghead video --source PHOTO|VIDEO --driving CLIP --out OUT.mp4 [options]
     python -m talkinghead audio --source PHOTO --audio SPEECH --out OUT.mp4 [options]
     python -m talkinghead pose  --source PHOTO (--keyframes FILE.json --out OUT.mp4 | --still OUT.png) [--yaw 15 --smile 0.5 …]
+    python -m talkinghead verify FILE [--json]
+
+Every output carries a signed C2PA manifest declaring it AI-generated
+(``--no-provenance`` opts out; ``--c2pa-key``/``--c2pa-cert`` sign with your
+own credential); ``verify`` prints what a file's manifest says.
 
 Exit status: 0 on success, 2 on a user error (one line on stderr saying what
 was wrong; no output file is left behind), 130 when interrupted.
@@ -13,6 +18,7 @@ was wrong; no output file is left behind), 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -69,8 +75,21 @@ def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     p.add_argument("--smooth-expression", type=float, default=None, metavar="S",
                    help="expression smoothing strength 0..1 (default: same as --smooth)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_provenance(p)
     _add_enhance(p)
     _add_controls(p)
+
+
+def _add_provenance(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("provenance (C2PA content credentials marking the output as AI-generated)")
+    group.add_argument("--no-provenance", dest="provenance", action="store_false",
+                       help="write outputs without a C2PA manifest (they are then not marked as AI-generated)")
+    group.add_argument("--c2pa-key", metavar="KEY.pem",
+                       help="PEM private key to sign the manifest with (default $TALKINGHEAD_C2PA_KEY, else a "
+                            "credential generated on this machine, which declares but does not prove)")
+    group.add_argument("--c2pa-cert", metavar="CHAIN.pem",
+                       help="PEM certificate chain of --c2pa-key, signing certificate first "
+                            "(default $TALKINGHEAD_C2PA_CERT)")
 
 
 def _add_enhance(p: argparse.ArgumentParser) -> None:
@@ -177,13 +196,23 @@ def _add_pose(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--still", metavar="OUT.png", help="write one image with the controls applied")
 
 
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="print what a file's C2PA manifest says (AI-generated? by what? valid?)",
+                       description="Read and validate the C2PA manifest of a video or image (embedded, or the "
+                                   "sidecar FILE-stem.c2pa of .mkv/.bmp). Exit status: 0 = a valid manifest, "
+                                   "1 = no manifest or an invalid one, 2 = the file is missing or unreadable.")
+    p.add_argument("file", metavar="FILE", help="video or image to check")
+    p.add_argument("--json", action="store_true", help="print the whole manifest store as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``talkinghead`` argument parser (one subcommand per job)."""
+    """The ``talkinghead`` argument parser (one subcommand per job, plus ``verify``)."""
     parser = argparse.ArgumentParser(prog="python -m talkinghead", description="One portrait photo in, a talking-head video out.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,pose}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,pose,verify}")
     _add_video(sub)
     _add_audio(sub)
     _add_pose(sub)
+    _add_verify(sub)
     return parser
 
 
@@ -225,9 +254,34 @@ def _make_parent(path: str | None) -> None:
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _provenance(args: argparse.Namespace):
+    """The job's C2PA options; the signing credential is checked here, before any work.
+
+    Raises:
+        ProvenanceError: bad key or certificate.
+    """
+    from .media.provenance import ProvenanceOptions, load_credential
+
+    if not args.provenance:
+        print("warning: --no-provenance: the outputs will not be marked as AI-generated (no C2PA manifest)",
+              file=sys.stderr)
+        return ProvenanceOptions(enabled=False)
+    kind = {"video": "motion" if getattr(args, "motion", None) else "video",
+            "audio": "audio", "pose": "still" if getattr(args, "still", None) else "pose"}[args.command]
+    details = {"enhance": args.enhance if args.enhance != "none" else None,
+               "upscale": args.upscale if args.upscale != 1 else None}
+    if args.command == "video":
+        details.update(region=args.region, relative=args.relative)
+    elif args.command == "audio":
+        details.update(emotion=args.emotion, seed=args.seed, still=args.still or None)
+    options = ProvenanceOptions(key=args.c2pa_key, cert=args.c2pa_cert).for_job(kind, **details)
+    load_credential(options)
+    return options
+
+
 def _write(engine, job, args: argparse.Namespace) -> None:
     _make_parent(args.out)
-    engine.write_video(job, args.out, progress=not args.quiet)
+    engine.write_video(job, args.out, progress=not args.quiet, provenance=args.provenance_options)
     if not args.quiet:
         print(f"wrote {args.out} ({job.n_frames} frames, {job.fps:g} fps)", file=sys.stderr)
 
@@ -257,6 +311,8 @@ def _run_video(args: argparse.Namespace) -> None:
     source_video = _is_video(args.source)
     if source_video and args.motion:
         raise TalkingHeadError(f"--source {args.source} is a video: re-animating a video needs --driving CLIP, not --motion")
+    if source_video and args.provenance:
+        args.provenance_options = dataclasses.replace(args.provenance_options, job="source-video")
     engine = _engine(args)
     source = None if source_video else engine.prepare_source(args.source, landmarks=args.source_landmarks)
     if args.motion:
@@ -315,17 +371,37 @@ def _run_pose(args: argparse.Namespace) -> None:
     if track is None:
         _make_parent(args.still)
         save_image(args.still, engine.still_image(source, render.controls or Controls(), paste_back=args.paste_back,
-                                                  enhance=render.enhance))
+                                                  enhance=render.enhance), provenance=args.provenance_options)
         if not args.quiet:
             print(f"wrote {args.still}", file=sys.stderr)
         return
     _write(engine, engine.animate_keyframes(source, track, render), args)
 
 
+def _run_verify(args: argparse.Namespace) -> int:
+    """``verify FILE``: print the manifest summary (or JSON); 0 valid, 1 none or invalid."""
+    import json
+
+    from .media.provenance import read_provenance
+
+    report = read_provenance(args.file)
+    if report is None:
+        print(f"{args.file}: no C2PA manifest (nothing in the file declares whether it is AI-generated)")
+        return 1
+    if args.json:
+        print(json.dumps(report.store, indent=2))
+    else:
+        print("\n".join(report.summary()))
+    return 1 if report.validation_state == "Invalid" else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the job. Returns the process exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "verify":
+            return _run_verify(args)
+        args.provenance_options = _provenance(args)
         {"video": _run_video, "audio": _run_audio, "pose": _run_pose}[args.command](args)
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)

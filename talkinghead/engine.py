@@ -52,6 +52,7 @@ from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvi
 from .face.paste import paste_back as paste_face
 from .media.audio import load_audio
 from .media.image import ditto_size, limit_size, load_image
+from .media.provenance import ProvenanceOptions
 from .media.video import AudioSource, VideoReader, VideoWriter, frames_at_rate, probe_video
 from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
@@ -957,13 +958,18 @@ class Engine:
                                    stitching=stitching)
 
     # --------------------------------------------------------------- output
-    def write_video(self, job: VideoJob, out: str | os.PathLike, progress: bool = True) -> Path:
-        """Encode a job's frames to an H.264 mp4 (with its audio), atomically.
+    def write_video(self, job: VideoJob, out: str | os.PathLike, progress: bool = True,
+                    provenance: ProvenanceOptions | None = None) -> Path:
+        """Encode a job's frames to an H.264 mp4 (with its audio), atomically, with a C2PA manifest.
 
         Args:
             job: from :meth:`animate_video`.
             out: output path (.mp4, .mov or .mkv).
             progress: show a tqdm progress bar.
+            provenance: how the file is marked as AI-generated (job kind,
+                credential; see :mod:`talkinghead.media.provenance`);
+                ``None``: signed with the default credential as job kind
+                ``"video"``; ``ProvenanceOptions(enabled=False)``: unmarked.
 
         Returns:
             ``out`` as a Path.
@@ -974,7 +980,8 @@ class Engine:
         """
         from tqdm import tqdm
 
-        with VideoWriter(out, fps=job.fps, audio=job.audio) as writer:
+        provenance = ProvenanceOptions() if provenance is None else provenance
+        with VideoWriter(out, fps=job.fps, audio=job.audio, provenance=provenance) as writer:
             for frame in tqdm(job.frames, total=job.n_frames, unit="frame", disable=not progress, desc="rendering"):
                 writer.write(frame)
         return Path(out)

@@ -349,3 +349,11 @@ def gfpgan(gfpgan_state_dict):
     from talkinghead.enhance import FaceRestorer
 
     return FaceRestorer.from_state_dict({"params_ema": gfpgan_state_dict}, "gfpgan")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _local_c2pa_credential(tmp_path_factory) -> Iterator[None]:
+    """Outputs are C2PA-signed: the locally generated credential goes to a session folder, not ~/.cache."""
+    os.environ["TALKINGHEAD_C2PA_DIR"] = str(tmp_path_factory.mktemp("c2pa") / "credential")
+    yield
+    os.environ.pop("TALKINGHEAD_C2PA_DIR", None)

@@ -61,6 +61,9 @@ KEY_ENV = "TALKINGHEAD_C2PA_KEY"
 CERT_ENV = "TALKINGHEAD_C2PA_CERT"
 """Environment variable naming the PEM certificate chain (signing certificate first) to sign with."""
 
+DIR_ENV = "TALKINGHEAD_C2PA_DIR"
+"""Environment variable naming the folder of the locally generated credential (see :func:`credential_dir`)."""
+
 LOCAL_ISSUER = "talkinghead local credential"
 """Organization name of the locally generated certificates (how :func:`read_provenance` recognises them)."""
 
@@ -142,7 +145,13 @@ class Credential:
 
 # ----------------------------------------------------------------- credentials
 def credential_dir() -> Path:
-    """Folder of the locally generated credential: ``$XDG_CACHE_HOME/talkinghead/c2pa`` (default ``~/.cache/...``)."""
+    """Folder of the locally generated credential.
+
+    ``$TALKINGHEAD_C2PA_DIR`` when set, else ``$XDG_CACHE_HOME/talkinghead/c2pa``
+    (default ``~/.cache/talkinghead/c2pa``).
+    """
+    if os.environ.get(DIR_ENV):
+        return Path(os.environ[DIR_ENV]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "talkinghead" / "c2pa"
 
