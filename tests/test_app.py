@@ -14,6 +14,7 @@ import av
 import pytest
 
 from conftest import APP_MAX_AUDIO_S, REPO, TESTDATA
+from talkinghead.media.provenance import read_provenance
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -81,6 +82,10 @@ def test_preview_and_pose_path_endpoints(client: Client) -> None:
     keyframes = '{"fps": 25, "keyframes": [{"t": 0, "yaw": 0}, {"t": 1, "yaw": 20}]}'
     result = client.predict(photo, keyframes, False, 1, api_name="/pose_path")
     assert _video_frames(_video_path(result))[:2] == (1, (512, 512))
+    # what the browser gets is still marked as AI-generated (C2PA), preview image included
+    for served, kind in ((preview, "still"), (_video_path(result), "pose")):
+        report = read_provenance(served)
+        assert report is not None and report.ai_generated and report.job["kind"] == kind
 
 
 def test_pose_preview_refreshes_on_sliders_paste_back_photo_and_reset() -> None:
@@ -131,6 +136,7 @@ def test_write_segments_gives_each_segment_its_slice_of_the_speech(tmp_path: Pat
     segments = list(app.write_segments(frames, str(speech), tmp_path / "live.mp4", fps=25.0, frames_per_segment=2))
     assert [Path(s).name for s in segments] == ["live_0000.mp4", "live_0001.mp4", "live_0002.mp4"]
     assert [probe_video(s).n_frames for s in segments] == [2, 2, 1]
+    assert [read_provenance(s).job["kind"] for s in segments] == ["live"] * 3
     assert [probe_audio(s).duration_s for s in segments] == pytest.approx([0.08, 0.08, 0.04], abs=1e-3)
     full = load_audio(speech)  # 16 kHz: 640 samples per frame
     for index, segment in enumerate(segments):
