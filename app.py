@@ -14,7 +14,7 @@ Settings (environment variables):
 * ``TALKINGHEAD_DEVICE`` — ``auto`` (default: CUDA when available), ``cuda`` or ``cpu``.
 * ``TALKINGHEAD_LANDMARKS_DIR=DIR`` — precomputed 68-point landmarks: for an
   uploaded file ``NAME`` the app uses ``DIR/NAME.json`` (format of
-  ``shared/testdata/landmarks``) when it exists, instead of running the
+  ``tests/data/testdata/landmarks``) when it exists, instead of running the
   landmark detector.
 * ``TALKINGHEAD_MAX_AUDIO_S`` — longest speech clip accepted, seconds
   (default 60 on CPU, 300 on GPU).

@@ -35,7 +35,7 @@ from talkinghead.face.landmarks import JsonLandmarks  # noqa: E402
 from talkinghead.models.liveportrait import LivePortraitNetworks  # noqa: E402
 from talkinghead.motion.controls import Controls  # noqa: E402
 
-TESTDATA = Path(os.environ.get("TALKINGHEAD_SHARED", REPO.parent / "shared")) / "testdata"
+TESTDATA = Path(os.environ.get("TALKINGHEAD_SHARED") or REPO / "tests" / "data") / "testdata"
 CONTROLS = Controls(yaw=15.0, pitch=-5.0, smile=0.5, eyes_open=0.2)
 """One slider state: pose, an expression offset and an eye retargeting offset (every kind of edit)."""
 STAGES = ("F", "M", "W", "G")

@@ -38,7 +38,7 @@ from talkinghead.face.crop import crop_face, transform_points  # noqa: E402
 from talkinghead.models.spade import SPADEDecoder  # noqa: E402
 from talkinghead.models.warping import WarpingNetwork  # noqa: E402
 
-TESTDATA = ROOT.parent / "shared" / "testdata"
+TESTDATA = ROOT / "tests" / "data" / "testdata"
 PHOTO = "lp_d9.jpg"
 FRAME_720P = (1280, 720)
 

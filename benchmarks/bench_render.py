@@ -8,7 +8,7 @@ random initialisation (no checkpoint needed).  Every row is the median of
 per frame).  The baseline is measured in the same run: fp32, batch 1; the
 ``speed-up`` column is baseline time / row time.  On CPU the reference
 LivePortrait code's times on this project's 2-core machines (from
-shared/fixtures/liveportrait/README.md, same torch build and thread count) are
+tests/data/fixtures/liveportrait/README.md, same torch build and thread count) are
 printed beside ours for orientation — they were not measured in this run.
 """
 

@@ -7,7 +7,7 @@ Jitter is the mean |second difference| per frame (:func:`talkinghead.motion.smoo
 * Noisy sine: yaw = 15°·sin(2π·0.5 Hz·t) + N(0, 1°) at 25 fps, 10 s.
 * Real driving clips: the engine's motion of a clip needs the real LivePortrait
   weights, which are not available offline, so the pose/expression signals are
-  *proxies* taken from the dlib 68-point tracks in shared/testdata/landmarks:
+  *proxies* taken from the dlib 68-point tracks in tests/data/testdata/landmarks:
   roll = angle of the line between the eye centres (degrees, smoothed as
   roll), eye-centre position (pixels, smoothed as ``t``) and mouth opening /
   inter-ocular distance (unitless, smoothed as ``exp``).
@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from talkinghead.motion.frame import MotionFrame  # noqa: E402
 from talkinghead.motion.smoothing import MotionSmoother, SmoothingOptions, jitter, smooth_motion  # noqa: E402
 
-LANDMARKS = REPO.parent / "shared" / "testdata" / "landmarks"
+LANDMARKS = REPO / "tests" / "data" / "testdata" / "landmarks"
 FPS = 25.0
 
 

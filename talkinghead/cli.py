@@ -52,7 +52,7 @@ def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
                         "then holding the landmarks of every frame")
     p.add_argument("--out", required=out_required, help="output video file (.mp4)")
     p.add_argument("--source-landmarks", metavar="FILE.json",
-                   help="precomputed 68-point landmarks of the photo (format of shared/testdata/landmarks); default: detect with face-alignment")
+                   help="precomputed 68-point landmarks of the photo (format of tests/data/testdata/landmarks); default: detect with face-alignment")
     p.add_argument("--weights", metavar="DIR",
                    help="local folder laid out like the Hub repos (DIR/liveportrait/..., DIR/ditto_pytorch/...); default: ./checkpoints, then the Hugging Face Hub cache")
     p.add_argument("--revision", metavar="REV",
@@ -129,7 +129,7 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-motion", metavar="FILE.safetensors",
                    help="also save the driving video's motion (a reusable driving template)")
     p.add_argument("--driving-landmarks", metavar="FILE.json",
-                   help="precomputed 68-point landmarks of every driving frame (format of shared/testdata/landmarks)")
+                   help="precomputed 68-point landmarks of every driving frame (format of tests/data/testdata/landmarks)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--relative", dest="relative", action="store_true", default=True,
                       help="transfer motion relative to the first driving frame (default)")

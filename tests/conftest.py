@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to ../shared and the deterministic weight filler."""
+"""Shared test fixtures: paths to the in-repo test data (tests/data) and the deterministic weight filler."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TALKINGHEAD_SHARED", REPO.parent / "shared")).resolve()
-FIXTURES = SHARED / "fixtures"
-TESTDATA = SHARED / "testdata"
+DATA = Path(os.environ.get("TALKINGHEAD_SHARED") or REPO / "tests" / "data").resolve()
+"""The test data: golden fixtures, public test media, the fill-rule tool and specs (tests/data/README.md).
+It is the in-repo copy of ../shared; TALKINGHEAD_SHARED names another folder of the same layout instead."""
+FIXTURES = DATA / "fixtures"
+TESTDATA = DATA / "testdata"
 LP_FIXTURES = FIXTURES / "liveportrait"
 DITTO_FIXTURES = FIXTURES / "ditto"
 
@@ -28,7 +30,7 @@ torch.set_num_threads(2)
 
 
 def _load_fill_module():
-    path = SHARED / "tools" / "fill_weights.py"
+    path = DATA / "tools" / "fill_weights.py"
     spec = importlib.util.spec_from_file_location("fill_weights", path)
     mod = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
@@ -38,7 +40,7 @@ def _load_fill_module():
 
 @pytest.fixture(scope="session")
 def fill_weights():
-    """The shared fill-rule module (``shared/tools/fill_weights.py``)."""
+    """The fill-rule module (``tests/data/tools/fill_weights.py``)."""
     return _load_fill_module()
 
 
@@ -108,7 +110,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol
 @pytest.fixture(scope="session")
 def lp_weights_dir(tmp_path_factory, fill_weights, lp_manifest) -> Path:
     """A folder laid out like the Hub repo, holding the five LivePortrait ``.pth``
-    files filled by ``shared/tools/fill_weights.py`` (same nesting and key layout
+    files filled by ``tests/data/tools/fill_weights.py`` (same nesting and key layout
     as the real checkpoints)."""
     root = tmp_path_factory.mktemp("weights")
     for entry in lp_manifest["files"]:
@@ -120,13 +122,13 @@ def lp_weights_dir(tmp_path_factory, fill_weights, lp_manifest) -> Path:
 
 @pytest.fixture(scope="session")
 def ditto_inputs() -> dict:
-    """shared/fixtures/ditto/inputs.safetensors: the synthetic source motion, condition parts, features."""
+    """tests/data/fixtures/ditto/inputs.safetensors: the synthetic source motion, condition parts, features."""
     return load_golden(DITTO_FIXTURES / "inputs.safetensors")
 
 
 @pytest.fixture(scope="session")
 def ditto_post_golden() -> dict:
-    """shared/fixtures/ditto/golden_post.safetensors: Ditto's motion post-processing, both variants."""
+    """tests/data/fixtures/ditto/golden_post.safetensors: Ditto's motion post-processing, both variants."""
     return load_golden(DITTO_FIXTURES / "golden_post.safetensors")
 
 
@@ -192,7 +194,7 @@ def write_toy_audio_encoder(path: Path, *, input_name: str = "input_values", wid
 @pytest.fixture(scope="session")
 def all_weights_dir(tmp_path_factory, lp_weights_dir, fill_weights) -> Path:
     """One folder holding both Hub repos' files at their repo paths: the filled LivePortrait
-    files (linked), Ditto's LMDM filled by the shared rule (rotary buffers analytic, as in the
+    files (linked), Ditto's LMDM filled by the fill rule (rotary buffers analytic, as in the
     real file) and a toy ONNX audio encoder with the real one's interface."""
     from safetensors.torch import load_file
 

@@ -1,8 +1,8 @@
 """Golden equivalence of Ditto's motion post-processing and condition assembly.
 
-Fixtures: shared/fixtures/ditto/golden_post.safetensors (both variants,
+Fixtures: tests/data/fixtures/ditto/golden_post.safetensors (both variants,
 settings in manifest.json → generation_info.post) and ditto_inputs.safetensors;
-tolerances from shared/fixtures/ditto/README.md ("Tolerances").
+tolerances from tests/data/fixtures/ditto/README.md ("Tolerances").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The real ``ditto_cfg/*.pkl`` files cannot be downloaded here; the tests write
 pickles in Ditto's layout (core/atomic_components/cfg.py) themselves, with
-the values of the ``shipped`` variant of shared/fixtures/ditto/golden_post.
+the values of the ``shipped`` variant of tests/data/fixtures/ditto/golden_post.
 """
 
 from __future__ import annotations

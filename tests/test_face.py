@@ -1,7 +1,7 @@
 """Face stage: landmark providers, LivePortrait crop, paste-back, eye/lip ratios.
 
-Goldens: shared/fixtures/liveportrait/golden_crop (crop, paste-back) and
-golden_S ``ratio.*`` (203-point ratios); real inputs: shared/testdata images,
+Goldens: tests/data/fixtures/liveportrait/golden_crop (crop, paste-back) and
+golden_S ``ratio.*`` (203-point ratios); real inputs: tests/data/testdata images,
 videos and their dlib 68-point landmark files.
 """
 

@@ -1,4 +1,4 @@
-"""Ditto LMDM, DDIM sampler and window loops against ``shared/fixtures/ditto`` goldens.
+"""Ditto LMDM, DDIM sampler and window loops against ``tests/data/fixtures/ditto`` goldens.
 
 Weights: fill rule v1 on the manifest (``files[0]``), ``rotary.freqs`` overridden
 by the analytic constant, digest checked.  Tolerance (fixture README): per

@@ -1,6 +1,6 @@
 """Tests of the media stage: images, video and audio in and out (talkinghead.media).
 
-Real inputs come from shared/testdata; derived files (re-encodings, a VFR
+Real inputs come from tests/data/testdata; derived files (re-encodings, a VFR
 clip, rotated clips, EXIF-tagged photos) are generated into tmp folders with
 PyAV / Pillow from those inputs.
 """

@@ -1,8 +1,8 @@
 """F (appearance feature extractor) and W (warping module) against the LivePortrait goldens.
 
-Weights come from the shared fill rule (``shared/tools/fill_weights.py``) in
+Weights come from the fill rule (``tests/data/tools/fill_weights.py``) in
 the exact checkpoint layout of the manifest; inputs and expected outputs from
-``shared/fixtures/liveportrait/golden_{F,W}.safetensors`` (README: module-level
+``tests/data/fixtures/liveportrait/golden_{F,W}.safetensors`` (README: module-level
 tolerance atol = rtol = 1e-4).  The batching and reduced-precision checks use
 small configurations of the same classes on slices of the golden inputs so
 that they stay fast on a 2-core CPU.

@@ -1,8 +1,8 @@
 """G (SPADE generator) and M (motion extractor) against the LivePortrait goldens.
 
-Weights come from the shared fill rule (``shared/tools/fill_weights.py``) in
+Weights come from the fill rule (``tests/data/tools/fill_weights.py``) in
 the exact checkpoint layout of the manifest; inputs and expected outputs from
-``shared/fixtures/liveportrait/golden_{G,M}.safetensors`` (README: module-level
+``tests/data/fixtures/liveportrait/golden_{G,M}.safetensors`` (README: module-level
 tolerance atol = rtol = 1e-4).  The full G forward (~10 s on 2 CPU cores) runs
 once per module; batching, precision and spectral-norm checks use a small G
 configuration on slices of the golden input.

@@ -1,6 +1,6 @@
 """Golden equivalence of S (stitching/retargeting MLPs) and the per-frame motion math.
 
-Fixtures: shared/fixtures/liveportrait/golden_S.safetensors and
+Fixtures: tests/data/fixtures/liveportrait/golden_S.safetensors and
 golden_pipeline.safetensors (README there: tolerances, runs "real" and
 "synth"). Raw motion-extractor outputs come from golden_M (real run) or
 golden_pipeline ``synth.injected_M.*`` (synth run). Both driving frames are

@@ -5,7 +5,7 @@ largest face in this RGB image? — through :class:`LandmarkProvider`.  Two
 implementations:
 
 * :class:`JsonLandmarks` reads precomputed landmarks (the format of
-  ``shared/testdata/landmarks/*.json``, see ``shared/testdata/SOURCES.md``),
+  ``tests/data/testdata/landmarks/*.json``, see ``tests/data/testdata/SOURCES.md``),
   one entry per frame of an image or video.
 * :class:`FaceAlignmentLandmarks` runs the ``face-alignment`` package (an SFD
   face detector plus the 2D-FAN landmark network).  The package and its
@@ -62,7 +62,7 @@ class JsonLandmarks:
     The file holds ``width``, ``height``, ``n_frames``, ``fps`` (a number, or
     ``null`` for a photo) and ``frames``: one entry per decoded frame, either
     68 ``[x, y]`` pairs in original pixels or ``null`` where no face was found
-    (``shared/testdata/SOURCES.md``).  Other keys (boxes, embeddings, …) are
+    (``tests/data/testdata/SOURCES.md``).  Other keys (boxes, embeddings, …) are
     ignored.
 
     Raises:
@@ -123,7 +123,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _format_error(path: Path, what: str) -> MediaError:
-    return MediaError(f"landmark file {path}: {what} (format: shared/testdata/SOURCES.md)")
+    return MediaError(f"landmark file {path}: {what} (format: tests/data/testdata/SOURCES.md)")
 
 
 def _positive_int(doc: dict[str, Any], key: str, path: Path) -> int:

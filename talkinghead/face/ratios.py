@@ -45,7 +45,7 @@ corner, the two lid points and the other corner, parameterised by chord
 length, evaluated at half the lid's length (where index 6 of 0–12 lies if
 the 203 points are evenly spaced along the lid), opening = |upper mid − lower mid| / corner distance.
 
-* Data: every frame with a face in ``shared/testdata/landmarks/*.json``
+* Data: every frame with a face in ``tests/data/testdata/landmarks/*.json``
   (dlib 68-point; 20 files with a face — 8 photos, 12 videos — 2182 frames,
   4364 eyes; landmarks/REFERENCE_STATS.json holds no ratio statistics).
 * Quotient mid-lid ratio / 68-point ratio over the 4323 eyes with a

@@ -64,7 +64,7 @@ def limit_size(img: np.ndarray, max_dim: int = 1280, division: int = 2) -> np.nd
     interpolation (``cv2.INTER_LINEAR``) so that its long side is ``max_dim``
     and its short side ``int(short * max_dim / long)``; then the bottom rows
     and right columns are dropped so that H and W are multiples of
-    ``division``.  Source: shared/specs/liveportrait-architecture.md §9, first
+    ``division``.  Source: tests/data/specs/liveportrait-architecture.md §9, first
     bullet.
 
     Args:

@@ -1,6 +1,6 @@
 """F — LivePortrait's appearance feature extractor (source image → 3-D feature volume).
 
-Architecture: ``shared/specs/liveportrait-architecture.md`` §1.  Checkpoint
+Architecture: ``tests/data/specs/liveportrait-architecture.md`` §1.  Checkpoint
 layout: ``liveportrait/base_models/appearance_feature_extractor.pth`` in the
 Hugging Face repo ``KlingTeam/LivePortrait`` (formerly ``KwaiVGI/LivePortrait``), a flat state dict (107 tensors,
 836,224 parameters) whose keys this module reproduces exactly, in order.

@@ -3,8 +3,8 @@
 Every block names its submodules so that a network built from them produces
 exactly the state-dict keys of the public LivePortrait checkpoints
 (``<block>.conv.*``, ``<block>.norm.*``, ``<block>.conv1.*`` ...; see
-``shared/fixtures/liveportrait/manifest.json``).  Architecture facts come from
-``shared/specs/liveportrait-architecture.md`` §1 (F) and §4 (W).
+``tests/data/fixtures/liveportrait/manifest.json``).  Architecture facts come from
+``tests/data/specs/liveportrait-architecture.md`` §1 (F) and §4 (W).
 
 All blocks work on float tensors of any dtype and device, in NCHW (2-D) or
 NCDHW (3-D) layout.  BatchNorm layers use eps 1e-5 with affine parameters and

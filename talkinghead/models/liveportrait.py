@@ -1,7 +1,7 @@
 """The five LivePortrait networks, built and loaded together from their checkpoints.
 
 Checkpoint layout (``KlingTeam/LivePortrait``, formerly ``KwaiVGI/LivePortrait``; spec §"Checkpoints" and
-``shared/fixtures/liveportrait/manifest.json``): four flat state dicts with no
+``tests/data/fixtures/liveportrait/manifest.json``): four flat state dicts with no
 prefix (F, M, W, G) and one dict of three state dicts for S whose keys carry a
 DistributedDataParallel ``module.`` prefix, removed before strict loading.
 """

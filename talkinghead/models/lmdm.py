@@ -22,7 +22,7 @@ Structure (pre-norm everywhere, LayerNorm eps 1e−5, exact-erf GELU):
 Positions enter only through a rotary embedding applied to the attention
 *inputs* (queries and keys, never values); the time tokens sit at positions
 80 and 81 of the cross-attention memory.  Parameter names, shapes and order
-equal the checkpoint's (``shared/fixtures/ditto/manifest.json``).
+equal the checkpoint's (``tests/data/fixtures/ditto/manifest.json``).
 """
 
 from __future__ import annotations

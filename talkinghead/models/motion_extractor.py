@@ -1,7 +1,7 @@
 """M — LivePortrait's motion extractor: image → raw pose / expression heads.
 
 A ConvNeXt-V2 tiny backbone with seven linear heads, as described in
-``shared/specs/liveportrait-architecture.md`` §2 (checkpoint
+``tests/data/specs/liveportrait-architecture.md`` §2 (checkpoint
 ``liveportrait/base_models/motion_extractor.pth``: a flat state dict, every
 key under ``detector.``, in :class:`MotionExtractor`'s ``state_dict()``
 order).  Converting the heads to degrees and keypoints (spec §3) is the

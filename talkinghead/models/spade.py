@@ -1,7 +1,7 @@
 """G — LivePortrait's SPADE generator: warped features → RGB image.
 
 Architecture, configuration and checkpoint layout follow
-``shared/specs/liveportrait-architecture.md`` §5 (checkpoint
+``tests/data/specs/liveportrait-architecture.md`` §5 (checkpoint
 ``liveportrait/base_models/spade_generator.pth``: a flat state dict whose
 names and order are those of :class:`SPADEDecoder`'s ``state_dict()``).
 """

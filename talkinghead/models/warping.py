@@ -1,6 +1,6 @@
 """W — LivePortrait's warping module (feature volume + keypoints → warped 2-D features).
 
-Architecture: ``shared/specs/liveportrait-architecture.md`` §4.  Checkpoint
+Architecture: ``tests/data/specs/liveportrait-architecture.md`` §4.  Checkpoint
 layout: ``liveportrait/base_models/warping_module.pth`` in the Hugging Face
 repo ``KlingTeam/LivePortrait`` (formerly ``KwaiVGI/LivePortrait``), a flat state dict (97 tensors, 45,529,829
 parameters) whose keys this module reproduces exactly, in order

@@ -1,7 +1,7 @@
 """Typed motion structures shared by every driver, control and the renderer.
 
 The motion space is LivePortrait's implicit 3-D keypoints (see
-``shared/specs/liveportrait-architecture.md`` §3): a head pose (pitch, yaw,
+``tests/data/specs/liveportrait-architecture.md`` §3): a head pose (pitch, yaw,
 roll in degrees), a translation ``t``, a scale and 21 expression deltas
 ``exp``.  Together with a source's canonical keypoints ``kp`` they give the
 implicit keypoints::
