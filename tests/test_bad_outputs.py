@@ -317,21 +317,38 @@ def test_unrelated_os_error_is_not_reported_as_a_write_failure(tmp_path: Path) -
 
 
 # --------------------------------------------------------------- SIGTERM
+_SLOW_JOB = """
+import sys, time
+from talkinghead import cli
+from talkinghead.engine import Engine, VideoJob
+
+def frames(source):  # the photo, slowly: rendering is not what is tested here
+    while True:
+        time.sleep(0.05)
+        yield source.image
+
+Engine.animate_keyframes = lambda self, source, track, render: VideoJob(frames(source), 25.0, 10 ** 6)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def test_sigterm_mid_job_removes_the_partial_file(tmp_path: Path, lp_weights_dir: Path) -> None:
+    """``python -m talkinghead``'s main under SIGTERM while the output is being written (frames: the photo)."""
     keys = tmp_path / "long.json"
     keys.write_text(json.dumps({"fps": 25, "keyframes": [{"t": 0.0}, {"t": 4.0, "yaw": 20}]}))
     out = tmp_path / "out"
     out.mkdir()
-    cmd = [sys.executable, "-m", "talkinghead", "pose", "--source", str(ASTRONAUT), "--keyframes", str(keys),
+    cmd = [sys.executable, "-c", _SLOW_JOB, "pose", "--source", str(ASTRONAUT), "--keyframes", str(keys),
            "--out", str(out / "o.mp4"), "--source-landmarks", str(landmarks_json("astronaut.png")),
-           "--no-paste-back", "--weights", str(lp_weights_dir), "--device", "cpu", "--quiet"]
+           "--weights", str(lp_weights_dir), "--device", "cpu", "--quiet"]
     job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not list(out.glob(".o.*.partial.mp4")):                    # the writer opens at the first frame
             assert job.poll() is None, job.communicate()
             assert time.monotonic() < deadline, "the job wrote no partial file within 2 minutes"
-            time.sleep(0.2)
+            time.sleep(0.1)
+        time.sleep(0.5)                                                   # a few frames into the file
         job.send_signal(signal.SIGTERM)
         _, err = job.communicate(timeout=60)
     finally:
@@ -409,7 +426,12 @@ def test_long_keyframe_path_is_sampled_only_to_max_frames(engine) -> None:
     assert job.n_frames == 2 and time.perf_counter() - started < 5.0
 
 
-def test_one_frame_video_as_source_is_used_as_a_photo(tmp_path: Path, lp_weights_dir: Path, capsys) -> None:
+def test_one_frame_video_as_source_is_used_as_a_photo(tmp_path: Path, lp_weights_dir: Path, capsys,
+                                                      monkeypatch) -> None:
+    from talkinghead.engine import Engine
+
+    # the source is prepared for real (landmarks, crop, M, F); the render is replaced by the prepared photo
+    monkeypatch.setattr(Engine, "still_image", lambda self, source, *args, **kwargs: source.crop.crop)
     clip = tmp_path / "one.mp4"
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(ASTRONAUT), "-frames:v", "1",
                     "-pix_fmt", "yuv444p", str(clip)], check=True)
