@@ -444,7 +444,11 @@ def check_job(args: argparse.Namespace) -> None:
         raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
     _render_options(args)  # ranges of controls, smoothing and enhancement
     if args.command == "audio":
+        from .drivers.audio.condition import emotion_sequence
+
         _audio_options(args)  # ranges of --expression-scale, --pose-blend
+        if args.emotion is not None:
+            emotion_sequence(args.emotion)
     if args.command == "video" and not math.isfinite(args.driving_multiplier):
         raise ControlError(f"--driving-multiplier must be a finite number, got {args.driving_multiplier}")
     resolve_device(args.device)

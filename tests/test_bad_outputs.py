@@ -193,6 +193,7 @@ CASES = {
     "pose-blend-negative": Case(AUDIO + OUT + " --pose-blend -0.1", "pose blend must be between 0 and 1"),
     "expression-scale-5": Case(AUDIO + OUT + " --expression-scale 5", "expression scale must be between 0 and 3"),
     "expression-scale-nan": Case(AUDIO + OUT + " --expression-scale nan", "expression scale must be between 0 and 3"),
+    "emotion-unknown": Case(AUDIO + OUT + " --emotion grumpy", "unknown emotion 'grumpy'"),
     "smooth-2": Case(VIDEO + OUT + " --smooth 2", "smoothing strength"),
     "smooth-expression-negative": Case(VIDEO + OUT + " --smooth-expression -1", "smoothing strength"),
     "enhance-weight-2": Case(VIDEO + OUT + " --enhance-weight 2", "enhance weight"),

@@ -219,8 +219,9 @@ def atomic_output(path: PathLike, allowed_suffixes: tuple[str, ...], kind: str) 
         yield tmp
         os.replace(tmp, target)
     except OSError as exc:
-        if exc.filename not in (None, str(tmp), str(target)) or exc.errno not in _WRITE_ERRNOS | {None}:
-            raise
+        name = os.fspath(exc.filename) if isinstance(exc.filename, (str, os.PathLike)) else exc.filename
+        if name not in (None, str(tmp), str(target)) or exc.errno not in _WRITE_ERRNOS | {None}:
+            raise  # about another file (an input read while writing): not a write failure
         raise MediaError(f"cannot write {kind} {target}: {write_problem(exc)}; "
                          "no file was written, choose another output folder") from exc
     finally:
