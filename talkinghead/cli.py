@@ -410,7 +410,7 @@ def _outputs(args: argparse.Namespace) -> list[tuple[str, str, tuple[str, ...], 
         outputs.append(("--still", args.still, SAVE_SUFFIXES, "image"))
     elif args.out:
         outputs.append(("--out", args.out, WRITE_SUFFIXES, "video"))
-    if getattr(args, "save_motion", None) and not getattr(args, "motion", None):
+    if getattr(args, "save_motion", None) and not (args.command == "video" and args.motion):  # video: ignored then
         outputs.append(("--save-motion", args.save_motion, (".safetensors",), "motion file"))
     return outputs
 

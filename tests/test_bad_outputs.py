@@ -34,12 +34,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, TESTDATA, landmarks_json
+from conftest import LP_FIXTURES, REPO, TESTDATA, landmarks_json, load_golden
 from talkinghead.cli import main
 from talkinghead.errors import MediaError
 from talkinghead.media import _files
 from talkinghead.media.image import load_image, save_image
 from talkinghead.media.video import VideoWriter, probe_video
+from talkinghead.motion.frame import KeypointInfo, MotionFrame
+from talkinghead.motion.io import MotionFile, save_motion
+
+FIELDS = ("pitch", "yaw", "roll", "t", "scale", "exp", "kp")
 
 ASTRONAUT = TESTDATA / "images" / "astronaut.png"
 DRIVING = TESTDATA / "driving" / "lp_d0.mp4"
@@ -81,6 +85,10 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
                      "drvlm": landmarks_json("lp_d0.mp4"), "aud": SPEECH}.items():
         paths[key] = folder / src.name
         shutil.copyfile(src, paths[key])
+    paths["motion"] = folder / "motion.safetensors"     # the golden run's two driving frames as a motion file
+    golden = load_golden(LP_FIXTURES / "golden_pipeline.safetensors")
+    frames = [KeypointInfo(**{f: golden[f"synth.driving{i}.{f}"] for f in FIELDS}).motion for i in (0, 1)]
+    save_motion(paths["motion"], MotionFile(MotionFrame.cat(frames), 25.0))
     paths["kf"] = folder / "path.json"
     paths["kf"].write_text(json.dumps({"fps": 25, "keyframes": [{"t": 0.0}, {"t": 0.08, "yaw": 20}]}))
     return paths
@@ -168,6 +176,10 @@ CASES = {
                                       "same file as --driving", _sym_link),
     "out-is-driving-landmarks": Case(VIDEO + " --out {drvlm}", "same file as --driving-landmarks"),
     "save-motion-is-driving": Case(VIDEO + OUT + " --save-motion {drv}", "same file as --driving"),
+    "out-is-motion": Case("video --source {src} --source-landmarks {srclm} --motion {motion} --out {motion}",
+                          "same file as --motion"),
+    "audio-save-motion-is-motion": Case(AUDIO + OUT + " --motion {motion} --save-motion {motion}",
+                                        "same file as --motion"),
     "audio-out-is-audio": Case("audio --source {src} --audio {aud} --out {aud}", "same file as --audio"),
     "still-is-source": Case(POSE + " --still {src}", "same file as --source"),
     "still-is-symlink-to-source": Case(POSE + " --still {out}/sym.png", "same file as --source", _sym_link_png),
