@@ -321,6 +321,7 @@ def _run_video(args: argparse.Namespace) -> None:
         raise TalkingHeadError(f"--source {args.source} is a video: re-animating a video needs --driving CLIP, not --motion")
     engine = _engine(args)
     source = None if source_video else _prepare(engine, args)
+    motion = None
     if args.motion:
         saved = load_motion(args.motion)
         job = engine.animate_driving_motion(source, saved.motion, saved.fps, options, render)
@@ -329,8 +330,6 @@ def _run_video(args: argparse.Namespace) -> None:
             # the whole clip's motion: --max-frames limits the rendering only
             motion = engine.extract_motion(args.driving, landmarks=args.driving_landmarks,
                                            crop=args.crop_driving, box=args.driving_box)
-            _make_parent(args.save_motion)
-            save_motion(args.save_motion, MotionFile(motion.to("cpu"), probe_video(args.driving).fps))
         driving = {"driving_landmarks": args.driving_landmarks, "crop_driving": args.crop_driving,
                    "driving_box": args.driving_box}
         if source is None:
@@ -339,6 +338,9 @@ def _run_video(args: argparse.Namespace) -> None:
         else:
             job = engine.animate_video(source, args.driving, options, render, **driving)
     _write(engine, job, args)
+    if motion is not None:  # after the video: a failed or stopped job writes nothing
+        _make_parent(args.save_motion)
+        save_motion(args.save_motion, MotionFile(motion.to("cpu"), probe_video(args.driving).fps))
 
 
 def _audio_options(args: argparse.Namespace):
@@ -364,10 +366,10 @@ def _run_audio(args: argparse.Namespace) -> None:
     source = _prepare(engine, args, settings)
     job = engine.animate_audio(source, args.audio, options, render, motion=saved.motion if saved else None,
                                fps=saved.fps if saved else AudioDriver.fps, progress=not args.quiet)
-    if args.save_motion:
+    _write(engine, job, args)
+    if args.save_motion:  # after the video: a failed or stopped job writes nothing
         _make_parent(args.save_motion)
         save_motion(args.save_motion, MotionFile(job.motion.to("cpu"), job.fps, source=source.info.to("cpu")))
-    _write(engine, job, args)
 
 
 def _run_pose(args: argparse.Namespace) -> None:
