@@ -45,6 +45,7 @@ import itertools
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -597,6 +598,12 @@ def build_app() -> gr.Blocks:
     return demo.queue(default_concurrency_limit=1, max_size=32)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a container or Space shutting down) stops the app like Ctrl-C: Gradio closes its server,
+    and the exit handlers remove the temporary files of unfinished outputs."""
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -606,6 +613,7 @@ if __name__ == "__main__":
 
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if ON_SPACES:
         preload_hub_weights()
     ENGINE.warm_up()

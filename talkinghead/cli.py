@@ -12,18 +12,29 @@ Every output carries a signed C2PA manifest declaring it AI-generated
 own credential); ``verify`` prints what a file's manifest says.
 
 Exit status: 0 on success, 2 on a user error (one line on stderr saying what
-was wrong; no output file is left behind), 130 when interrupted.
+was wrong; no output file is left behind), 130 when interrupted (Ctrl-C),
+143 when stopped by SIGTERM (e.g. a container shutting down; the partial
+output is removed as for Ctrl-C).
+
+Every option and output path is checked before any work (:func:`check_job`):
+value ranges, the output suffix, an output that is one of the inputs, an
+output location that cannot be written (read-only, full disk), ``--device
+cuda`` without a GPU.  Missing folders of an output path are created.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
-from .errors import TalkingHeadError
+from .errors import ControlError, TalkingHeadError
 
 _FLAG_NAMES = {"x": "head-x", "y": "head-y", "scale": "head-scale"}
 """Control name → CLI flag name where the bare name would be unclear."""
@@ -243,15 +254,66 @@ def _engine(args: argparse.Namespace):
                                   revision={k: v for k, v in revision.items() if v is not None} or None)
 
 
+def _source_photo(path: str):
+    """``--source`` as :meth:`Engine.prepare_source` takes it: the path of a photo, or, for a video of
+    one frame (e.g. a single-frame mp4), that frame as an (H, W, 3) uint8 RGB array."""
+    from .errors import MediaError
+    from .media.video import VideoReader, probe_video
+
+    try:
+        one_frame = probe_video(path).n_frames == 1
+    except MediaError:
+        return path
+    if not one_frame:
+        return path
+    with VideoReader(path, max_frames=1) as reader:
+        frame = next(iter(reader), None)
+    return path if frame is None else frame
+
+
+def _prepare(engine, args: argparse.Namespace, settings=None):
+    return engine.prepare_source(_source_photo(args.source), landmarks=args.source_landmarks, settings=settings)
+
+
 def _engine_and_source(args: argparse.Namespace):
     engine = _engine(args)
-    return engine, engine.prepare_source(args.source, landmarks=args.source_landmarks)
+    return engine, _prepare(engine, args)
+
+
+_CREATED_FOLDERS: list[Path] = []
+"""Folders this run created for its outputs (removed again, when still empty, if the job fails)."""
 
 
 def _make_parent(path: str | None) -> None:
-    """Create the folder of an output file given on the command line (e.g. ``--out outputs/a.mp4``)."""
-    if path:
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    """Create the folder of an output file given on the command line (e.g. ``--out outputs/a.mp4``).
+
+    Raises:
+        TalkingHeadError: the folder cannot be created (one line).
+    """
+    if not path:
+        return
+    folder = Path(path).expanduser().parent
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise TalkingHeadError(f"cannot create the output folder {folder} ({exc.strerror}); "
+                                   "choose another output path") from None
+        _CREATED_FOLDERS.append(folder)
+
+
+def _remove_created_folders() -> None:
+    while _CREATED_FOLDERS:
+        try:
+            _CREATED_FOLDERS.pop().rmdir()
+        except OSError:
+            pass
 
 
 def _provenance(args: argparse.Namespace):
@@ -314,16 +376,16 @@ def _run_video(args: argparse.Namespace) -> None:
     if source_video and args.provenance:
         args.provenance_options = dataclasses.replace(args.provenance_options, job="source-video")
     engine = _engine(args)
-    source = None if source_video else engine.prepare_source(args.source, landmarks=args.source_landmarks)
+    source = None if source_video else _prepare(engine, args)
+    motion = None
     if args.motion:
         saved = load_motion(args.motion)
         job = engine.animate_driving_motion(source, saved.motion, saved.fps, options, render)
     else:
         if args.save_motion:
+            # the whole clip's motion: --max-frames limits the rendering only
             motion = engine.extract_motion(args.driving, landmarks=args.driving_landmarks,
-                                           max_frames=args.max_frames, crop=args.crop_driving, box=args.driving_box)
-            _make_parent(args.save_motion)
-            save_motion(args.save_motion, MotionFile(motion.to("cpu"), probe_video(args.driving).fps))
+                                           crop=args.crop_driving, box=args.driving_box)
         driving = {"driving_landmarks": args.driving_landmarks, "crop_driving": args.crop_driving,
                    "driving_box": args.driving_box}
         if source is None:
@@ -332,30 +394,38 @@ def _run_video(args: argparse.Namespace) -> None:
         else:
             job = engine.animate_video(source, args.driving, options, render, **driving)
     _write(engine, job, args)
+    if motion is not None:  # after the video: a failed or stopped job writes nothing
+        _make_parent(args.save_motion)
+        save_motion(args.save_motion, MotionFile(motion.to("cpu"), probe_video(args.driving).fps))
 
 
-def _run_audio(args: argparse.Namespace) -> None:
-    from .drivers.audio.driver import AudioDriver
+def _audio_options(args: argparse.Namespace):
     from .engine import AudioJobOptions
-    from .motion.io import MotionFile, load_motion, save_motion
 
-    options = AudioJobOptions(
+    return AudioJobOptions(
         config=args.ditto_config, steps=args.steps, seed=args.seed, emotion=args.emotion, blinks=args.blinks,
         expression_scale=args.expression_scale, still=args.still, pose_from=args.pose_from,
         pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend,
     )
+
+
+def _run_audio(args: argparse.Namespace) -> None:
+    from .drivers.audio.driver import AudioDriver
+    from .motion.io import MotionFile, load_motion, save_motion
+
+    options = _audio_options(args)
     render = _render_options(args)
     saved = load_motion(args.motion) if args.motion else None
     engine = _engine(args)
     # Ditto's size/crop rules when motion is generated here; a saved motion file needs no Ditto file.
     settings = None if saved else engine.audio_source_settings(options)
-    source = engine.prepare_source(args.source, landmarks=args.source_landmarks, settings=settings)
+    source = _prepare(engine, args, settings)
     job = engine.animate_audio(source, args.audio, options, render, motion=saved.motion if saved else None,
                                fps=saved.fps if saved else AudioDriver.fps, progress=not args.quiet)
-    if args.save_motion:
+    _write(engine, job, args)
+    if args.save_motion:  # after the video: a failed or stopped job writes nothing
         _make_parent(args.save_motion)
         save_motion(args.save_motion, MotionFile(job.motion.to("cpu"), job.fps, source=source.info.to("cpu")))
-    _write(engine, job, args)
 
 
 def _run_pose(args: argparse.Namespace) -> None:
@@ -363,8 +433,6 @@ def _run_pose(args: argparse.Namespace) -> None:
     from .motion.controls import Controls
     from .motion.keyframes import read_keyframes
 
-    if args.keyframes and not args.out:
-        raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
     render = _render_options(args)
     track = read_keyframes(args.keyframes) if args.keyframes else None
     engine, source = _engine_and_source(args)
@@ -395,18 +463,118 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 1 if report.validation_state == "Invalid" else 0
 
 
+_INPUTS = {
+    "video": ("source", "driving", "motion", "source_landmarks", "driving_landmarks"),
+    "audio": ("source", "audio", "motion", "source_landmarks", "ditto_config", "pose_from", "pose_from_landmarks"),
+    "pose": ("source", "keyframes", "source_landmarks"),
+}
+"""Input-file options of each job (an output may be none of them)."""
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _outputs(args: argparse.Namespace) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """(option, path, allowed suffixes, kind) of every output file the job will write."""
+    from .media.image import SAVE_SUFFIXES
+    from .media.video import WRITE_SUFFIXES
+
+    outputs = []
+    if args.command == "pose" and args.still:
+        outputs.append(("--still", args.still, SAVE_SUFFIXES, "image"))
+    elif args.out:
+        outputs.append(("--out", args.out, WRITE_SUFFIXES, "video"))
+    if getattr(args, "save_motion", None) and not (args.command == "video" and args.motion):  # video: ignored then
+        outputs.append(("--save-motion", args.save_motion, (".safetensors",), "motion file"))
+    return outputs
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file: the same inode (hard or symbolic links) or the same resolved path."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+        return pa.resolve() == pb.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def check_job(args: argparse.Namespace) -> None:
+    """Check every option and output path of a parsed command line before any work.
+
+    Raises:
+        TalkingHeadError: an option out of range (ControlError), ``--device
+            cuda`` without a usable GPU, an output with an unsupported
+            suffix, an output that is one of the job's input files (it would
+            be destroyed), or an output location that cannot be written
+            (MediaError: read-only, permission, disk full, a file where a
+            folder should be).
+    """
+    from .engine import resolve_device
+    from .media._files import check_output
+
+    if args.command == "pose" and args.keyframes and not args.out:
+        raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
+    _render_options(args)  # ranges of controls, smoothing and enhancement
+    if args.command == "audio":
+        from .drivers.audio.condition import emotion_sequence
+
+        _audio_options(args)  # ranges of --expression-scale, --pose-blend
+        if args.emotion is not None:
+            emotion_sequence(args.emotion)
+    if args.command == "video" and not math.isfinite(args.driving_multiplier):
+        raise ControlError(f"--driving-multiplier must be a finite number, got {args.driving_multiplier}")
+    resolve_device(args.device)
+    inputs = [(_flag(name), getattr(args, name)) for name in _INPUTS[args.command] if getattr(args, name, None)]
+    for option, path, suffixes, kind in _outputs(args):
+        for input_option, input_path in inputs:
+            if _same_file(path, input_path):
+                raise TalkingHeadError(
+                    f"{option} {path} is the same file as {input_option} {input_path}: writing it would destroy "
+                    "the input; choose another output path")
+        check_output(path, suffixes, kind)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that every ``with`` block cleans up as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the job. Returns the process exit status."""
+    """Parse ``argv``, check it (:func:`check_job`) and run the job. Returns the process exit status."""
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    ok = False
     try:
         if args.command == "verify":
             return _run_verify(args)
+        check_job(args)
         args.provenance_options = _provenance(args)
         {"video": _run_video, "audio": _run_audio, "pose": _run_pose}[args.command](args)
+        ok = True
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("stopped by SIGTERM; no output was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted; no output was written", file=sys.stderr)
         return 130
+    except OSError as e:  # a file-system failure no check foresaw: still one line
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    finally:
+        if not ok:
+            _remove_created_folders()
+        _CREATED_FOLDERS.clear()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0

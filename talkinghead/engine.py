@@ -123,9 +123,9 @@ class VideoJob:
         fps: frame rate, Hz.
         n_frames: expected number of frames (for progress bars).
         audio: audio track to mux, or None.
-        motion: the absolute motion sequence being rendered (audio and
-            motion-file jobs), e.g. to save it as a motion file; None for
-            video-driven jobs.
+        motion: the whole absolute motion sequence of the job (audio and
+            motion-file jobs; smoothed, not cut to ``max_frames``), e.g. to
+            save it as a motion file; None for video-driven jobs.
     """
 
     frames: Iterator[np.ndarray]
@@ -176,6 +176,20 @@ class AudioJobOptions:
     pose_from: str | os.PathLike | None = None
     pose_from_landmarks: str | os.PathLike | None = None
     pose_blend: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Check the numeric options at once, before any work.
+
+        Raises:
+            ControlError: ``expression_scale`` outside 0..3, ``pose_blend``
+                outside 0..1, or ``steps`` not positive.
+        """
+        if not 0.0 <= self.expression_scale <= 3.0:  # also rejects NaN
+            raise ControlError(f"expression scale must be between 0 and 3, got {self.expression_scale}")
+        if not 0.0 <= self.pose_blend <= 1.0:
+            raise ControlError(f"pose blend must be between 0 and 1, got {self.pose_blend}")
+        if self.steps is not None and self.steps < 1:
+            raise ControlError(f"diffusion steps must be a positive integer, got {self.steps}")
 
 
 @dataclass(frozen=True)
@@ -711,7 +725,8 @@ class Engine:
         """
         if controls is not None and len(controls) != motion.batch_size:
             raise ControlError(f"{len(controls)} controls for {motion.batch_size} motion frames: give one per frame")
-        motion = smooth_motion(motion.to(self.device), render.smoothing)[: render.max_frames or motion.batch_size]
+        whole = smooth_motion(motion.to(self.device), render.smoothing)
+        motion = whole[: render.max_frames or whole.batch_size]
         if controls is None:
             controls = [render.controls or Controls()] * motion.batch_size
         stitch_mlp = self.networks.stitching.stitching if stitching else None
@@ -727,12 +742,12 @@ class Engine:
                     x_d = keypoints_from_motion(apply_controls(chunk, chunk_controls), source.info, stitch_mlp, offsets)
                 yield from self._faces(source, x_s, x_d, render)
 
-        return VideoJob(frames=frames(), fps=fps, n_frames=motion.batch_size, audio=audio, motion=motion)
+        return VideoJob(frames=frames(), fps=fps, n_frames=motion.batch_size, audio=audio, motion=whole)
 
     def animate_keyframes(self, source: PreparedSource, track: KeyframeTrack,
                           render: RenderOptions = RenderOptions()) -> VideoJob:
         """A still photo animated along a pose path (keyframed controls), at the track's fps."""
-        controls = sample_controls(track)
+        controls = sample_controls(track, render.max_frames)  # only the frames rendered
         motion = MotionFrame.cat([source.info.motion] * len(controls))
         return self.animate_motion(source, motion, track.fps, render, controls=controls)
 

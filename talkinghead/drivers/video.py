@@ -17,6 +17,7 @@ of a clip are held in memory, never its frames.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import ControlError, MediaError
+from ..errors import ControlError, MediaError, NoFaceError, WeightsError
 from ..face.crop import DRIVING_BOX_MODES, NETWORK_SIZE, DrivingBoxMode, average_box, crop_box, driving_box, smooth_boxes
 from ..face.landmarks import LandmarkProvider
 from ..face.ratios import liveportrait_ratios
@@ -107,6 +108,10 @@ class VideoDriver:
 
     Raises:
         MediaError: the file is missing or not a video.
+        NoFaceError: ``crop="auto"`` on a square clip (used uncropped, as an
+            already cropped face video) whose first frame shows no face
+            according to ``landmarks`` (checked when it is given; a detector
+            that cannot be loaded only warns).
         ValueError: a landmark provider is needed but none was given.
         ControlError: an unknown ``box`` mode.
     """
@@ -126,11 +131,35 @@ class VideoDriver:
         if (self.cropped or need_ratios) and landmarks is None:
             raise ValueError("a landmark provider is needed to crop driving frames or measure eye/lip ratios")
         self.landmarks = landmarks
+        if crop == "auto" and not self.cropped and landmarks is not None:
+            self._check_first_face(landmarks)
         self.max_frames = max_frames
         self.batch_size = batch_size
         self.fps = self.info.fps
         self.n_frames = min(self.info.n_frames, max_frames) if max_frames else self.info.n_frames
         self.has_audio = self.info.has_audio
+
+    def _check_first_face(self, landmarks: LandmarkProvider) -> None:
+        """A square clip is taken as an already cropped face video: check its first frame shows a face.
+
+        Raises:
+            NoFaceError: no face in the first frame.
+        """
+        with VideoReader(self.path, max_frames=1) as reader:
+            frame = next(iter(reader), None)
+        if frame is None:
+            return  # no decodable frame: reported when the frames are read
+        try:
+            found = landmarks.landmarks(frame, 0)
+        except WeightsError as exc:  # no detector here: the clip is used as it is
+            warnings.warn(f"could not check that the square driving video {self.path} shows a face: {exc}",
+                          stacklevel=3)
+            return
+        if found is None:
+            raise NoFaceError(
+                f"no face was found in the first frame of driving video {self.path} (a square clip is used as an "
+                "already cropped face video): use a video that shows a face, or --crop-driving on to find the "
+                "face in every frame")
 
     def _reader(self) -> VideoReader:
         return VideoReader(self.path, max_frames=self.max_frames, fps=self.fps)

@@ -67,7 +67,9 @@ class JsonLandmarks:
 
     Raises:
         MediaError: when the file is missing, is not JSON, or does not follow
-            that format (the message names the file and the offending field).
+            that format (the message names the file and the offending field),
+            or a frame's points are no usable face (:func:`landmark_problem`;
+            the message names the file and the frame).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -77,7 +79,7 @@ class JsonLandmarks:
         self.height: int = _positive_int(doc, "height", self.path)
         self.n_frames: int = _positive_int(doc, "n_frames", self.path)
         self.fps: float | None = _optional_fps(doc, self.path)
-        self._frames = _parse_frames(doc, self.n_frames, self.path)
+        self._frames = _parse_frames(doc, self.n_frames, self.path, self.width, self.height)
 
     def landmarks(self, image: np.ndarray, frame_index: int = 0) -> np.ndarray | None:
         """Landmarks stored for frame ``frame_index``.
@@ -142,21 +144,63 @@ def _optional_fps(doc: dict[str, Any], path: Path) -> float | None:
     return float(fps)
 
 
-def _parse_frames(doc: dict[str, Any], n_frames: int, path: Path) -> list[np.ndarray | None]:
+def _parse_frames(doc: dict[str, Any], n_frames: int, path: Path, width: int, height: int) -> list[np.ndarray | None]:
     frames = doc.get("frames")
     if not isinstance(frames, list) or len(frames) != n_frames:
         got = f"{len(frames)} entries" if isinstance(frames, list) else repr(type(frames).__name__)
         raise _format_error(path, f"'frames' must be a list of n_frames={n_frames} entries, got {got}")
-    return [None if frame is None else _parse_points(frame, index, path) for index, frame in enumerate(frames)]
+    return [None if frame is None else _parse_points(frame, index, path, width, height)
+            for index, frame in enumerate(frames)]
 
 
-def _parse_points(frame: Any, index: int, path: Path) -> np.ndarray:
+MIN_FACE_SPREAD_PX = 2.0
+"""Smallest width and height (pixels) of the box around a face's 68 points: below it the face is degenerate."""
+
+MAX_OUTSIDE_FRACTION = 0.5
+"""How far outside the image a landmark may lie, as a fraction of the image's width or height."""
+
+
+def landmark_problem(points: np.ndarray, width: int, height: int) -> str | None:
+    """Why a face's landmarks are unusable, or ``None`` when they are fine.
+
+    Args:
+        points: (68, 2) ``(x, y)`` pixels.
+        width, height: size of the image they belong to, pixels.
+
+    Returns:
+        ``None``, or a short reason: non-finite values; all points (nearly)
+        coinciding or on one line (the box around them narrower or lower
+        than :data:`MIN_FACE_SPREAD_PX`; such a face has no size to crop or
+        paste back); a point more than :data:`MAX_OUTSIDE_FRACTION` of the
+        image's size outside it.
+    """
+    if not np.isfinite(points).all():
+        return "its points are not all finite numbers"
+    extent = points.max(axis=0) - points.min(axis=0)
+    if (extent < MIN_FACE_SPREAD_PX).any():
+        return (f"its 68 points span only {extent[0]:.3g}x{extent[1]:.3g} px (they coincide or lie on a line), "
+                "which is no face")
+    margin = MAX_OUTSIDE_FRACTION * np.array([width, height], dtype=np.float64)
+    low, high = -margin, np.array([width, height], dtype=np.float64) - 1 + margin
+    outside = ((points < low) | (points > high)).any(axis=1)
+    if outside.any():
+        i = int(np.argmax(outside))
+        return (f"point {i} at ({points[i, 0]:.1f}, {points[i, 1]:.1f}) lies far outside the "
+                f"{width}x{height} image")
+    return None
+
+
+def _parse_points(frame: Any, index: int, path: Path, width: int, height: int) -> np.ndarray:
     try:
         points = np.asarray(frame, dtype=np.float32)
     except (TypeError, ValueError):
         points = None
     if points is None or points.shape != (NUM_LANDMARKS, 2) or not np.isfinite(points).all():
         raise _format_error(path, f"frame {index} must be null or {NUM_LANDMARKS} finite [x, y] pairs")
+    problem = landmark_problem(points, width, height)
+    if problem is not None:
+        raise MediaError(f"landmark file {path}, frame {index}: {problem}; "
+                         "use landmarks detected on this photo or video (or null for a frame without a face)")
     return points
 
 
@@ -241,6 +285,7 @@ class FaceAlignmentLandmarks:
             except Exception as exc:  # download, unpickling or device errors all mean "model unavailable"
                 raise WeightsError(
                     f"cannot load the face-alignment landmark model ({type(exc).__name__}: {exc}): "
-                    "connect to the internet once so it can download its weights"
+                    "connect to the internet once so it can download its weights, or give precomputed "
+                    "landmarks (--source-landmarks FILE.json, --driving-landmarks FILE.json)"
                 ) from exc
         return self._model

@@ -36,6 +36,8 @@ bit.
 from __future__ import annotations
 
 import math
+import os
+import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -86,7 +88,7 @@ class MotionFile:
 
 
 def save_motion(path: str | Path, data: MotionFile) -> None:
-    """Write ``data`` to ``path`` in the schema of this module (float32, CPU).
+    """Write ``data`` to ``path`` in the schema of this module (float32, CPU), atomically.
 
     Raises:
         ControlError: if the file cannot be written (missing folder, no
@@ -97,10 +99,20 @@ def save_motion(path: str | Path, data: MotionFile) -> None:
         tensors.update(_flatten(_SOURCE_PREFIX, KeypointInfo, data.source))
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "fps": repr(float(data.fps)),
                 "producer": data.producer}
+    target = Path(path)
+    # Written next to the target and renamed over it when complete: a failed write leaves nothing behind.
+    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(6)}.partial{target.suffix}")
     try:
-        save_file(tensors, str(path), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, target)
     except (OSError, SafetensorError) as exc:
-        raise ControlError(f"cannot write motion file {path} ({exc}); choose another location.") from exc
+        reason = getattr(exc, "strerror", None) or exc
+        raise ControlError(f"cannot write motion file {path} ({reason}); choose another location.") from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def load_motion(path: str | Path) -> MotionFile:

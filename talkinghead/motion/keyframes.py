@@ -189,15 +189,20 @@ def interpolate_values(times: np.ndarray, values: np.ndarray, eases: tuple[str, 
     )
 
 
-def sample_controls(track: KeyframeTrack) -> list[Controls]:
+def sample_controls(track: KeyframeTrack, max_frames: int | None = None) -> list[Controls]:
     """Per-frame controls of a keyframe track, frames at k / fps.
 
+    Args:
+        track: parsed keyframes.
+        max_frames: sample only the first ``max_frames`` frames (None: all).
+
     Returns:
-        ``track.n_frames`` :class:`Controls`.
+        ``min(track.n_frames, max_frames)`` :class:`Controls`.
     """
     names = list(CONTROL_SPECS)
     keyed = np.array([[getattr(c, n) for n in names] for c in track.controls])
-    frames = interpolate_values(np.array(track.times), keyed, track.eases, np.arange(track.n_frames) / track.fps)
+    n = track.n_frames if max_frames is None else min(track.n_frames, max_frames)
+    frames = interpolate_values(np.array(track.times), keyed, track.eases, np.arange(n) / track.fps)
     low, high = zip(*((spec.low, spec.high) for spec in CONTROL_SPECS.values()))
     frames = np.clip(frames, low, high)  # rounding only: interpolation stays between key values
     return [Controls(**dict(zip(names, map(float, row)))) for row in frames]
