@@ -218,7 +218,9 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``talkinghead`` argument parser (one subcommand per job, plus ``verify``)."""
-    parser = argparse.ArgumentParser(prog="python -m talkinghead", description="One portrait photo in, a talking-head video out.")
+    # "python -m talkinghead" when run as a module, "talkinghead" for the installed command (pyproject scripts).
+    prog = "python -m talkinghead" if Path(sys.argv[0]).name == "__main__.py" else "talkinghead"
+    parser = argparse.ArgumentParser(prog=prog, description="One portrait photo in, a talking-head video out.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,pose,verify}")
     _add_video(sub)
     _add_audio(sub)
