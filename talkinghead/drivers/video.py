@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import ControlError, MediaError
+from ..errors import ControlError, MediaError, NoFaceError
 from ..face.crop import DRIVING_BOX_MODES, NETWORK_SIZE, DrivingBoxMode, average_box, crop_box, driving_box, smooth_boxes
 from ..face.landmarks import LandmarkProvider
 from ..face.ratios import liveportrait_ratios
@@ -36,6 +36,9 @@ from ..motion.frame import MotionFrame
 from ..motion.keypoints import keypoint_info_from_raw
 
 CropMode = Literal["auto", "on", "off"]
+
+FACE_CHECK_FRAMES = 25
+"""An uncropped ("auto", square) driving clip is refused when none of its first this many frames shows a face."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class VideoDriver:
 
     Raises:
         MediaError: the file is missing or not a video.
+        NoFaceError: ``crop="auto"`` on a square clip (used uncropped) and
+            none of its first :data:`FACE_CHECK_FRAMES` frames shows a face
+            (checked with ``landmarks`` when given).
         ValueError: a landmark provider is needed but none was given.
         ControlError: an unknown ``box`` mode.
     """
@@ -131,14 +137,50 @@ class VideoDriver:
         self.fps = self.info.fps
         self.n_frames = min(self.info.n_frames, max_frames) if max_frames else self.info.n_frames
         self.has_audio = self.info.has_audio
+        if crop == "auto" and not self.cropped and not need_ratios and landmarks is not None:
+            self._check_face()
 
     def _reader(self) -> VideoReader:
         return VideoReader(self.path, max_frames=self.max_frames, fps=self.fps)
 
     def _all_landmarks(self) -> list[np.ndarray | None]:
-        """First pass: 68-point landmarks of every frame (None where no face)."""
+        """First pass: 68-point landmarks of every frame (None where no face), asked by decoded frame index.
+
+        Raises:
+            MediaError: a landmark file (a provider with ``n_frames``) holds
+                another number of frames than the clip decodes to.
+        """
+        expected = getattr(self.landmarks, "n_frames", None)
+        points = []
         with self._reader() as reader:
-            return [self.landmarks.landmarks(frame, i) for i, frame in enumerate(reader)]
+            for index, frame in reader.indexed():
+                if expected is not None and index >= expected:
+                    raise self._count_mismatch(expected)
+                points.append(self.landmarks.landmarks(frame, index))
+            decoded = reader.decoded_frames
+        read_all = self.max_frames is None or len(points) < self.max_frames
+        if expected is not None and read_all and decoded != expected:
+            raise self._count_mismatch(expected)
+        return points
+
+    def _count_mismatch(self, expected: int) -> MediaError:
+        name = getattr(self.landmarks, "path", "the landmark file")
+        return MediaError(f"landmark file {name} has {expected} frames but driving video {self.path} has "
+                          f"{self.info.n_frames}: use the landmark file made for this video")
+
+    def _check_face(self) -> None:
+        """An uncropped clip must show a face in one of its first :data:`FACE_CHECK_FRAMES` frames.
+
+        Raises:
+            NoFaceError: none of them does.
+        """
+        with VideoReader(self.path, max_frames=FACE_CHECK_FRAMES) as reader:
+            for index, frame in reader.indexed():
+                if self.landmarks.landmarks(frame, index) is not None:
+                    return
+        raise NoFaceError(f"no face found in the first {min(FACE_CHECK_FRAMES, self.info.n_frames)} frames of "
+                          f"driving video {self.path}: use a clip that shows a face (or --crop-driving off to "
+                          "use its frames as they are)")
 
     def inputs(self) -> Iterator[DrivingInput]:
         """The network input of every frame, in order (decoded lazily; landmarks first when needed).
@@ -148,9 +190,12 @@ class VideoDriver:
         uncropped ones are resized bilinearly, as in LivePortrait.
 
         Raises:
-            NoFaceError: cropping is on and no frame shows a face.
+            NoFaceError: cropping (or ratios) asked for and no frame shows a face.
+            MediaError: a landmark file that does not have the clip's frame count.
         """
         points = self._all_landmarks() if (self.cropped or self.need_ratios) else None
+        if points is not None and all(p is None for p in points):
+            raise NoFaceError(f"no face found in any frame of driving video {self.path}: use a clip that shows a face")
         boxes = None
         if self.cropped:
             per_frame = [None if p is None else driving_box(p) for p in points]
