@@ -484,7 +484,7 @@ IMAGE_ROWS = [
     Row("image/one-frame-video-as-photo", "still", make_photo(one_frame_video, d0_frame_landmarks),
         check=check_one_frame_video_photo),
     Row("image/video-as-photo", "still", lambda ctx: {"--source": copy_in(ctx, D9, "clip.mp4")},
-        refused=("is a video", "not a photo"), name_in_message="--source"),
+        refused=("is a video", "not an image"), name_in_message="--source"),
 ]
 
 

@@ -192,7 +192,7 @@ def _single_video_frame(path: Path) -> np.ndarray | None:
     except MediaError:
         return None
     if info.n_frames > 1:
-        raise MediaError(f"{path} is a video ({info.n_frames} frames), not a photo; give a photo, or use the video "
+        raise MediaError(f"{path} is a video ({info.n_frames} frames), not an image; give a photo, or use the video "
                          "job, which re-animates a video given as --source")
     with VideoReader(path, max_frames=1) as reader:
         return next(iter(reader), None)
