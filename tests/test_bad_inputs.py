@@ -645,6 +645,22 @@ def no_face_clip(ctx: Ctx, square: bool) -> dict:
     return {"--driving": clip, "--driving-landmarks": write_landmarks(ctx.folder / "coffee.json", [None] * 5, w, h, 25)}
 
 
+class _NoDetector:
+    """A landmark provider whose model cannot be loaded (as face-alignment offline without its weights)."""
+
+    def landmarks(self, image: np.ndarray, frame_index: int = 0) -> np.ndarray | None:
+        raise WeightsError("cannot load the face-alignment landmark model (offline)")
+
+
+def check_unchecked_clip(ctx: Ctx, options: dict) -> None:
+    """A square clip when no detector can run: used as it is (as before the face check), with a warning that says so."""
+    from talkinghead.drivers.video import VideoDriver
+
+    with pytest.warns(UserWarning, match=r"coffee_square\.mp4 was not checked for a face.*--driving-landmarks"):
+        driver = VideoDriver(options["--driving"], ctx.engine().networks.motion, landmarks=_NoDetector())
+    assert not driver.cropped and sum(batch.motion.batch_size for batch in driver) == 5
+
+
 VIDEO_ROWS = [
     Row("video/random-bytes", "video", lambda ctx: {"--driving": random_bytes("clip.mp4")(ctx)},
         refused=("not a readable video file",), name_in_message="--driving"),
@@ -659,6 +675,8 @@ VIDEO_ROWS = [
     Row("video/no-face-square-clip-detected", "video",
         lambda ctx: {**no_face_clip(ctx, square=True), "--driving-landmarks": None},
         refused=("no face",), name_in_message="--driving"),
+    Row("video/no-face-square-clip-no-detector", "video", lambda ctx: no_face_clip(ctx, square=True),
+        check=lambda ctx, o: check_unchecked_clip(ctx, o)),
     Row("video/one-frame", "video",
         lambda ctx: {"--driving": d0_cut(ctx, 1, "one.mp4"),
                      "--driving-landmarks": write_landmarks(ctx.folder / "one.json", points_of("lp_d0.mp4")[:1], 512, 512, 25)},

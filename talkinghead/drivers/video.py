@@ -17,6 +17,7 @@ of a clip are held in memory, never its frames.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import ControlError, MediaError, NoFaceError
+from ..errors import ControlError, MediaError, NoFaceError, WeightsError
 from ..face.crop import DRIVING_BOX_MODES, NETWORK_SIZE, DrivingBoxMode, average_box, crop_box, driving_box, smooth_boxes
 from ..face.landmarks import LandmarkProvider
 from ..face.ratios import liveportrait_ratios
@@ -112,7 +113,8 @@ class VideoDriver:
         MediaError: the file is missing or not a video.
         NoFaceError: ``crop="auto"`` on a square clip (used uncropped) and
             none of its first :data:`FACE_CHECK_FRAMES` frames shows a face
-            (checked with ``landmarks`` when given).
+            (checked with ``landmarks`` when given; skipped with a warning
+            when that provider cannot load its model).
         ValueError: a landmark provider is needed but none was given.
         ControlError: an unknown ``box`` mode.
     """
@@ -171,12 +173,22 @@ class VideoDriver:
     def _check_face(self) -> None:
         """An uncropped clip must show a face in one of its first :data:`FACE_CHECK_FRAMES` frames.
 
+        When the landmark provider cannot work (:class:`WeightsError`: the
+        default detector's weights cannot be downloaded offline) the check is
+        skipped with a warning, and the clip is used as it is.
+
         Raises:
             NoFaceError: none of them does.
         """
         with VideoReader(self.path, max_frames=FACE_CHECK_FRAMES) as reader:
             for index, frame in reader.indexed():
-                if self.landmarks.landmarks(frame, index) is not None:
+                try:
+                    found = self.landmarks.landmarks(frame, index)
+                except WeightsError as error:
+                    warnings.warn(f"driving video {self.path} was not checked for a face ({error}); it is used as it "
+                                  "is (give --driving-landmarks to check it)", stacklevel=2)
+                    return
+                if found is not None:
                     return
         raise NoFaceError(f"no face found in the first {min(FACE_CHECK_FRAMES, self.info.n_frames)} frames of "
                           f"driving video {self.path}: use a clip that shows a face (or --crop-driving off to "
