@@ -18,14 +18,13 @@ points are covered by tests/test_bad_outputs.py.
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import shutil
 import struct
 import wave
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -40,7 +39,7 @@ from PIL import Image
 from talkinghead.cli import main
 from talkinghead.errors import WeightsError
 from talkinghead.face.landmarks import largest_face
-from talkinghead.media.audio import load_audio, probe_audio
+from talkinghead.media.audio import load_audio
 from talkinghead.media.image import load_image
 from talkinghead.media.video import VideoReader, probe_video
 from talkinghead.motion.keyframes import read_keyframes, sample_controls
@@ -215,6 +214,7 @@ class Row:
         refused: key phrases of the one-line error (exit 2); ``()`` = accepted.
         check: for accepted rows, ``check(ctx, options)`` asserts the result.
         name_in_message: option whose file name the error must name.
+        flags: extra CLI flags for the row (e.g. ``--crop-driving on`` so that a landmark file is read).
     """
 
     id: str
@@ -223,7 +223,7 @@ class Row:
     refused: tuple[str, ...] = ()
     check: Callable[[Ctx, dict], None] | None = None
     name_in_message: str | None = None
-    flags: tuple[str, ...] = field(default=())
+    flags: tuple[str, ...] = ()
 
 
 def _jobs(ctx: Ctx, out: Path) -> dict[str, dict]:
@@ -362,12 +362,12 @@ def d0_frame_landmarks(ctx: Ctx, path: Path) -> Path:
     return write_landmarks(ctx.folder / "frame0.json", [points_of("lp_d0.mp4")[0]], 512, 512)
 
 
-def mode_row(name: str, mode: str, tolerance: float, original: Path = ASTRONAUT, **save) -> Row:
+def mode_row(row_id: str, name: str, mode: str, tolerance: float, original: Path = ASTRONAUT, **save) -> Row:
     def build(ctx: Ctx) -> Path:
         image = Image.open(original).convert("RGB")
         converted = image.quantize(256) if mode == "P" else image.convert(mode)
         return img(ctx, name, converted, **save)
-    return Row(f"image/{mode.lower()}-{name.rsplit('.', 1)[1]}", "still", make_photo(build),
+    return Row(row_id, "still", make_photo(build),
                check=prepared_like_original(original, tolerance))
 
 
@@ -451,14 +451,14 @@ IMAGE_ROWS = [
         refused=("no face found",), name_in_message="--source"),
     Row("image/two-faces", "still", make_photo(two_faces), check=check_two_faces),
     Row("image/tiny-face-64px", "still", make_photo(tiny_face, tiny_face_landmarks), check=check_tiny_face),
-    mode_row("cmyk.jpg", "CMYK", 3.0, quality=95),
+    mode_row("image/cmyk-jpeg", "cmyk.jpg", "CMYK", 3.0, quality=95),
     Row("image/rgb-16bit-png", "still", make_photo(png16), check=prepared_like_original(ASTRONAUT, 0.0)),
     Row("image/grey-16bit-png", "still", make_photo(grey16), check=check_grey16),
     Row("image/rgba-png", "still", make_photo(rgba), check=check_rgba),
     Row("image/greyscale-png", "still",
         make_photo(lambda ctx: img(ctx, "grey.png", Image.open(ASTRONAUT).convert("L"))),
         check=lambda ctx, o: prepared_like_original(grey_original(ctx), 0.0)(ctx, o)),
-    mode_row("palette.png", "P", 12.0),
+    mode_row("image/palette-png", "palette.png", "P", 12.0),
     Row("image/exif-orientation-6", "still",
         make_photo(exif_rotated(6), lambda ctx, p: landmarks_json("dt_male_face.png")),
         check=prepared_like_original(MALE, 3.0)),

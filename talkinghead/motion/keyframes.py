@@ -122,8 +122,9 @@ def parse_keyframes(text: str, where: str = "keyframes") -> KeyframeTrack:
 
     Raises:
         ControlError: invalid JSON, a missing or empty ``keyframes`` list, a
-            bad ``fps``, unknown keys or control names, non-numeric values,
-            negative or non-increasing times, or an unknown ease.
+            bad ``fps`` (not in (0, :data:`MAX_FPS`]), unknown keys or control
+            names, non-numeric values, negative or non-increasing times, a
+            last time past :data:`MAX_DURATION_S`, or an unknown ease.
     """
     try:
         document = json.loads(text)
