@@ -256,25 +256,8 @@ def _engine(args: argparse.Namespace):
                                   revision={k: v for k, v in revision.items() if v is not None} or None)
 
 
-def _source_photo(path: str):
-    """``--source`` as :meth:`Engine.prepare_source` takes it: the path of a photo, or, for a video of
-    one frame (e.g. a single-frame mp4), that frame as an (H, W, 3) uint8 RGB array."""
-    from .errors import MediaError
-    from .media.video import VideoReader, probe_video
-
-    try:
-        one_frame = probe_video(path).n_frames == 1
-    except MediaError:
-        return path
-    if not one_frame:
-        return path
-    with VideoReader(path, max_frames=1) as reader:
-        frame = next(iter(reader), None)
-    return path if frame is None else frame
-
-
 def _prepare(engine, args: argparse.Namespace, settings=None):
-    return engine.prepare_source(_source_photo(args.source), landmarks=args.source_landmarks, settings=settings)
+    return engine.prepare_source(args.source, landmarks=args.source_landmarks, settings=settings)
 
 
 def _engine_and_source(args: argparse.Namespace):

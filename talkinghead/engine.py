@@ -46,7 +46,7 @@ from .drivers.audio.stream import iter_audio_chunks, stream_motion
 from .drivers.audio.windows import SHIPPED_ONLINE
 from .drivers.video import CropMode, DrivingBatch, VideoDriver, fill_missing, ratios_from_landmarks
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
-from .errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
+from .errors import ControlError, MediaError, NoFaceError, TalkingHeadError, WeightsError
 from .face.crop import DrivingBoxMode, FaceCrop, crop_face, transform_points
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
 from .face.paste import paste_back as paste_face
@@ -868,8 +868,13 @@ class Engine:
         settings = self.audio_driver_options(options)
         windows = window_count(frame_count(samples.size), settings.windows)
         with tqdm(total=windows, unit="window", desc="audio to motion", disable=not progress) as bar:
-            motion = driver.generate(samples, source.raw, self._eye_conditions(source), settings,
-                                     on_window=lambda _: bar.update())
+            try:
+                motion = driver.generate(samples, source.raw, self._eye_conditions(source), settings,
+                                         on_window=lambda _: bar.update())
+            except MediaError as error:  # empty or silent: say which file
+                if isinstance(audio, np.ndarray):
+                    raise
+                raise MediaError(f"{audio}: {error}") from error
         return self._edit_motion(source, motion, options, self._reference_pose(options))
 
     def stream_audio(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray | Iterable[np.ndarray],

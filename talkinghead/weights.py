@@ -245,8 +245,8 @@ def read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
     rebuilds tensors and plain containers.
 
     Raises:
-        WeightsError: the file is missing, truncated, not a checkpoint, or
-            a pickle that would execute code / build other objects (the
+        WeightsError: the file is missing, truncated, not a checkpoint (a
+            Git LFS pointer, an HTML page...), or a pickle that would execute code / build other objects (the
             message names the file and the globals it refers to that
             ``weights_only`` does not allow, read statically by
             :func:`torch.serialization.get_unsafe_globals_in_checkpoint`;
@@ -260,6 +260,7 @@ def read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
+        _check_torch_file(path)
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise WeightsError(_refusal(path, e)) from e
@@ -268,6 +269,28 @@ def read_checkpoint(path: str | os.PathLike) -> Mapping[str, Any]:
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return obj
+
+
+_LFS_POINTER = b"version https://git-lfs"
+_TORCH_MAGICS = (b"PK\x03\x04", b"\x80")  # torch.save's zip format; the legacy format (a pickle, protocol >= 2)
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse, by its first bytes, a file that cannot be a ``torch.save`` checkpoint at all.
+
+    Raises:
+        WeightsError: a Git LFS pointer (the repository was cloned without
+            the large files), or any other file that is neither torch.save's
+            zip format nor its legacy pickle format (e.g. an HTML error page).
+    """
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(_LFS_POINTER):
+        raise WeightsError(f"{path}: not a readable checkpoint: it is a Git LFS pointer, not the file itself; "
+                           "fetch the real file (git lfs pull) or download it again")
+    if not head.startswith(_TORCH_MAGICS):
+        raise WeightsError(f"{path}: not a readable checkpoint (it is not a torch.save file; truncated, corrupt or "
+                           "another kind of file?); delete it so it is downloaded again")
 
 
 def unsafe_globals(path: str | os.PathLike) -> list[str]:

@@ -229,7 +229,7 @@ CASES = {
     # a square driving clip without a face
     "square-driving-clip-without-face": Case(
         "video --source {src} --source-landmarks {srclm} --driving {in}/noface.mp4 --driving-landmarks {in}/noface.json"
-        + OUT, "no face was found in the first frame of driving video", _no_face_square_clip),
+        + OUT, "no face found in the first 3 frames of driving video", _no_face_square_clip),
 }
 
 
@@ -431,7 +431,7 @@ def test_long_keyframe_path_is_sampled_only_to_max_frames(engine) -> None:
     from talkinghead.engine import RenderOptions
     from talkinghead.motion.keyframes import parse_keyframes, sample_controls
 
-    track = parse_keyframes(json.dumps({"fps": 25, "keyframes": [{"t": 0.0}, {"t": 36000.0, "yaw": 20}]}), "ten hours")
+    track = parse_keyframes(json.dumps({"fps": 25, "keyframes": [{"t": 0.0}, {"t": 3600.0, "yaw": 20}]}), "one hour")
     assert len(sample_controls(track, 3)) == 3
     source = engine.prepare_source(ASTRONAUT, landmarks=landmarks_json("astronaut.png"))
     started = time.perf_counter()
@@ -466,7 +466,7 @@ def test_square_clip_without_face_found_by_the_detector(inputs, tmp_path: Path, 
     rc = main(["video", "--source", str(inputs["src"]), "--source-landmarks", str(inputs["srclm"]),
                "--driving", str(tmp_path / "in" / "noface.mp4"), "--out", str(tmp_path / "o.mp4"),
                "--weights", str(lp_weights_dir), "--device", "cpu", "--quiet"])
-    assert rc == 2 and "no face was found" in capsys.readouterr().err
+    assert rc == 2 and "no face found" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
 
 

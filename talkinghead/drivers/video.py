@@ -38,6 +38,9 @@ from ..motion.keypoints import keypoint_info_from_raw
 
 CropMode = Literal["auto", "on", "off"]
 
+FACE_CHECK_FRAMES = 25
+"""An uncropped ("auto", square) driving clip is refused when none of its first this many frames shows a face."""
+
 
 @dataclass(frozen=True)
 class DrivingBatch:
@@ -108,10 +111,10 @@ class VideoDriver:
 
     Raises:
         MediaError: the file is missing or not a video.
-        NoFaceError: ``crop="auto"`` on a square clip (used uncropped, as an
-            already cropped face video) whose first frame shows no face
-            according to ``landmarks`` (checked when it is given; a detector
-            that cannot be loaded only warns).
+        NoFaceError: ``crop="auto"`` on a square clip (used uncropped) and
+            none of its first :data:`FACE_CHECK_FRAMES` frames shows a face
+            (checked with ``landmarks`` when given; skipped with a warning
+            when that provider cannot load its model).
         ValueError: a landmark provider is needed but none was given.
         ControlError: an unknown ``box`` mode.
     """
@@ -131,43 +134,65 @@ class VideoDriver:
         if (self.cropped or need_ratios) and landmarks is None:
             raise ValueError("a landmark provider is needed to crop driving frames or measure eye/lip ratios")
         self.landmarks = landmarks
-        if crop == "auto" and not self.cropped and landmarks is not None:
-            self._check_first_face(landmarks)
         self.max_frames = max_frames
         self.batch_size = batch_size
         self.fps = self.info.fps
         self.n_frames = min(self.info.n_frames, max_frames) if max_frames else self.info.n_frames
         self.has_audio = self.info.has_audio
-
-    def _check_first_face(self, landmarks: LandmarkProvider) -> None:
-        """A square clip is taken as an already cropped face video: check its first frame shows a face.
-
-        Raises:
-            NoFaceError: no face in the first frame.
-        """
-        with VideoReader(self.path, max_frames=1) as reader:
-            frame = next(iter(reader), None)
-        if frame is None:
-            return  # no decodable frame: reported when the frames are read
-        try:
-            found = landmarks.landmarks(frame, 0)
-        except WeightsError as exc:  # no detector here: the clip is used as it is
-            warnings.warn(f"could not check that the square driving video {self.path} shows a face: {exc}",
-                          stacklevel=3)
-            return
-        if found is None:
-            raise NoFaceError(
-                f"no face was found in the first frame of driving video {self.path} (a square clip is used as an "
-                "already cropped face video): use a video that shows a face, or --crop-driving on to find the "
-                "face in every frame")
+        if crop == "auto" and not self.cropped and not need_ratios and landmarks is not None:
+            self._check_face()
 
     def _reader(self) -> VideoReader:
         return VideoReader(self.path, max_frames=self.max_frames, fps=self.fps)
 
     def _all_landmarks(self) -> list[np.ndarray | None]:
-        """First pass: 68-point landmarks of every frame (None where no face)."""
+        """First pass: 68-point landmarks of every frame (None where no face), asked by decoded frame index.
+
+        Raises:
+            MediaError: a landmark file (a provider with ``n_frames``) holds
+                another number of frames than the clip decodes to.
+        """
+        expected = getattr(self.landmarks, "n_frames", None)
+        points = []
         with self._reader() as reader:
-            return [self.landmarks.landmarks(frame, i) for i, frame in enumerate(reader)]
+            for index, frame in reader.indexed():
+                if expected is not None and index >= expected:
+                    raise self._count_mismatch(expected)
+                points.append(self.landmarks.landmarks(frame, index))
+            decoded = reader.decoded_frames
+        read_all = self.max_frames is None or len(points) < self.max_frames
+        if expected is not None and read_all and decoded != expected:
+            raise self._count_mismatch(expected)
+        return points
+
+    def _count_mismatch(self, expected: int) -> MediaError:
+        name = getattr(self.landmarks, "path", "the landmark file")
+        return MediaError(f"landmark file {name} has {expected} frames but driving video {self.path} has "
+                          f"{self.info.n_frames}: use the landmark file made for this video")
+
+    def _check_face(self) -> None:
+        """An uncropped clip must show a face in one of its first :data:`FACE_CHECK_FRAMES` frames.
+
+        When the landmark provider cannot work (:class:`WeightsError`: the
+        default detector's weights cannot be downloaded offline) the check is
+        skipped with a warning, and the clip is used as it is.
+
+        Raises:
+            NoFaceError: none of them does.
+        """
+        with VideoReader(self.path, max_frames=FACE_CHECK_FRAMES) as reader:
+            for index, frame in reader.indexed():
+                try:
+                    found = self.landmarks.landmarks(frame, index)
+                except WeightsError as error:
+                    warnings.warn(f"driving video {self.path} was not checked for a face ({error}); it is used as it "
+                                  "is (give --driving-landmarks to check it)", stacklevel=2)
+                    return
+                if found is not None:
+                    return
+        raise NoFaceError(f"no face found in the first {min(FACE_CHECK_FRAMES, self.info.n_frames)} frames of "
+                          f"driving video {self.path}: use a clip that shows a face (or --crop-driving off to "
+                          "use its frames as they are)")
 
     def inputs(self) -> Iterator[DrivingInput]:
         """The network input of every frame, in order (decoded lazily; landmarks first when needed).
@@ -177,9 +202,12 @@ class VideoDriver:
         uncropped ones are resized bilinearly, as in LivePortrait.
 
         Raises:
-            NoFaceError: cropping is on and no frame shows a face.
+            NoFaceError: cropping (or ratios) asked for and no frame shows a face.
+            MediaError: a landmark file that does not have the clip's frame count.
         """
         points = self._all_landmarks() if (self.cropped or self.need_ratios) else None
+        if points is not None and all(p is None for p in points):
+            raise NoFaceError(f"no face found in any frame of driving video {self.path}: use a clip that shows a face")
         boxes = None
         if self.cropped:
             per_frame = [None if p is None else driving_box(p) for p in points]

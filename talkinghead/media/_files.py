@@ -38,13 +38,16 @@ def require_file(path: PathLike, kind: str) -> Path:
         kind: what the file should be, for the message (``"video"``, ...).
 
     Raises:
-        MediaError: the path does not exist or is not a regular file.
+        MediaError: the path does not exist, is not a regular file, or is
+            an empty file (0 bytes: an interrupted copy or download).
     """
     p = Path(path)
     if not p.exists():
         raise MediaError(f"{kind} file not found: {p}; check the path and try again")
     if not p.is_file():
         raise MediaError(f"{kind} path {p} is not a regular file; give the path of the {kind} file")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{kind} file {p} is empty (0 bytes); give the path of a complete {kind} file")
     return p
 
 

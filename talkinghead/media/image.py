@@ -9,6 +9,8 @@ with Pillow.  :func:`limit_size` is LivePortrait's source-image size rule and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
@@ -30,7 +32,8 @@ def load_image(source: PathLike | np.ndarray) -> np.ndarray:
 
     Files are decoded with Pillow (PNG, JPEG, WebP, BMP, TIFF, GIF — first
     frame — and anything else Pillow reads); the EXIF orientation tag is
-    applied, so a portrait phone photo comes out upright.  Arrays are taken as
+    applied, so a portrait phone photo comes out upright.  A video of one
+    frame (a still exported as a clip) gives that frame, read with PyAV.  Arrays are taken as
     RGB(A) or grayscale in that channel order (not OpenCV's BGR).
 
     Conversions: grayscale is replicated to three channels; 16-bit data
@@ -48,8 +51,9 @@ def load_image(source: PathLike | np.ndarray) -> np.ndarray:
         memory with ``source``.
 
     Raises:
-        MediaError: missing file, a file that is not an image, a damaged or
-            truncated image, or an image too large to decode safely.
+        MediaError: missing or empty file, a file that is not an image (a
+            video of more than one frame included), a damaged or truncated
+            image, or an image too large to decode safely.
         ValueError: an array with an unsupported shape or dtype.
     """
     if isinstance(source, np.ndarray):
@@ -170,9 +174,31 @@ def _read_image_file(path: PathLike) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise MediaError(f"image {p} is too large to decode safely; downscale it to under 80 megapixels") from exc
     except Image.UnidentifiedImageError as exc:
-        raise MediaError(f"{p} is not an image file; use a PNG, JPEG or WebP photo") from exc
+        frame = _single_video_frame(p)
+        if frame is None:
+            raise MediaError(f"{p} is not an image file; use a PNG, JPEG or WebP photo") from exc
+        return frame
     except (OSError, SyntaxError, ValueError) as exc:
         raise MediaError(f"image {p} is damaged or truncated ({exc}); re-export it and try again") from exc
+
+
+def _single_video_frame(path: Path) -> np.ndarray | None:
+    """The frame of a one-frame video (a still exported as a clip), rotation applied; None if not a video.
+
+    Raises:
+        MediaError: ``path`` is a video of more than one frame (a photo was expected).
+    """
+    from talkinghead.media.video import VideoReader, probe_video
+
+    try:
+        info = probe_video(path)
+    except MediaError:
+        return None
+    if info.n_frames > 1:
+        raise MediaError(f"{path} is a video ({info.n_frames} frames), not an image; give a photo, or use the video "
+                         "job, which re-animates a video given as --source")
+    with VideoReader(path, max_frames=1) as reader:
+        return next(iter(reader), None)
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:

@@ -164,6 +164,9 @@ class VideoReader:
 
     Attributes:
         info: the clip's :class:`VideoInfo` (source rate, size, rotation...).
+        decoded_frames: frames decoded so far; once iteration has run to the
+            end of the clip (no ``max_frames`` cut), the clip's true frame
+            count, whatever ticks the rate resampling dropped or repeated.
 
     Raises:
         MediaError: (on construction) the file is missing or not a video, see
@@ -177,6 +180,7 @@ class VideoReader:
         self._out_rate = _as_rate(fps) if fps is not None else None
         self._path = Path(path)
         self._max_frames = max_frames
+        self.decoded_frames = 0
         self.info = probe_video(path)
         self._resources = contextlib.ExitStack()
         self._container, self._stream = self._resources.enter_context(_open_video(path))
@@ -228,6 +232,7 @@ class VideoReader:
                 else:
                     start = previous.start + previous.duration if previous else Fraction(0)
                 duration = frame.duration * time_base if frame.duration else nominal
+                self.decoded_frames += 1
                 previous = _TimedFrame(frame, start, duration)
                 yield previous
 

@@ -11,9 +11,9 @@ Keyframe file (JSON)::
       ]
     }
 
-* ``fps`` — frame rate of the generated sequence, Hz, > 0 (default 25).
+* ``fps`` — frame rate of the generated sequence, Hz, 0 < fps ≤ 120 (default 25).
 * ``keyframes`` — a non-empty list; each has ``t`` (seconds, ≥ 0, strictly
-  increasing) and control values by :class:`~.controls.Controls` name or
+  increasing, at most 3600) and control values by :class:`~.controls.Controls` name or
   alias (``aaa``, ``eee``, ``woo``).  A control missing from a keyframe has
   its neutral value there.  Out-of-range values are clamped (with a
   :class:`~.controls.ControlClampWarning`), like everywhere else.
@@ -57,6 +57,12 @@ DEFAULT_EASE = "ease-in-out"
 
 DEFAULT_FPS = 25.0
 """Frame rate (Hz) of a keyframe file that names none."""
+
+MAX_FPS = 120.0
+"""Highest frame rate (Hz) a keyframe file may ask for."""
+
+MAX_DURATION_S = 3600.0
+"""Latest keyframe time (seconds) a keyframe file may have: an hour, so a typo cannot ask for billions of frames."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,9 @@ def parse_keyframes(text: str, where: str = "keyframes") -> KeyframeTrack:
 
     Raises:
         ControlError: invalid JSON, a missing or empty ``keyframes`` list, a
-            bad ``fps``, unknown keys or control names, non-numeric values,
-            negative or non-increasing times, or an unknown ease.
+            bad ``fps`` (not in (0, :data:`MAX_FPS`]), unknown keys or control
+            names, non-numeric values, negative or non-increasing times, a
+            last time past :data:`MAX_DURATION_S`, or an unknown ease.
     """
     try:
         document = json.loads(text)
@@ -129,8 +136,8 @@ def parse_keyframes(text: str, where: str = "keyframes") -> KeyframeTrack:
     if unknown:
         raise ControlError(f"{where}: unknown top-level key(s) {', '.join(sorted(unknown))}; expected \"fps\" and \"keyframes\".")
     fps = _number(document.get("fps", DEFAULT_FPS), f"{where}: fps")
-    if fps <= 0:
-        raise ControlError(f"{where}: fps must be positive, got {fps}.")
+    if not 0 < fps <= MAX_FPS:
+        raise ControlError(f"{where}: fps must be positive and at most {MAX_FPS:g}, got {fps:g}.")
     entries = document.get("keyframes")
     if not isinstance(entries, list) or not entries:
         raise ControlError(f"{where} needs a non-empty \"keyframes\" list.")
@@ -139,6 +146,9 @@ def parse_keyframes(text: str, where: str = "keyframes") -> KeyframeTrack:
         if times[i] <= times[i - 1]:
             raise ControlError(f"{where}: keyframe times must increase, but keyframe {i} (t = {times[i]} s) "
                                f"does not come after keyframe {i - 1} (t = {times[i - 1]} s).")
+    if times[-1] > MAX_DURATION_S:
+        raise ControlError(f"{where}: the pose path is too long: its last keyframe is at t = {times[-1]:g} s; "
+                           f"keep keyframe times within {MAX_DURATION_S:g} s (seconds, not frames or milliseconds).")
     return KeyframeTrack(fps=fps, times=times, controls=controls, eases=eases)
 
 
