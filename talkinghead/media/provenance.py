@@ -36,6 +36,7 @@ the target only ever appears signed and a failure leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -45,7 +46,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from talkinghead.errors import MediaError, ProvenanceError
 
@@ -392,6 +393,20 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return Path(path).with_suffix(".c2pa")
 
 
+@contextlib.contextmanager
+def _removed_on_failure(path: Path, target: Path) -> Iterator[None]:
+    """Delete ``path`` (a signing temp file of ``target``) if the body raises; C2PA errors become ProvenanceError."""
+    import c2pa
+
+    try:
+        yield
+    except BaseException as exc:
+        path.unlink(missing_ok=True)
+        if isinstance(exc, c2pa.C2paError):
+            raise ProvenanceError(f"cannot sign {target.name} with C2PA: {_first_line(exc)}") from None
+        raise
+
+
 def sign_output(tmp: Path, target: Path, options: ProvenanceOptions) -> tuple[Path, Path | None]:
     """Sign the finished temporary output ``tmp`` of ``target``.
 
@@ -411,34 +426,22 @@ def sign_output(tmp: Path, target: Path, options: ProvenanceOptions) -> tuple[Pa
         ProvenanceError: no credential, or signing failed.
         MediaError: the suffix has no C2PA support.
     """
-    import c2pa
-
     suffix = tmp.suffix.lower()
     credential = load_credential(options)
     stem = f".{target.stem}.{secrets.token_hex(6)}.signing"
     if suffix in EMBEDDED_SUFFIXES:
         signed = tmp.with_name(stem + suffix)
-        try:
+        with _removed_on_failure(signed, target):
             with open(tmp, "rb") as src, open(signed, "w+b") as dst:
                 _sign_stream(credential, options, EMBEDDED_SUFFIXES[suffix], src, dst, target.name)
-        except BaseException as exc:
-            signed.unlink(missing_ok=True)
-            if isinstance(exc, c2pa.C2paError):
-                raise ProvenanceError(f"cannot sign {target.name} with C2PA: {_first_line(exc)}") from None
-            raise
         return signed, None
     if suffix in SIDECAR_SUFFIXES:
         store = tmp.with_name(stem + ".c2pa")
-        try:
+        with _removed_on_failure(store, target):
             with open(tmp, "rb") as src:
                 data = _sign_stream(credential, options, SIDECAR_SUFFIXES[suffix], src, io.BytesIO(), target.name,
                                     sidecar=True)
             store.write_bytes(data)
-        except BaseException as exc:
-            store.unlink(missing_ok=True)
-            if isinstance(exc, c2pa.C2paError):
-                raise ProvenanceError(f"cannot sign {target.name} with C2PA: {_first_line(exc)}") from None
-            raise
         return tmp, store
     raise MediaError(f"cannot mark {target.name} as AI-generated: C2PA has no binding for {suffix} files; "
                      f"use {', '.join(EMBEDDED_SUFFIXES)}")
