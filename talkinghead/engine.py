@@ -86,6 +86,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
+SMALL_FACE_PX = 64
+"""Below this landmark extent (pixels, the larger side of the 68 points' box) a source photo's face gets a warning."""
+
+
 @dataclass(frozen=True)
 class PreparedSource:
     """Everything the engine derives once from a source photo.
@@ -402,6 +406,11 @@ class Engine:
         if points is None:
             name = image if not isinstance(image, np.ndarray) else "the photo"
             raise NoFaceError(f"no face found in {name}: use a photo where one face is clearly visible (frontal or slightly turned, not tiny)")
+        face_px = float(np.ptp(points, axis=0).max())
+        if face_px < SMALL_FACE_PX:
+            warnings.warn(f"the face in {image if not isinstance(image, np.ndarray) else 'the photo'} is only "
+                          f"{face_px:.0f} px across: its 512x512 crop is upscaled from it and will look blurry; "
+                          f"use a photo where the face is at least {SMALL_FACE_PX} px", stacklevel=2)
         return self._prepare_image(original, points, settings)
 
     @staticmethod

@@ -306,8 +306,9 @@ def tiny_face_landmarks(ctx: Ctx, path: Path) -> Path:
 
 
 def check_tiny_face(ctx: Ctx, options: dict) -> None:
-    """A 64-px photo (face about 11 px) is animated as it is: LivePortrait's rules, the crop upsampled to 512."""
-    source = ctx.engine().prepare_source(options["--source"], landmarks=options["--source-landmarks"])
+    """A 64-px photo (face about 11 px) is animated as it is (LivePortrait's rules, the crop upsampled to 512), with a warning."""
+    with pytest.warns(UserWarning, match=r"only \d+ px across"):
+        source = ctx.engine().prepare_source(options["--source"], landmarks=options["--source-landmarks"])
     assert source.image.shape == (64, 64, 3) and source.crop.crop.shape == (512, 512, 3)
 
 
