@@ -337,7 +337,7 @@ def test_from_pretrained_revision_loads_that_snapshot(tmp_path: Path, lp_weights
 
 @pytest.mark.parametrize("command", [
     ["pose", "--still", "{out}.png"],
-    ["video", "--driving", "{out}.mp4", "--out", "{out}.mp4"],
+    ["video", "--driving", "{out}_driving.mp4", "--out", "{out}.mp4"],
     ["audio", "--audio", "{out}.wav", "--out", "{out}.mp4"],
 ])
 def test_cli_revision_options(tmp_path: Path, command: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> None:
