@@ -2,8 +2,11 @@
 
 Run ``python app.py``; it prints the local URL.  Three tabs, one per job:
 audio-driven, video-driven, and pose & expression (sliders, action units,
-keyframed pose paths).  The app holds no engine logic: every job is a call
-to the engine, as in :mod:`talkinghead.cli`.
+keyframed pose paths).  The app is a view: it holds no engine or media
+logic and uses only talkinghead's public names (``from talkinghead import``;
+the engine, its options, and :mod:`talkinghead.session` for the loader, the
+photo cache and the live-preview segments).  Each job handler takes the
+widget values by name (:class:`AudioForm`, :class:`VideoForm`).
 
 Settings (environment variables):
 
@@ -79,8 +82,6 @@ from talkinghead import (
     save_image,
     stream_segments,
 )
-
-log = logging.getLogger("talkinghead.app")
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "examples"
 WEIGHTS_DIR = os.environ.get("TALKINGHEAD_WEIGHTS") or None
