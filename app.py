@@ -2,8 +2,11 @@
 
 Run ``python app.py``; it prints the local URL.  Three tabs, one per job:
 audio-driven, video-driven, and pose & expression (sliders, action units,
-keyframed pose paths).  The app holds no engine logic: every job is a call
-to the engine, as in :mod:`talkinghead.cli`.
+keyframed pose paths).  The app is a view: it holds no engine or media
+logic and uses only talkinghead's public names (``from talkinghead import``;
+the engine, its options, and :mod:`talkinghead.session` for the loader, the
+photo cache and the live-preview segments).  Each job handler takes the
+widget values by name (:class:`AudioForm`, :class:`VideoForm`).
 
 Settings (environment variables):
 
@@ -38,43 +41,47 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
-import hashlib
 import inspect
-import itertools
 import logging
 import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 import gradio as gr
-import numpy as np
 
-from talkinghead.drivers.audio.condition import EMOTIONS
-from talkinghead.drivers.audio.config import SourceSettings
-from talkinghead.drivers.audio.driver import AudioDriver
-from talkinghead.engine import AudioJobOptions, Engine, PreparedSource, RenderOptions, resolve_device
-from talkinghead.enhance import EnhanceOptions
-from talkinghead.errors import TalkingHeadError
-from talkinghead.media.audio import probe_audio
-from talkinghead.media.image import save_image
-from talkinghead.media.provenance import ProvenanceOptions, load_credential
-from talkinghead.media.video import AudioSource, VideoWriter
-from talkinghead.motion.action_units import ACTION_UNITS, au_controls
-from talkinghead.motion.animate import AnimationOptions
-from talkinghead.motion.controls import CONTROL_SPECS, Controls
-from talkinghead.motion.curves import motion_curves, plot_curves
-from talkinghead.motion.keyframes import parse_keyframes
-from talkinghead.motion.smoothing import SmoothingOptions
-from talkinghead.weights import DITTO_FILES, ENHANCE_FILES, LIVEPORTRAIT_FILES, WeightStore
-
-log = logging.getLogger("talkinghead.app")
+from talkinghead import (
+    ACTION_UNITS,
+    CONTROL_SPECS,
+    EMOTIONS,
+    AnimationOptions,
+    AudioJobOptions,
+    Controls,
+    Engine,
+    EngineLoader,
+    EnhanceOptions,
+    PreparedSource,
+    ProvenanceOptions,
+    RenderOptions,
+    SmoothingOptions,
+    SourceCache,
+    TalkingHeadError,
+    au_controls,
+    load_credential,
+    motion_curves,
+    parse_keyframes,
+    plot_curves,
+    prefetch_weights,
+    probe_audio,
+    resolve_device,
+    save_image,
+    stream_segments,
+)
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "examples"
 WEIGHTS_DIR = os.environ.get("TALKINGHEAD_WEIGHTS") or None
@@ -142,74 +149,8 @@ def _user_errors(fn: F) -> F:
 
 
 # ----------------------------------------------------------------------- engine
-class EngineLoader:
-    """Builds the :class:`Engine` once and shares it between requests (thread-safe).
-
-    :meth:`warm_up` starts loading in a background thread; :meth:`get`
-    returns the engine, waiting for (or retrying) the load.
-    """
-
-    def __init__(self, weights: str | None, device: str) -> None:
-        self._weights, self._device = weights, device
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Engine:
-        """The engine. Raises: WeightsError / TalkingHeadError when the weights cannot be loaded."""
-        with self._lock:
-            if self._engine is None:
-                self._engine = Engine.from_pretrained(weights=self._weights, device=self._device, progress=False)
-            return self._engine
-
-    def warm_up(self) -> None:
-        """Load in a background thread; a failure is logged and retried (and reported) by the next request."""
-        def load() -> None:
-            try:
-                self.get()
-            except TalkingHeadError as e:
-                log.error("could not load the engine: %s", e)
-        threading.Thread(target=load, name="engine-loader", daemon=True).start()
-
-
 ENGINE = EngineLoader(WEIGHTS_DIR, str(DEVICE))
-
-
-def preload_hub_weights() -> None:
-    """Download the checkpoints into the Hub cache (Spaces start-up), so the first request does not wait for them.
-
-    All but CodeFormer's (non-commercial, fetched only if someone picks it).
-    """
-    store = WeightStore(WEIGHTS_DIR)
-    enhancers = [ENHANCE_FILES["gfpgan"], ENHANCE_FILES["realesrgan_x2"]]
-    for file in [*LIVEPORTRAIT_FILES.values(), *DITTO_FILES.values(), *enhancers]:
-        store.path(file)
-
-
-class SourceCache:
-    """Prepared photos (landmarks, crop, F and M outputs), least recently used first out."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple[str, str | None, SourceSettings | None], PreparedSource] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, engine: Engine, photo: str, settings: SourceSettings | None = None) -> PreparedSource:
-        """The :class:`PreparedSource` of a photo file, by LivePortrait's rules or by ``settings``
-        (the audio job's, from Ditto's configuration). Raises: MediaError, NoFaceError."""
-        landmarks = landmarks_for(photo)
-        key = (hashlib.sha256(Path(photo).read_bytes()).hexdigest(), landmarks, settings)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        source = engine.prepare_source(photo, landmarks=landmarks, settings=settings)
-        with self._lock:
-            self._items[key] = source
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return source
-
-
+"""The engine, loaded once (in the background from launch) and shared by every request."""
 SOURCES = SourceCache(SOURCE_CACHE_SIZE)
 
 
@@ -258,7 +199,91 @@ def _enhance(restorer: str, weight: float, upscale: str) -> EnhanceOptions:
     return EnhanceOptions(restorer=restorer, weight=weight, upscale=2 if upscale == "2x" else 1)
 
 
+def _prepared(engine: Engine, photo: str, settings: Any = None) -> PreparedSource:
+    """The photo prepared by the engine (cached by content; TALKINGHEAD_LANDMARKS_DIR's landmarks when given)."""
+    return SOURCES.get(engine, photo, landmarks_for(photo), settings)
+
+
 # ------------------------------------------------------------------------- jobs
+@dataclasses.dataclass(frozen=True)
+class AudioForm:
+    """The audio tab's widget values, by name (Gradio passes them to the handlers as keyword arguments).
+
+    The field order is the API's parameter order (``/audio``, ``/audio_stream``).
+    """
+
+    photo: str | None = None
+    audio: str | None = None
+    head_motion: str = "from the model"
+    """"from the model", "from a reference clip" or "still"."""
+    reference_clip: str | None = None
+    pose_blend: float = 1.0
+    expression_scale: float = 1.0
+    blinks: str = FROM_CONFIG
+    emotion: str = FROM_CONFIG
+    steps: float = 0
+    """0 = Ditto's configuration."""
+    seed: float = 0
+    smoothing: float = 0.0
+    paste_back: bool = True
+    max_frames: float = 0
+    """0 = all."""
+    restorer: str = "none"
+    enhance_weight: float = 1.0
+    upscale: str = "1x"
+
+    def options(self) -> AudioJobOptions:
+        """The audio-job options these values ask for."""
+        from_clip = self.head_motion == "from a reference clip"
+        return AudioJobOptions(
+            steps=int(self.steps) or None, seed=int(self.seed),
+            emotion=None if self.emotion == FROM_CONFIG else self.emotion,
+            blinks=None if self.blinks == FROM_CONFIG else self.blinks, expression_scale=self.expression_scale,
+            still=self.head_motion == "still", pose_from=self.reference_clip if from_clip else None,
+            pose_from_landmarks=landmarks_for(self.reference_clip), pose_blend=self.pose_blend,
+        )
+
+    def render(self) -> RenderOptions:
+        """The render options these values ask for."""
+        return _render(self.smoothing, self.paste_back, self.max_frames, self.restorer, self.enhance_weight,
+                       self.upscale)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoForm:
+    """The video tab's widget values, by name; the field order is the ``/video`` API's parameter order."""
+
+    photo: str | None = None
+    driving: str | None = None
+    relative: bool = True
+    stitching: bool = True
+    paste_back: bool = True
+    multiplier: float = 1.0
+    region: str = "all"
+    smoothing: float = 0.0
+    max_frames: float = 0
+    source_video: str | None = None
+    restorer: str = "none"
+    enhance_weight: float = 1.0
+    upscale: str = "1x"
+
+    def options(self) -> AnimationOptions:
+        """The animation options these values ask for."""
+        return AnimationOptions(relative=self.relative, stitching=self.stitching, region=self.region,
+                                driving_multiplier=self.multiplier)
+
+    def render(self) -> RenderOptions:
+        """The render options these values ask for."""
+        return _render(self.smoothing, self.paste_back, self.max_frames, self.restorer, self.enhance_weight,
+                       self.upscale)
+
+
+def _render(smoothing: float, paste_back: bool, max_frames: float, restorer: str, enhance_weight: float,
+            upscale: str) -> RenderOptions:
+    return RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing), paste_back=paste_back,
+                         max_frames=_max_frames(max_frames), enhance=_enhance(restorer, enhance_weight, upscale))
+
+
 class AudioRequest(NamedTuple):
     """What the audio tab's inputs ask for: the engine, the prepared photo, the speech file and the job options."""
 
@@ -269,10 +294,7 @@ class AudioRequest(NamedTuple):
     render: RenderOptions
 
 
-def _audio_request(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
-                  pose_blend: float, expression_scale: float, blinks: str, emotion: str, steps: float,
-                  seed: float, smoothing: float, paste_back: bool, max_frames: float,
-                  restorer: str, enhance_weight: float, upscale: str) -> AudioRequest:
+def _audio_request(form: AudioForm) -> AudioRequest:
     """The audio tab's inputs, checked, as an :class:`AudioRequest` (shared by Generate and Live preview).
 
     Raises:
@@ -280,35 +302,26 @@ def _audio_request(photo: str | None, audio: str | None, head_motion: str, refer
             follow one); speech longer than MAX_AUDIO_S.
         MediaError, NoFaceError: unreadable photo, or no face in it.
     """
-    photo, audio = _required(photo, "photo"), _required(audio, "audio")
+    photo, audio = _required(form.photo, "photo"), _required(form.audio, "audio")
     _check_audio_length(audio)
-    if head_motion == "from a reference clip":
-        _required(reference_clip, "reference clip")
+    if form.head_motion == "from a reference clip":
+        _required(form.reference_clip, "reference clip")
     engine = ENGINE.get()
-    options = AudioJobOptions(
-        steps=int(steps) or None, seed=int(seed), emotion=None if emotion == FROM_CONFIG else emotion,
-        blinks=None if blinks == FROM_CONFIG else blinks, expression_scale=expression_scale, still=head_motion == "still",
-        pose_from=reference_clip if head_motion == "from a reference clip" else None,
-        pose_from_landmarks=landmarks_for(reference_clip), pose_blend=pose_blend,
-    )
-    render = RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing),
-                           paste_back=paste_back, max_frames=_max_frames(max_frames),
-                           enhance=_enhance(restorer, enhance_weight, upscale))
-    source = SOURCES.get(engine, photo, engine.audio_source_settings(options))
-    return AudioRequest(engine, source, audio, options, render)
+    options = form.options()
+    source = _prepared(engine, photo, engine.audio_source_settings(options))
+    return AudioRequest(engine, source, audio, options, form.render())
 
 
 @_gpu
 @_user_errors
-def generate_audio(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
-                   pose_blend: float, expression_scale: float, blinks: str, emotion: str, steps: float,
-                   seed: float, smoothing: float, paste_back: bool, max_frames: float,
-                   restorer: str = "none", enhance_weight: float = 1.0, upscale: str = "1x",
-                   progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, Any]:
-    """Photo + speech → talking video (25 fps, the speech as its sound) and the motion-curve plot."""
-    engine, source, audio, options, render = _audio_request(
-        photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blinks, emotion, steps, seed,
-        smoothing, paste_back, max_frames, restorer, enhance_weight, upscale)
+def generate_audio(progress: gr.Progress = gr.Progress(track_tqdm=True), *, reference_clip: str | None = None,
+                   **widgets: Any) -> tuple[str, Any]:
+    """Photo + speech → talking video (25 fps, the speech as its sound) and the motion-curve plot.
+
+    ``widgets``: the audio tab's values by name (the fields of :class:`AudioForm`); the optional
+    upload is named in the signature so that the API marks it optional (default ``None``).
+    """
+    engine, source, audio, options, render = _audio_request(AudioForm(reference_clip=reference_clip, **widgets))
     job = engine.animate_audio(source, audio, options, render, progress=True)
     figure = plot_curves(motion_curves(job.motion, source.info.motion), fps=job.fps)
     return str(engine.write_video(job, output_path("talking.mp4"), progress=True,
@@ -317,26 +330,22 @@ def generate_audio(photo: str | None, audio: str | None, head_motion: str, refer
 
 @_gpu
 @_user_errors
-def stream_audio(photo: str | None, audio: str | None, head_motion: str, reference_clip: str | None,
-                 pose_blend: float, expression_scale: float, blinks: str, emotion: str, steps: float,
-                 seed: float, smoothing: float, paste_back: bool, max_frames: float,
-                 restorer: str = "none", enhance_weight: float = 1.0, upscale: str = "1x") -> Iterator[str]:
+def stream_audio(*, reference_clip: str | None = None, **widgets: Any) -> Iterator[str]:
     """Photo + speech → the talking video as it renders: MP4 segments of STREAM_SEGMENT_FRAMES frames (25 fps).
 
     Frames come from :meth:`Engine.stream_audio` (Ditto's online windows,
     the first after about 0.9 s of speech); each segment carries its own
-    slice of the speech as sound, so Gradio's streaming video plays in sync.
+    slice of the speech as sound, so Gradio's streaming video plays in sync
+    (:func:`talkinghead.stream_segments`: the speech is decoded once).
     Same inputs, checks and errors as :func:`generate_audio`.
 
     Raises:
         gr.Error: as :func:`_audio_request`; FFmpeg's ``ffmpeg``/``ffprobe`` are not on PATH.
     """
     _require_ffmpeg()
-    engine, source, audio, options, render = _audio_request(
-        photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blinks, emotion, steps, seed,
-        smoothing, paste_back, max_frames, restorer, enhance_weight, upscale)
-    frames = engine.stream_audio(source, audio, options, render)
-    yield from write_segments(frames, audio, output_path("live.mp4"), AudioDriver.fps, STREAM_SEGMENT_FRAMES)
+    engine, source, audio, options, render = _audio_request(AudioForm(reference_clip=reference_clip, **widgets))
+    yield from stream_segments(engine, source, audio, output_path("live.mp4"), STREAM_SEGMENT_FRAMES, options, render,
+                               PROVENANCE.for_job("live"))
 
 
 def _require_ffmpeg() -> None:
@@ -347,68 +356,31 @@ def _require_ffmpeg() -> None:
                        "install FFmpeg, or use Generate")
 
 
-def write_segments(frames: Iterable[np.ndarray], audio: str, path: Path, fps: float,
-                   frames_per_segment: int, provenance: ProvenanceOptions = PROVENANCE.for_job("live")) -> Iterator[str]:
-    """Write frames as consecutive short MP4 files, each with its slice of ``audio`` as sound, yielding each path.
-
-    Segment ``i`` holds frames ``i·n .. i·n + n - 1`` (n = ``frames_per_segment``;
-    the last may hold fewer) and the speech from ``i·n / fps`` seconds for
-    ``n / fps`` seconds (H.264 + AAC, see :class:`VideoWriter`), and is named
-    ``<path stem>_<i>.mp4`` next to ``path``.  A segment is written as soon
-    as its frames have arrived.
-
-    Args:
-        frames: (H, W, 3) uint8 RGB frames, all one size.
-        audio: the speech file the frames were made from.
-        path: where the segments go (its folder must exist; its stem names them).
-        fps: frame rate, Hz.
-        frames_per_segment: n, >= 1.
-        provenance: C2PA marking of each segment (default: signed, job kind "live").
-
-    Raises:
-        MediaError: the speech file cannot be read, or ends before a segment starts.
-    """
-    frames = iter(frames)
-    duration_s = frames_per_segment / fps
-    for index in itertools.count():
-        batch = list(itertools.islice(frames, frames_per_segment))
-        if not batch:
-            return
-        segment = path.with_name(f"{path.stem}_{index:04d}.mp4")
-        sound = AudioSource(audio, start_s=index * duration_s, duration_s=duration_s)
-        with VideoWriter(segment, fps, audio=sound, provenance=provenance) as writer:
-            for frame in batch:
-                writer.write(frame)
-        yield str(segment)
-
-
 @_gpu
 @_user_errors
-def generate_video(photo: str | None, driving: str | None, relative: bool, stitching: bool, paste_back: bool,
-                   multiplier: float, region: str, smoothing: float, max_frames: float,
-                   source_video: str | None = None, restorer: str = "none", enhance_weight: float = 1.0,
-                   upscale: str = "1x", progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
+def generate_video(progress: gr.Progress = gr.Progress(track_tqdm=True), *, source_video: str | None = None,
+                   **widgets: Any) -> str:
     """Photo (or a source video) + driving video → animated with the driving motion (the clip's fps and sound).
 
+    ``widgets``: the video tab's values by name (the fields of :class:`VideoForm`); the optional
+    upload is named in the signature so that the API marks it optional (default ``None``).
     A source video, when given, is used instead of the photo: each of its
     frames is re-animated by the matching driving frame (video-to-video).
     """
-    if photo is None and source_video is None:
+    form = VideoForm(source_video=source_video, **widgets)
+    if form.photo is None and form.source_video is None:
         raise gr.Error("no photo given: upload a photo, or a source video to re-animate")
-    driving = _required(driving, "driving video")
+    driving = _required(form.driving, "driving video")
     engine = ENGINE.get()
-    options = AnimationOptions(relative=relative, stitching=stitching, region=region, driving_multiplier=multiplier)
-    render = RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing),
-                           paste_back=paste_back, max_frames=_max_frames(max_frames),
-                           enhance=_enhance(restorer, enhance_weight, upscale))
-    if source_video is not None:
-        job = engine.animate_source_video(source_video, driving, options, render,
-                                          source_landmarks=landmarks_for(source_video),
+    options, render = form.options(), form.render()
+    if form.source_video is not None:
+        job = engine.animate_source_video(form.source_video, driving, options, render,
+                                          source_landmarks=landmarks_for(form.source_video),
                                           driving_landmarks=landmarks_for(driving))
     else:
-        job = engine.animate_video(SOURCES.get(engine, photo), driving, options, render,
+        job = engine.animate_video(_prepared(engine, form.photo), driving, options, render,
                                    driving_landmarks=landmarks_for(driving))
-    kind = "video" if source_video is None else "source-video"
+    kind = "video" if form.source_video is None else "source-video"
     return str(engine.write_video(job, output_path("driven.mp4"), progress=True, provenance=PROVENANCE.for_job(kind)))
 
 
@@ -431,7 +403,7 @@ def preview_pose(photo: str | None, paste_back: bool, restorer: str, enhance_wei
     if photo is None:
         return None
     engine = ENGINE.get()
-    image = engine.still_image(SOURCES.get(engine, photo), _controls(values), paste_back=paste_back,
+    image = engine.still_image(_prepared(engine, photo), _controls(values), paste_back=paste_back,
                                enhance=_enhance(restorer, enhance_weight, upscale))
     out = output_path("pose.png")
     save_image(out, image, provenance=PROVENANCE.for_job("still"))
@@ -447,9 +419,8 @@ def render_pose_path(photo: str | None, keyframes: str, paste_back: bool, max_fr
     photo = _required(photo, "photo")
     track = parse_keyframes(keyframes, "the keyframes box")
     engine = ENGINE.get()
-    render = RenderOptions(paste_back=paste_back, max_frames=_max_frames(max_frames),
-                           enhance=_enhance(restorer, enhance_weight, upscale))
-    job = engine.animate_keyframes(SOURCES.get(engine, photo), track, render)
+    render = _render(0.0, paste_back, max_frames, restorer, enhance_weight, upscale)
+    job = engine.animate_keyframes(_prepared(engine, photo), track, render)
     return str(engine.write_video(job, output_path("pose_path.mp4"), progress=True,
                                   provenance=PROVENANCE.for_job("pose")))
 
@@ -520,10 +491,13 @@ def _audio_tab() -> None:
             live = gr.Video(label="Live preview", streaming=True, autoplay=True)
     gr.Markdown(f"Speech up to {MAX_AUDIO_S:g} s (`TALKINGHEAD_MAX_AUDIO_S`).")
     gr.Examples(_example("astronaut.png", "speech_en.wav"), inputs=[photo, audio])
-    inputs = [photo, audio, head_motion, reference_clip, pose_blend, expression_scale, blinks, emotion, steps, seed,
-              smoothing, paste_back, max_frames, *enhance]
-    button.click(generate_audio, inputs, [video, plot], api_name="audio")
-    live_button.click(stream_audio, inputs, live, api_name="audio_stream")
+    restorer, enhance_weight, upscale = enhance
+    widgets = dict(photo=photo, audio=audio, head_motion=head_motion, reference_clip=reference_clip,
+                   pose_blend=pose_blend, expression_scale=expression_scale, blinks=blinks, emotion=emotion,
+                   steps=steps, seed=seed, smoothing=smoothing, paste_back=paste_back, max_frames=max_frames,
+                   restorer=restorer, enhance_weight=enhance_weight, upscale=upscale)
+    button.click(generate_audio, inputs_kwargs=widgets, outputs=[video, plot], api_name="audio")
+    live_button.click(stream_audio, inputs_kwargs=widgets, outputs=live, api_name="audio_stream")
 
 
 def _video_tab() -> None:
@@ -546,8 +520,11 @@ def _video_tab() -> None:
             button = gr.Button("Generate", variant="primary")
         video = gr.Video(label="Result")
     gr.Examples(_example("astronaut.png", "driving_d0.mp4"), inputs=[photo, driving])
-    button.click(generate_video, [photo, driving, relative, stitching, paste_back, multiplier, region, smoothing,
-                                  max_frames, source_video, *enhance], video, api_name="video")
+    restorer, enhance_weight, upscale = enhance
+    widgets = dict(photo=photo, driving=driving, relative=relative, stitching=stitching, paste_back=paste_back,
+                   multiplier=multiplier, region=region, smoothing=smoothing, max_frames=max_frames,
+                   source_video=source_video, restorer=restorer, enhance_weight=enhance_weight, upscale=upscale)
+    button.click(generate_video, inputs_kwargs=widgets, outputs=video, api_name="video")
 
 
 def _slider(name: str) -> gr.Slider:
@@ -615,6 +592,6 @@ if __name__ == "__main__":
         raise SystemExit(2) from None
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if ON_SPACES:
-        preload_hub_weights()
+        prefetch_weights(WEIGHTS_DIR)  # the Hub downloads happen before the server starts
     ENGINE.warm_up()
     build_app().launch(allowed_paths=[str(ASSETS)])

@@ -3,6 +3,11 @@
 Public API (imported lazily, so ``import talkinghead`` is cheap)::
 
     from talkinghead import Engine, AnimationOptions, MotionFrame
+
+Every name in ``__all__`` is public: the engine and its option dataclasses,
+the controls and action units, keyframes and motion curves, provenance
+marking, and what a long-running front end needs around the engine
+(:mod:`talkinghead.session`).  The web app (``app.py``) uses these names only.
 """
 
 from __future__ import annotations
@@ -16,9 +21,31 @@ _EXPORTS = {
     "Engine": "talkinghead.engine",
     "PreparedSource": "talkinghead.engine",
     "VideoJob": "talkinghead.engine",
+    "AudioJobOptions": "talkinghead.engine",
+    "RenderOptions": "talkinghead.engine",
+    "resolve_device": "talkinghead.engine",
     "AnimationOptions": "talkinghead.motion.animate",
     "MotionFrame": "talkinghead.motion.frame",
     "KeypointInfo": "talkinghead.motion.frame",
+    "SmoothingOptions": "talkinghead.motion.smoothing",
+    "CONTROL_SPECS": "talkinghead.motion.controls",
+    "Controls": "talkinghead.motion.controls",
+    "ACTION_UNITS": "talkinghead.motion.action_units",
+    "au_controls": "talkinghead.motion.action_units",
+    "parse_keyframes": "talkinghead.motion.keyframes",
+    "motion_curves": "talkinghead.motion.curves",
+    "plot_curves": "talkinghead.motion.curves",
+    "EMOTIONS": "talkinghead.drivers.audio.condition",
+    "EnhanceOptions": "talkinghead.enhance",
+    "probe_audio": "talkinghead.media.audio",
+    "save_image": "talkinghead.media.image",
+    "ProvenanceOptions": "talkinghead.media.provenance",
+    "load_credential": "talkinghead.media.provenance",
+    "EngineLoader": "talkinghead.session",
+    "SourceCache": "talkinghead.session",
+    "prefetch_weights": "talkinghead.session",
+    "stream_segments": "talkinghead.session",
+    "write_segments": "talkinghead.session",
     "TalkingHeadError": "talkinghead.errors",
 }
 

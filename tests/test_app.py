@@ -50,7 +50,7 @@ def _sliders(**values: float) -> list[float]:
 
 def _audio_args(photo: Path, audio: Path) -> list:
     # photo, audio, head motion, reference clip, pose blend, expression scale, blinks, emotion, steps, seed,
-    # smoothing, paste back, max frames
+    # smoothing, paste back, max frames (app.AudioForm's first fields; the enhance ones keep their defaults)
     return [handle_file(str(photo)), handle_file(str(audio)), "from the model", None, 1.0, 1.0, "template", "happy",
             2, 0, 0.0, True, 1]
 
@@ -122,29 +122,7 @@ def test_bad_inputs_give_the_intended_error(client: Client, api_name: str, args,
 
 
 # ---------------------------------------------------------------- live preview (streaming video output)
-def test_write_segments_gives_each_segment_its_slice_of_the_speech(tmp_path: Path) -> None:
-    """In-process: 5 real frames in segments of 2 → 2 + 2 + 1 frames, each with the speech under it (no rendering)."""
-    import numpy as np
-
-    import app
-    from talkinghead.media.audio import load_audio, probe_audio
-    from talkinghead.media.video import VideoReader, probe_video
-
-    with VideoReader(DRIVING / "lp_d0.mp4", max_frames=5) as reader:
-        frames = list(reader)
-    speech = AUDIO / "espeak_en_us.wav"
-    segments = list(app.write_segments(frames, str(speech), tmp_path / "live.mp4", fps=25.0, frames_per_segment=2))
-    assert [Path(s).name for s in segments] == ["live_0000.mp4", "live_0001.mp4", "live_0002.mp4"]
-    assert [probe_video(s).n_frames for s in segments] == [2, 2, 1]
-    assert [read_provenance(s).job["kind"] for s in segments] == ["live"] * 3
-    assert [probe_audio(s).duration_s for s in segments] == pytest.approx([0.08, 0.08, 0.04], abs=1e-3)
-    full = load_audio(speech)  # 16 kHz: 640 samples per frame
-    for index, segment in enumerate(segments):
-        sound = load_audio(segment)
-        expected = full[index * 1280: index * 1280 + sound.size]
-        assert np.corrcoef(sound, expected)[0, 1] > 0.99   # AAC of the right slice, not of the clip's start
-
-
+# (the segments themselves: tests/test_session.py)
 def test_live_preview_button_streams_into_its_own_video_output() -> None:
     """The audio tab's wiring, read from the app built in-process: same inputs as Generate, a streaming output."""
     pytest.importorskip("gradio")
@@ -194,3 +172,41 @@ def test_audio_stream_endpoint_reports_user_errors(app_url: str) -> None:
     with pytest.raises(Exception) as error:
         _stream_client(app_url).predict(*args, api_name="/audio_stream")
     assert "no face found" in str(error.value)
+
+
+# ---------------------------------------------------------------- the app as a view over the public API
+def test_app_imports_only_the_public_api() -> None:
+    """app.py reads talkinghead through its top-level names only (no stage module such as media or drivers)."""
+    import ast
+
+    import talkinghead
+
+    tree = ast.parse((REPO / "app.py").read_text())
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert {m for m in modules if m.split(".")[0] == "talkinghead"} == {"talkinghead"}
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "talkinghead"
+             for alias in node.names}
+    assert names <= set(talkinghead.__all__), names - set(talkinghead.__all__)
+
+
+def test_job_handlers_take_the_widget_values_by_name_in_the_forms_field_order() -> None:
+    """The audio and video endpoints' parameters are the form fields (names and order), so the API keeps its order."""
+    import dataclasses
+
+    pytest.importorskip("gradio")
+    import app
+
+    demo = app.build_app()
+    api = demo.get_api_info()["named_endpoints"]
+    for endpoint, form in (("/audio", app.AudioForm), ("/audio_stream", app.AudioForm), ("/video", app.VideoForm)):
+        parameters = api[endpoint]["parameters"]
+        assert [p["parameter_name"] for p in parameters] == [f.name for f in dataclasses.fields(form)]
+        optional = {p["parameter_name"] for p in parameters if p["parameter_has_default"]}
+        assert {"reference_clip", "source_video"} & {f.name for f in dataclasses.fields(form)} <= optional
+    options = app.AudioForm(head_motion="from a reference clip", reference_clip="clip.mp4", emotion="happy",
+                            steps=3, blinks=app.FROM_CONFIG).options()
+    assert (options.pose_from, options.emotion, options.steps, options.blinks, options.still) == \
+        ("clip.mp4", "happy", 3, None, False)
+    render = app.VideoForm(max_frames=0, upscale="2x", smoothing=0.5).render()
+    assert (render.max_frames, render.enhance.upscale, render.smoothing.pose) == (None, 2, 0.5)

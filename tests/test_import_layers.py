@@ -16,7 +16,7 @@ STAGES = {
     "render": 4,
     "enhance": 5,
     "engine": 6,
-    "cli": 7, "__main__": 7, "__init__": 7,
+    "cli": 7, "__main__": 7, "__init__": 7, "session": 7,
 }
 # models and motion are independent of each other (motion takes the networks it needs as arguments).
 FORBIDDEN = {("motion", "models"), ("models", "motion"), ("media", "face"), ("face", "media")}

@@ -7,7 +7,8 @@
   and can resample variable-frame-rate input to a constant rate.
 * :class:`VideoWriter` encodes RGB uint8 frames as H.264 (libx264, yuv420p,
   BT.709 limited range) in MP4/MOV/MKV, optionally with an AAC audio track
-  cut from another media file (:class:`AudioSource`), and writes atomically.
+  cut from another media file (:class:`AudioSource`) or made of samples
+  already decoded (:class:`AudioSamples`), and writes atomically.
 
 Rotation convention: degrees counter-clockwise, as FFmpeg's
 ``av_display_rotation_get`` / PyAV's ``VideoFrame.rotation`` report them; a
@@ -290,6 +291,60 @@ class AudioSource:
             raise ValueError(f"duration_s must be > 0 seconds, got {self.duration_s}")
 
 
+@dataclass(frozen=True, eq=False)
+class AudioSamples:
+    """Audio to put into a written video, already decoded: mono samples in memory.
+
+    A writer given these encodes them as they are (no file is opened or
+    decoded), so a long speech clip decoded once can be cut into many short
+    videos at the cost of the pieces only (see :meth:`cut`).
+
+    Attributes:
+        samples: (N,) float32 mono samples, full scale ±1 (e.g. from
+            :func:`talkinghead.media.audio.load_audio`).
+        sample_rate: Hz, a rate AAC supports (8000, 11025, 12000, 16000,
+            22050, 24000, 32000, 44100, 48000, 64000, 88200 or 96000).
+
+    Raises:
+        ValueError: samples that are not a 1-D float32 array, or an
+            unsupported rate.
+    """
+
+    samples: np.ndarray
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        if self.samples.ndim != 1 or self.samples.dtype != np.float32:
+            raise ValueError(f"samples must be a (N,) float32 array, got {self.samples.shape} {self.samples.dtype}")
+        if self.sample_rate not in _AAC_SAMPLE_RATES:
+            raise ValueError(f"sample_rate must be one of {sorted(_AAC_SAMPLE_RATES)} Hz, got {self.sample_rate}")
+
+    @property
+    def duration_s(self) -> float:
+        """Length in seconds (N / sample_rate)."""
+        return self.samples.size / self.sample_rate
+
+    def cut(self, start_s: float, duration_s: float | None = None) -> AudioSamples:
+        """The samples from ``start_s`` for ``duration_s`` seconds (or to the end), as a view (no copy).
+
+        Cut points are rounded to the nearest sample.
+
+        Raises:
+            ValueError: negative ``start_s`` or non-positive ``duration_s``.
+            MediaError: ``start_s`` is at or past the end.
+        """
+        if not start_s >= 0.0:
+            raise ValueError(f"start_s must be >= 0 seconds, got {start_s}")
+        if duration_s is not None and not duration_s > 0.0:
+            raise ValueError(f"duration_s must be > 0 seconds, got {duration_s}")
+        start = round(start_s * self.sample_rate)
+        if start >= self.samples.size:
+            raise MediaError(f"audio start {start_s:.2f} s is past the end of the audio ({self.duration_s:.2f} s long); "
+                             "use a smaller offset")
+        end = None if duration_s is None else start + round(duration_s * self.sample_rate)
+        return AudioSamples(self.samples[start:end], self.sample_rate)
+
+
 class VideoWriter:
     """Encode RGB uint8 frames to an H.264 video file, atomically.
 
@@ -315,7 +370,8 @@ class VideoWriter:
             stored as a fraction).
         size: (width, height) in pixels that every frame must have, or
             ``None`` to take it from the first frame.
-        audio: optional audio track source.
+        audio: optional audio track: a file's (:class:`AudioSource`) or
+            decoded samples (:class:`AudioSamples`).
         crf: libx264 constant rate factor, 0 (lossless) .. 51; 18 is visually
             near-lossless.
         provenance: C2PA marking of the finished file (see
@@ -333,7 +389,7 @@ class VideoWriter:
         path: PathLike,
         fps: float,
         size: tuple[int, int] | None = None,
-        audio: AudioSource | None = None,
+        audio: AudioSource | AudioSamples | None = None,
         crf: int = 18,
         provenance: ProvenanceOptions | None = None,
     ) -> None:
@@ -458,14 +514,28 @@ class VideoWriter:
 
 
 class _AudioTrack:
-    """Decodes an :class:`AudioSource` and muxes it as AAC into an output container, in step with the video.
+    """Decodes an :class:`AudioSource` (or takes :class:`AudioSamples`) and muxes it as AAC, in step with the video.
 
     Opening checks the source (file, audio stream, offset within the track)
     before any output exists.  Samples are counted after resampling, so the
     cut points are exact to the sample.
     """
 
-    def __init__(self, source: AudioSource) -> None:
+    def __init__(self, source: AudioSource | AudioSamples) -> None:
+        if isinstance(source, AudioSamples):
+            self._resources = contextlib.ExitStack()
+            self.rate, self.layout = source.sample_rate, "mono"
+            self._chunks: Iterator[np.ndarray] = iter([source.samples[None, :]])
+            self._skip, self._limit = 0, math.inf
+        else:
+            self._open_file(source)
+        self._pending = np.zeros((0, 0), np.float32)
+        self._written = 0
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.audio.stream.AudioStream | None = None
+
+    def _open_file(self, source: AudioSource) -> None:
+        """Open ``source``'s file and set up its lazily decoded, cut chunks."""
         with contextlib.ExitStack() as stack:
             container = stack.enter_context(open_input(source.path, "audio", AUDIO_HINT))
             stream = first_audio_stream(container, source.path)
@@ -482,10 +552,6 @@ class _AudioTrack:
         self._chunks = decode_audio(container, stream, source.path, self.rate, self.layout)
         self._skip = round(source.start_s * self.rate)
         self._limit = math.inf if source.duration_s is None else round(source.duration_s * self.rate)
-        self._pending = np.zeros((0, 0), np.float32)
-        self._written = 0
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.audio.stream.AudioStream | None = None
 
     def __enter__(self) -> _AudioTrack:
         return self
