@@ -56,9 +56,9 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
 import gradio as gr
 import numpy as np
 
-from talkinghead.drivers.audio.condition import EMOTIONS
-from talkinghead.drivers.audio.config import SourceSettings
-from talkinghead.drivers.audio.driver import AudioDriver
+from talkinghead.drivers.audio.ditto.condition import EMOTIONS
+from talkinghead.drivers.audio.ditto.config import SourceSettings
+from talkinghead.drivers.audio.ditto.driver import AudioDriver
 from talkinghead.engine import AudioJobOptions, Engine, PreparedSource, RenderOptions, resolve_device
 from talkinghead.enhance import EnhanceOptions
 from talkinghead.errors import TalkingHeadError
