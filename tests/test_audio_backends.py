@@ -156,3 +156,17 @@ def test_the_cli_offers_the_registered_backends(capsys) -> None:
     with pytest.raises(SystemExit):
         parser.parse_args(["audio", "--source", "a.png", "--audio", "a.wav", "--out", "o.mp4", "--audio-backend", "x"])
     assert "ditto" in capsys.readouterr().err
+
+
+def test_ditto_loads_from_a_store_or_a_folder(all_weights_dir) -> None:
+    from talkinghead.errors import WeightsError
+    from talkinghead.weights import WeightStore
+
+    ditto = audio_backend("ditto")
+    store = WeightStore(all_weights_dir)
+    from_store, from_folder = ditto.from_pretrained(store), ditto.from_pretrained(all_weights_dir)
+    assert from_store.store is store and from_folder.store.weights_dir == all_weights_dir
+    assert from_store.source_settings(AudioJobOptions()) == from_folder.source_settings(AudioJobOptions())
+    for weights in (store, all_weights_dir):  # a store carries its revisions; a folder has none
+        with pytest.raises(WeightsError, match="revision"):
+            ditto.from_pretrained(weights, revision="v1")
