@@ -83,6 +83,8 @@ from talkinghead import (
     stream_segments,
 )
 
+log = logging.getLogger("talkinghead.app")
+
 ASSETS = Path(__file__).resolve().parent / "assets" / "examples"
 WEIGHTS_DIR = os.environ.get("TALKINGHEAD_WEIGHTS") or None
 DEVICE = resolve_device(os.environ.get("TALKINGHEAD_DEVICE", "auto"))

@@ -39,10 +39,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from talkinghead.drivers.audio.condition import EyeConditions  # noqa: E402
-from talkinghead.drivers.audio.config import DittoConfig  # noqa: E402
-from talkinghead.drivers.audio.driver import DEFAULT_STEPS, AudioDriver, AudioDriverOptions  # noqa: E402
-from talkinghead.drivers.audio.hubert import FEATURE_DIM, OnnxAudioEncoder, encoder_frame_count  # noqa: E402
+from talkinghead.drivers.audio.ditto.condition import EyeConditions  # noqa: E402
+from talkinghead.drivers.audio.ditto.config import DittoConfig  # noqa: E402
+from talkinghead.drivers.audio.ditto.driver import DEFAULT_STEPS, AudioDriver, AudioDriverOptions  # noqa: E402
+from talkinghead.drivers.audio.ditto.hubert import FEATURE_DIM, OnnxAudioEncoder, encoder_frame_count  # noqa: E402
 from talkinghead.models.lmdm import LMDM, LMDMConfig  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -84,7 +84,7 @@ def _options(steps: int, config: str | None) -> AudioDriverOptions:
 def measure(seconds: float, steps: int, device: torch.device, encoder_path: str | None,
             config: str | None = None) -> dict[str, float]:
     """Timings (s) of one clip's motion generation, split into features and the rest."""
-    from talkinghead.drivers.audio import driver as driver_module
+    from talkinghead.drivers.audio.ditto import driver as driver_module
 
     driver = _driver(device, encoder_path)
     samples = _speechlike(seconds)

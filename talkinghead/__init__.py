@@ -5,7 +5,7 @@ Public API (imported lazily, so ``import talkinghead`` is cheap)::
     from talkinghead import Engine, AnimationOptions, MotionFrame
 
 Every name in ``__all__`` is public: the engine and its option dataclasses,
-the controls and action units, keyframes and motion curves, provenance
+the audio-backend registry, the controls and action units, keyframes and motion curves, provenance
 marking, and what a long-running front end needs around the engine
 (:mod:`talkinghead.session`).  The web app (``app.py``) uses these names only.
 """
@@ -35,7 +35,11 @@ _EXPORTS = {
     "parse_keyframes": "talkinghead.motion.keyframes",
     "motion_curves": "talkinghead.motion.curves",
     "plot_curves": "talkinghead.motion.curves",
-    "EMOTIONS": "talkinghead.drivers.audio.condition",
+    "EMOTIONS": "talkinghead.drivers.audio.ditto.condition",
+    "AudioBackend": "talkinghead.drivers.audio",
+    "AUDIO_BACKENDS": "talkinghead.drivers.audio",
+    "audio_backend": "talkinghead.drivers.audio",
+    "register_audio_backend": "talkinghead.drivers.audio",
     "EnhanceOptions": "talkinghead.enhance",
     "probe_audio": "talkinghead.media.audio",
     "save_image": "talkinghead.media.image",

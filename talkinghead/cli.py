@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from .drivers.audio import AUDIO_BACKENDS
 from .errors import ControlError, TalkingHeadError
 
 _FLAG_NAMES = {"x": "head-x", "y": "head-y", "scale": "head-scale"}
@@ -169,6 +170,8 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
                        description="Animate a portrait photo from a speech recording (Ditto-compatible audio-to-motion).")
     _add_common(p)
     p.add_argument("--audio", required=True, help="speech recording (wav, mp3, m4a, ogg, flac, webm…)")
+    p.add_argument("--audio-backend", choices=tuple(AUDIO_BACKENDS), default="ditto",
+                   help="speech-to-motion model (default ditto; --ditto-config, --steps, --emotion and --blinks are Ditto's)")
     p.add_argument("--ditto-config", metavar="FILE.pkl",
                    help="a Ditto configuration pickle to use instead of Ditto's shipped "
                         "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl (read safely: plain data only)")
@@ -388,14 +391,13 @@ def _audio_options(args: argparse.Namespace):
     from .engine import AudioJobOptions
 
     return AudioJobOptions(
-        config=args.ditto_config, steps=args.steps, seed=args.seed, emotion=args.emotion, blinks=args.blinks,
+        backend=args.audio_backend, config=args.ditto_config, steps=args.steps, seed=args.seed, emotion=args.emotion, blinks=args.blinks,
         expression_scale=args.expression_scale, still=args.still, pose_from=args.pose_from,
         pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend,
     )
 
 
 def _run_audio(args: argparse.Namespace) -> None:
-    from .drivers.audio.driver import AudioDriver
     from .motion.io import MotionFile, load_motion, save_motion
 
     options = _audio_options(args)
@@ -406,7 +408,7 @@ def _run_audio(args: argparse.Namespace) -> None:
     settings = None if saved else engine.audio_source_settings(options)
     source = _prepare(engine, args, settings)
     job = engine.animate_audio(source, args.audio, options, render, motion=saved.motion if saved else None,
-                               fps=saved.fps if saved else AudioDriver.fps, progress=not args.quiet)
+                               fps=saved.fps if saved else None, progress=not args.quiet)
     _write(engine, job, args)
     if args.save_motion:  # after the video: a failed or stopped job writes nothing
         _make_parent(args.save_motion)
@@ -504,7 +506,7 @@ def check_job(args: argparse.Namespace) -> None:
         raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
     _render_options(args)  # ranges of controls, smoothing and enhancement
     if args.command == "audio":
-        from .drivers.audio.condition import emotion_sequence
+        from .drivers.audio.ditto.condition import emotion_sequence
 
         _audio_options(args)  # ranges of --expression-scale, --pose-blend
         if args.emotion is not None:

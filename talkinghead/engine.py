@@ -28,25 +28,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .drivers.audio.condition import EyeConditionProvider, EyeConditions, LandmarkEyeConditions, MediaPipeEyeConditions
-from .drivers.audio.config import DittoConfig, SourceSettings
-from .drivers.audio.driver import AudioDriver, AudioDriverOptions, window_count
-from .drivers.audio.features import frame_count
-from .drivers.audio.hubert import OnnxAudioEncoder
-from .drivers.audio.stream import iter_audio_chunks, stream_motion
-from .drivers.audio.windows import SHIPPED_ONLINE
+from .drivers.audio import AUDIO_BACKENDS, AudioBackend, SourceSettings, audio_backend
+from .drivers.audio.backend import iter_audio_chunks
 from .drivers.video import CropMode, DrivingBatch, VideoDriver, fill_missing, ratios_from_landmarks
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
-from .errors import ControlError, MediaError, NoFaceError, TalkingHeadError, WeightsError
+from .errors import ControlError, MediaError, NoFaceError, TalkingHeadError
 from .face.crop import DrivingBoxMode, FaceCrop, crop_face, transform_points
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
 from .face.paste import paste_back as paste_face
@@ -56,7 +50,6 @@ from .media.provenance import ProvenanceOptions
 from .media.video import AudioSource, VideoReader, VideoWriter, frames_at_rate, probe_video
 from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
-from .models.lmdm import LMDM
 from .motion.animate import AnimationOptions, Animator, EyeLipRatios, SourceVideoAnimator, keypoints_from_motion
 from .motion.controls import Controls, apply_controls, retargeting_offsets
 from .motion.edits import reference_pose, scale_expression, still_head
@@ -66,7 +59,10 @@ from .motion.frame import KeypointInfo, MotionFrame
 from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from .motion.transfer import smooth_targets, source_video_targets
 from .render import Renderer
-from .weights import DITTO_FILES, WeightStore, read_checkpoint, resolve_revisions
+from .weights import WeightStore, resolve_revisions
+
+if TYPE_CHECKING:
+    from .drivers.audio.ditto.driver import AudioDriverOptions
 
 LandmarkSpec = LandmarkProvider | str | os.PathLike | None
 """A landmark provider, a landmark JSON file, or None for the engine's default detector."""
@@ -143,12 +139,19 @@ class VideoJob:
 class AudioJobOptions:
     """Options of the audio-driven job.
 
-    By default the generation settings come from Ditto's shipped
-    configuration (:mod:`talkinghead.drivers.audio.config`: the offline one
-    for files, the online one for :meth:`Engine.stream_audio`), with the
-    explicit choices here (``steps``, ``seed``, ``emotion``, ``blinks``) on top.
+    The motion comes from the audio backend ``backend``
+    (:mod:`talkinghead.drivers.audio.backend`); the fields from ``driver`` to
+    ``blinks`` are its generation choices (those of Ditto; another backend
+    reads those it knows), the rest are edits the engine applies to any
+    backend's motion.  With Ditto the generation settings come from its
+    shipped configuration (:mod:`talkinghead.drivers.audio.ditto.config`: the
+    offline one for files, the online one for :meth:`Engine.stream_audio`),
+    with the explicit choices here (``steps``, ``seed``, ``emotion``,
+    ``blinks``) on top.
 
     Attributes:
+        backend: registered audio backend name
+            (:data:`talkinghead.drivers.audio.AUDIO_BACKENDS`), default "ditto".
         driver: complete generation settings that replace the configuration
             (``steps``/``seed``/``emotion``/``blinks`` and ``config`` are then
             not used); None = from the configuration.
@@ -158,7 +161,7 @@ class AudioJobOptions:
         seed: random seed (sampler noise, random blink gaps); None = fresh.
         emotion: emotion label(s) or table; None = the configuration's.
         blinks: "model", "template" or "off" (see
-            :meth:`~talkinghead.drivers.audio.config.DittoConfig.driver_options`);
+            :meth:`~talkinghead.drivers.audio.ditto.config.DittoConfig.driver_options`);
             None = the configuration's.
         expression_scale: gain on the generated expression deltas, 0–3 (1 = as generated).
         still: keep the photo's head pose (only the face moves).
@@ -169,6 +172,7 @@ class AudioJobOptions:
         pose_blend: 0 = generated pose, 1 = the clip's pose.
     """
 
+    backend: str = "ditto"
     driver: AudioDriverOptions | None = None
     config: str | os.PathLike | None = None
     steps: int | None = None
@@ -186,8 +190,10 @@ class AudioJobOptions:
 
         Raises:
             ControlError: ``expression_scale`` outside 0..3, ``pose_blend``
-                outside 0..1, or ``steps`` not positive.
+                outside 0..1, ``steps`` not positive, or an unregistered ``backend``.
         """
+        if self.backend not in AUDIO_BACKENDS:
+            audio_backend(self.backend)  # raises, naming the registered backends
         if not 0.0 <= self.expression_scale <= 3.0:  # also rejects NaN
             raise ControlError(f"expression scale must be between 0 and 3, got {self.expression_scale}")
         if not 0.0 <= self.pose_blend <= 1.0:
@@ -259,9 +265,9 @@ def _smoothed(batches: Iterable[DrivingBatch], options: SmoothingOptions) -> Ite
     yield from emit(smoother.flush())
 
 
-def _samples(audio: str | os.PathLike | np.ndarray) -> np.ndarray:
-    """A speech file decoded to 16 kHz mono float32, or a waveform passed through."""
-    return audio.astype(np.float32, copy=False) if isinstance(audio, np.ndarray) else load_audio(audio)
+def _samples(audio: str | os.PathLike | np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    """A speech file decoded to mono float32 at ``sample_rate`` Hz, or a waveform passed through."""
+    return audio.astype(np.float32, copy=False) if isinstance(audio, np.ndarray) else load_audio(audio, sample_rate)
 
 
 def _plain(motion: MotionFrame) -> MotionFrame:
@@ -328,11 +334,7 @@ class Engine:
         self.renderer = Renderer(networks.appearance, networks.warping, networks.decoder, precision)
         self._landmarks = landmarks
         self.store = store or WeightStore()
-        self._audio_driver: AudioDriver | None = None
-        self._ditto_configs: dict[tuple[bool, str | None], DittoConfig] = {}
-        self._fitted_configs: set[int] = set()  # id()s of configurations checked against the loaded LMDM
-        self._lmdm_source = ""
-        self._eye_provider: EyeConditionProvider | None = None
+        self._audio_backends: dict[str, AudioBackend] = {}
         self._restorers: dict[str, FaceRestorer] = {}
         self._upscaler: Upscaler | None = None
 
@@ -389,9 +391,8 @@ class Engine:
             image: photo file or (H, W, 3) uint8 RGB array.
             landmarks: landmark provider, a landmark JSON file for this
                 photo, or None for the engine's default detector.
-            settings: Ditto's size and crop rules (an audio job's
-                :attr:`DittoConfig.source_settings`, see
-                :meth:`audio_source_settings`); None = LivePortrait's (long
+            settings: an audio backend's size and crop rules (Ditto's
+                configuration; see :meth:`audio_source_settings`); None = LivePortrait's (long
                 side ≤ 1280 px, crop scale 2.3, shift −0.125).
 
         Returns:
@@ -773,149 +774,84 @@ class Engine:
         return next(iter(job.frames))
 
     # ------------------------------------------------------------ audio job
-    def audio_driver(self) -> AudioDriver:
-        """Ditto's LMDM and audio encoder, loaded on first use (about 1.6 GB on first download).
+    def audio_backend(self, name: str = "ditto") -> AudioBackend:
+        """The audio backend registered as ``name``, built once on the engine's weight store and device.
 
         Raises:
-            WeightsError: a Ditto file is missing, unsafe or of the wrong layout.
+            ControlError: no backend of that name (the message lists the registered ones).
+            WeightsError: the backend's files cannot be used.
         """
-        if self._audio_driver is None:
-            lmdm_path = self.store.path(DITTO_FILES["lmdm"])
-            checkpoint = read_checkpoint(lmdm_path)
-            if not isinstance(checkpoint.get("model_state_dict"), Mapping):
-                raise WeightsError(f"{lmdm_path}: no 'model_state_dict' entry; the file is not Ditto's {lmdm_path.name}")
-            lmdm = LMDM.from_state_dict(checkpoint["model_state_dict"], str(lmdm_path)).to(self.device)
-            self._lmdm_source = str(lmdm_path)
-            encoder = OnnxAudioEncoder(self.store.path(DITTO_FILES["audio_encoder"]), self.device)
-            self._audio_driver = AudioDriver(lmdm, encoder)
-        return self._audio_driver
+        if name not in self._audio_backends:
+            self._audio_backends[name] = audio_backend(name).from_pretrained(self.store, device=self.device)
+        return self._audio_backends[name]
 
-    def ditto_config(self, online: bool = False, path: str | os.PathLike | None = None) -> DittoConfig:
-        """Ditto's configuration, read once (see :mod:`talkinghead.drivers.audio.config`).
-
-        Args:
-            online: the streaming configuration instead of the offline one.
-            path: a cfg pickle to read instead of Ditto's (Hub / ``--weights DIR``).
-
-        Raises:
-            WeightsError: the file is missing, unsafe or malformed.
-        """
-        key = (online, None if path is None else os.fspath(path))
-        if key not in self._ditto_configs:
-            file = path if path is not None else self.store.path(DITTO_FILES["config_online" if online else "config"])
-            self._ditto_configs[key] = DittoConfig.load(file)
-        return self._ditto_configs[key]
-
-    def audio_source_settings(self, options: AudioJobOptions | None = None) -> SourceSettings:
-        """How the audio job sizes and crops the photo (the offline configuration's rules).
+    def audio_source_settings(self, options: AudioJobOptions | None = None) -> SourceSettings | None:
+        """How the audio job sizes and crops the photo (the backend's rules; Ditto: its offline configuration's).
 
         Raises:
             WeightsError: the configuration is missing, unsafe or malformed.
         """
         options = options or AudioJobOptions()
-        return self.ditto_config(path=options.config).source_settings
-
-    def audio_driver_options(self, options: AudioJobOptions, online: bool = False) -> AudioDriverOptions:
-        """The generation settings of a job: ``options.driver``, else the configuration with the job's choices.
-
-        Raises:
-            WeightsError: the configuration is missing, unsafe, malformed or
-                does not fit the LMDM checkpoint.
-            ControlError: an invalid emotion or blink mode.
-        """
-        if options.driver is not None:
-            return options.driver
-        config = self.ditto_config(online=online, path=None if online else options.config)
-        lmdm = self.audio_driver().lmdm
-        if id(config) not in self._fitted_configs:  # configurations are cached, so each is checked once
-            config.check_model(lmdm.config.motion_dim, lmdm.config.cond_dim, lmdm.config.seq_len, self._lmdm_source)
-            self._fitted_configs.add(id(config))
-        return config.driver_options(steps=options.steps, seed=options.seed, emotion=options.emotion,
-                                     blinks=options.blinks)
-
-    def _eye_condition_provider(self) -> EyeConditionProvider:
-        """MediaPipe's face mesh, as Ditto measures the eyes, falling back to the 68-point
-        approximation with one warning naming the cause (Ditto's ``face_landmarker.task`` not
-        available here; or, inside :class:`MediaPipeEyeConditions`, mediapipe not importable,
-        the landmarker not creatable or failing, no face found)."""
-        fallback = LandmarkEyeConditions()
-        try:
-            task_path = self.store.path(DITTO_FILES["face_landmarker"])
-        except WeightsError as e:
-            warnings.warn(f"eye conditions estimated from the 68-point landmarks instead of MediaPipe's face "
-                          f"mesh: {e}", stacklevel=3)
-            return fallback
-        return MediaPipeEyeConditions(task_path, fallback=fallback)
-
-    def _eye_conditions(self, source: PreparedSource) -> EyeConditions:
-        """Ditto's eye conditions (openness, gaze) of the source photo's 512 crop."""
-        if self._eye_provider is None:
-            self._eye_provider = self._eye_condition_provider()
-        crop_points = transform_points(source.landmarks, source.crop.M_o2c).astype(np.float32)
-        return self._eye_provider(source.crop.crop, crop_points)
+        return self.audio_backend(options.backend).source_settings(options)
 
     def audio_motion(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray,
                      options: AudioJobOptions = AudioJobOptions(), progress: bool = False) -> MotionFrame:
-        """Motion sequence for a speech clip (25 fps, one frame per 40 ms, ceil(duration·25) frames).
+        """Motion sequence for a speech clip at the backend's rate (Ditto: 25 fps, ceil(duration·25) frames).
 
         Args:
             source: from :meth:`prepare_source`.
             audio: speech file (any format FFmpeg reads) or a (S,) float32
-                16 kHz mono waveform.
+                mono waveform at the backend's sample rate (Ditto: 16 kHz).
             options: see :class:`AudioJobOptions`.
-            progress: show a tqdm bar over the 80-frame windows.
+            progress: show a progress bar (Ditto: over the 80-frame windows).
 
         Raises:
             MediaError: unreadable, empty or silent audio; unreadable pose clip.
             ControlError: an option out of range.
             DiffusionError: an unsafe step count.
         """
-        from tqdm import tqdm
-
-        samples = _samples(audio)
-        driver = self.audio_driver()
-        settings = self.audio_driver_options(options)
-        windows = window_count(frame_count(samples.size), settings.windows)
-        with tqdm(total=windows, unit="window", desc="audio to motion", disable=not progress) as bar:
-            try:
-                motion = driver.generate(samples, source.raw, self._eye_conditions(source), settings,
-                                         on_window=lambda _: bar.update())
-            except MediaError as error:  # empty or silent: say which file
-                if isinstance(audio, np.ndarray):
-                    raise
-                raise MediaError(f"{audio}: {error}") from error
+        backend = self.audio_backend(options.backend)
+        samples = _samples(audio, backend.sample_rate)
+        try:
+            motion = backend.generate(samples, source, options, progress=progress)
+        except MediaError as error:  # empty or silent: say which file
+            if isinstance(audio, np.ndarray):
+                raise
+            raise MediaError(f"{audio}: {error}") from error
         return self._edit_motion(source, motion, options, self._reference_pose(options))
 
     def stream_audio(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray | Iterable[np.ndarray],
                      options: AudioJobOptions = AudioJobOptions(),
                      render: RenderOptions = RenderOptions()) -> Iterator[np.ndarray]:
-        """Rendered frames of a talking video, yielded as soon as each window of motion is ready.
+        """Rendered frames of a talking video, yielded as soon as each chunk of motion is ready.
 
-        Uses Ditto's online windows (:func:`talkinghead.drivers.audio.stream.stream_motion`):
-        the first frames come after about 0.9 s of audio has been read and
-        encoded, then 10 frames per 0.4 s of audio — for a live view, or to
+        Uses the backend's streaming generation (Ditto: its online windows,
+        :func:`talkinghead.drivers.audio.ditto.stream.stream_motion`: the
+        first frames come after about 0.9 s of audio has been read and
+        encoded, then 10 frames per 0.4 s of audio) — for a live view, or to
         show video before a long clip is done.  Frame count and rate are those
-        of :meth:`animate_audio` (25 fps); the motion differs slightly from
-        the offline job's (online features and windows).
+        of :meth:`animate_audio` (Ditto: 25 fps); Ditto's motion differs
+        slightly from the offline job's (online features and windows).
 
         Args:
-            audio: a speech file, a (S,) float32 16 kHz waveform, or an
-                iterable of such waveform chunks (e.g. from a microphone).
+            audio: a speech file, a (S,) float32 waveform at the backend's
+                sample rate (Ditto: 16 kHz), or an iterable of such waveform
+                chunks (e.g. from a microphone).
             options, render: as for :meth:`animate_audio`; smoothing runs in
                 streaming form (a few frames of extra delay).
 
         Yields:
             (H, W, 3) uint8 RGB frames.
         """
-        chunks = iter_audio_chunks(_samples(audio)) if isinstance(audio, (str, os.PathLike, np.ndarray)) else audio
+        backend = self.audio_backend(options.backend)
+        if isinstance(audio, (str, os.PathLike, np.ndarray)):
+            audio = iter_audio_chunks(_samples(audio, backend.sample_rate))
         reference = self._reference_pose(options)
         smoother = MotionSmoother(render.smoothing)
         per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
         emitted, first = 0, 0
-        driver = self.audio_driver()
-        settings = self.audio_driver_options(options, online=True)
-        windows = settings.windows if options.driver is None else SHIPPED_ONLINE
-        motions = stream_motion(driver, chunks, source.raw, self._eye_conditions(source), settings, windows)
+        motions = backend.stream(audio, source, options)
+        stitching = backend.stitching(options, online=True)
         for motion in itertools.chain(motions, [None]):
             if motion is not None:
                 motion = self._edit_motion(source, motion, options, reference, first)
@@ -928,8 +864,7 @@ class Engine:
                 if ready.batch_size == 0:
                     return
             emitted += ready.batch_size
-            yield from self.animate_motion(source, ready, AudioDriver.fps, per_chunk,
-                                           stitching=settings.post.stitching).frames
+            yield from self.animate_motion(source, ready, backend.fps, per_chunk, stitching=stitching).frames
 
     def _reference_pose(self, options: AudioJobOptions) -> MotionFrame | None:
         if options.still or options.pose_from is None:
@@ -963,9 +898,9 @@ class Engine:
 
     def animate_audio(self, source: PreparedSource, audio: str | os.PathLike,
                       options: AudioJobOptions = AudioJobOptions(), render: RenderOptions = RenderOptions(), *,
-                      motion: MotionFrame | None = None, fps: float = AudioDriver.fps,
+                      motion: MotionFrame | None = None, fps: float | None = None,
                       progress: bool = False) -> VideoJob:
-        """Photo + speech → talking video (25 fps) with the speech as its audio track.
+        """Photo + speech → talking video at the backend's rate (Ditto: 25 fps) with the speech as its audio track.
 
         The motion is generated first (fast compared with rendering), then
         frames are rendered lazily as the job is consumed; ``job.motion``
@@ -973,15 +908,18 @@ class Engine:
 
         Args:
             motion: render this motion sequence (e.g. a loaded motion file,
-                at ``fps``) instead of generating it from the audio.
+                at ``fps``; None = the backend's rate) instead of generating it from the audio.
 
         Raises:
             MediaError, ControlError, DiffusionError: see :meth:`audio_motion`.
         """
         stitching = True
         if motion is None:
-            motion, fps = self.audio_motion(source, audio, options, progress=progress), AudioDriver.fps
-            stitching = self.audio_driver_options(options).post.stitching
+            backend = self.audio_backend(options.backend)
+            motion, fps = self.audio_motion(source, audio, options, progress=progress), backend.fps
+            stitching = backend.stitching(options)
+        elif fps is None:
+            fps = audio_backend(options.backend).fps
         n = motion.batch_size if render.max_frames is None else min(render.max_frames, motion.batch_size)
         return self.animate_motion(source, motion, fps, render, audio=AudioSource(audio, duration_s=n / fps),
                                    stitching=stitching)

@@ -27,7 +27,7 @@ from typing import Hashable, Iterable, Iterator
 
 import numpy as np
 
-from talkinghead.drivers.audio.driver import AudioDriver
+from talkinghead.drivers.audio import audio_backend
 from talkinghead.engine import AudioJobOptions, Engine, PreparedSource, RenderOptions
 from talkinghead.errors import TalkingHeadError
 from talkinghead.media.audio import load_audio
@@ -36,10 +36,6 @@ from talkinghead.media.video import AudioSamples, VideoWriter
 from talkinghead.weights import DITTO_FILES, ENHANCE_FILES, LIVEPORTRAIT_FILES, WeightStore
 
 log = logging.getLogger(__name__)
-
-SPEECH_RATE = 16000
-"""Hz: the rate the speech is decoded at once per live-preview job (what the audio model hears, and the segments' sound)."""
-
 
 class EngineLoader:
     """Builds the :class:`Engine` once and shares it between requests (thread-safe).
@@ -180,10 +176,11 @@ def stream_segments(engine: Engine, source: PreparedSource, audio: str | os.Path
                     provenance: ProvenanceOptions | None = None) -> Iterator[str]:
     """Photo + speech → a live preview: MP4 segments (paths) as :meth:`Engine.stream_audio` renders the frames.
 
-    The speech file is decoded once, to 16 kHz mono (:data:`SPEECH_RATE`);
-    those samples drive the motion and each segment's sound is a slice of
-    them (see :func:`write_segments`), so the work per segment does not grow
-    with the clip's length.  Frames are 25 fps.
+    The speech file is decoded once, mono at the audio backend's sample rate
+    (``options.backend``; Ditto: 16 kHz); those samples drive the motion and
+    each segment's sound is a slice of them (see :func:`write_segments`), so
+    the work per segment does not grow with the clip's length.  Frames come
+    at the backend's rate (Ditto: 25 fps).
 
     Args:
         engine, source, options, render: as for :meth:`Engine.stream_audio`.
@@ -193,7 +190,8 @@ def stream_segments(engine: Engine, source: PreparedSource, audio: str | os.Path
     Raises:
         MediaError: unreadable or empty speech, or as :meth:`Engine.stream_audio`.
     """
-    samples = load_audio(audio, SPEECH_RATE)
+    backend = audio_backend(options.backend)  # its class: frame and sample rate, nothing loaded
+    samples = load_audio(audio, backend.sample_rate)
     frames = engine.stream_audio(source, samples, options, render)
-    yield from write_segments(frames, AudioSamples(samples, SPEECH_RATE), path, AudioDriver.fps,
+    yield from write_segments(frames, AudioSamples(samples, backend.sample_rate), path, backend.fps,
                               frames_per_segment, provenance)

@@ -17,12 +17,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from talkinghead.drivers.audio.features import (
+from talkinghead.drivers.audio.ditto.features import (
     DITTO_CHUNKING, ditto_frame_count, ditto_window_start, frame_count, offline_features, online_features,
     warmup_features,
 )
-from talkinghead.drivers.audio.hubert import FEATURE_DIM, OnnxAudioEncoder, encoder_frame_count
-from talkinghead.drivers.audio import hubert
+from talkinghead.drivers.audio.ditto.hubert import FEATURE_DIM, OnnxAudioEncoder, encoder_frame_count
+from talkinghead.drivers.audio.ditto import hubert
 from talkinghead.errors import WeightsError
 from talkinghead.media.audio import load_audio
 

@@ -17,7 +17,7 @@ import torch
 
 from conftest import TESTDATA, landmarks_json
 from talkinghead.cli import main
-from talkinghead.drivers.audio.driver import AudioDriverOptions
+from talkinghead.drivers.audio.ditto.driver import AudioDriverOptions
 from talkinghead.engine import AudioJobOptions, RenderOptions
 from talkinghead.errors import MediaError
 from talkinghead.media.audio import load_audio
@@ -155,7 +155,7 @@ def test_stream_audio_yields_a_frame_before_the_audio_is_consumed(audio_engine, 
 
 def test_blink_modes(audio_engine, astronaut) -> None:
     """"off" keeps the photo's eyes; "template" closes them (keypoint 13 moves down) in short seeded blinks."""
-    from talkinghead.drivers.audio.postprocess import BLINK_CURVE, blink_options
+    from talkinghead.drivers.audio.ditto.postprocess import BLINK_CURVE, blink_options
 
     samples = load_audio(AUDIO / "dt_german1.wav")[: 16000 * 10]           # 250 frames: room for blinks 60-100 apart
 

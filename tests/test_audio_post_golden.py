@@ -16,7 +16,7 @@ import torch
 
 from conftest import DITTO_FIXTURES, assert_close, landmarks_json
 
-from talkinghead.drivers.audio.condition import (
+from talkinghead.drivers.audio.ditto.condition import (
     EMOTIONS,
     ConditionBuilder,
     EyeConditions,
@@ -26,7 +26,7 @@ from talkinghead.drivers.audio.condition import (
     emotion_probabilities,
     emotion_sequence,
 )
-from talkinghead.drivers.audio.postprocess import (
+from talkinghead.drivers.audio.ditto.postprocess import (
     EYE_ROWS,
     LIP_ROWS,
     Controls,

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from conftest import TESTDATA, landmarks_json
-from talkinghead.drivers.audio.condition import LandmarkEyeConditions
-from talkinghead.drivers.audio.driver import AudioDriverOptions
-from talkinghead.drivers.audio.features import frame_count
-from talkinghead.drivers.audio.stream import iter_audio_chunks, stream_motion
-from talkinghead.drivers.audio.windows import SHIPPED_ONLINE, WindowConfig
+from talkinghead.drivers.audio.ditto.condition import LandmarkEyeConditions
+from talkinghead.drivers.audio.ditto.driver import AudioDriverOptions
+from talkinghead.drivers.audio.ditto.features import frame_count
+from talkinghead.drivers.audio.backend import iter_audio_chunks
+from talkinghead.drivers.audio.ditto.stream import stream_motion
+from talkinghead.drivers.audio.ditto.windows import SHIPPED_ONLINE, WindowConfig
 from talkinghead.errors import ControlError, MediaError
 from talkinghead.face.crop import transform_points
 from talkinghead.media.audio import load_audio
@@ -43,7 +44,7 @@ def astronaut(audio_engine):
 @pytest.fixture(scope="module")
 def stream(audio_engine, astronaut):
     """``stream(chunks, options, config)`` → the generator of MotionFrame chunks for the astronaut photo."""
-    driver = audio_engine.audio_driver()
+    driver = audio_engine.audio_backend("ditto").driver
 
     def run(chunks: Iterable[np.ndarray], options: AudioDriverOptions = FAST,
             config: WindowConfig = SHIPPED_ONLINE) -> Iterator[MotionFrame]:

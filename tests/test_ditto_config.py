@@ -26,11 +26,11 @@ from conftest import (
     write_ditto_config,
 )
 from talkinghead.cli import main
-from talkinghead.drivers.audio.condition import ConditionBuilder, ConditionParts, EyeConditions, mirror_index
-from talkinghead.drivers.audio.config import DittoConfig, SourceSettings
-from talkinghead.drivers.audio.driver import DEFAULT_STEPS
-from talkinghead.drivers.audio.postprocess import IMAGE_DRIVEN, MotionPostprocessor
-from talkinghead.drivers.audio.windows import clip_motion
+from talkinghead.drivers.audio.ditto.condition import ConditionBuilder, ConditionParts, EyeConditions, mirror_index
+from talkinghead.drivers.audio.ditto.config import DittoConfig, SourceSettings
+from talkinghead.drivers.audio.ditto.driver import DEFAULT_STEPS
+from talkinghead.drivers.audio.ditto.postprocess import IMAGE_DRIVEN, MotionPostprocessor
+from talkinghead.drivers.audio.ditto.windows import clip_motion
 from talkinghead.engine import AudioJobOptions
 from talkinghead.errors import WeightsError
 from talkinghead.media.audio import load_audio
@@ -252,11 +252,11 @@ def astronaut(audio_engine):
 
 
 def test_engine_reads_the_shipped_configs(audio_engine):
-    offline = audio_engine.audio_driver_options(AudioJobOptions())
-    online = audio_engine.audio_driver_options(AudioJobOptions(), online=True)
+    offline = audio_engine.audio_backend("ditto").driver_options(AudioJobOptions())
+    online = audio_engine.audio_backend("ditto").driver_options(AudioJobOptions(), online=True)
     assert (offline.steps, offline.windows.overlap) == (TEST_OFFLINE_KWARGS["sampling_timesteps"], 10)
     assert (online.windows.overlap, online.windows.fix_kp_cond, online.windows.fix_kp_cond_dims) == (70, 1, (0, 202))
-    assert audio_engine.audio_driver_options(AudioJobOptions(steps=2)).steps == 2
+    assert audio_engine.audio_backend("ditto").driver_options(AudioJobOptions(steps=2)).steps == 2
 
 
 def test_equal_clip_bounds_make_motion_independent_of_the_seed(tmp_path, audio_engine, astronaut):

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from conftest import REPO, TESTDATA, assert_close, landmarks_json
-from talkinghead.drivers.audio.condition import (
+from talkinghead.drivers.audio.ditto.condition import (
     EyeConditions,
     LandmarkEyeConditions,
     MediaPipeEyeConditions,
@@ -289,7 +289,7 @@ def test_eye_ball_move_properties(source):
 def test_engine_falls_back_once_without_the_task_file(audio_engine):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        provider = audio_engine._eye_condition_provider()
+        provider = audio_engine.audio_backend("ditto").eye_condition_provider()
     assert isinstance(provider, LandmarkEyeConditions)
     warned = _fallback_warnings(caught)
     assert len(warned) == 1 and "face_landmarker.task" in warned[0], warned
@@ -312,7 +312,7 @@ def test_engine_falls_back_once_for_a_garbage_task_file(all_weights_dir, tmp_pat
     prepared = engine.prepare_source(photo, landmarks_json("dt_male_face.png"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        first, second = engine._eye_conditions(prepared), engine._eye_conditions(prepared)
+        first, second = (engine.audio_backend("ditto").eye_conditions(prepared) for _ in range(2))
     warned = _fallback_warnings(caught)
     assert len(warned) == 1 and str(task) in warned[0], warned
     crop_points = transform_points(prepared.landmarks, prepared.crop.M_o2c).astype(np.float32)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from conftest import DITTO_FIXTURES, assert_close, load_golden
-from talkinghead.drivers.audio.diffusion import (
+from talkinghead.drivers.audio.ditto.diffusion import (
     DDIMSampler,
     DiffusionError,
     SamplingStep,
@@ -27,7 +27,7 @@ from talkinghead.drivers.audio.diffusion import (
     ddim_coefficients,
     sampling_times,
 )
-from talkinghead.drivers.audio.windows import (
+from talkinghead.drivers.audio.ditto.windows import (
     MotionChunk,
     WindowConfig,
     WindowRecord,

@@ -29,7 +29,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ...errors import WeightsError
+from ....errors import WeightsError
 from .hubert import ENCODER_RECEPTIVE_FIELD, ENCODER_STRIDE, FEATURE_DIM, SAMPLE_RATE, AudioEncoder
 
 FPS = 25

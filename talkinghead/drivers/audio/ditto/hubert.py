@@ -26,7 +26,7 @@ import onnxruntime as ort
 import torch
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from ...errors import WeightsError
+from ....errors import WeightsError
 
 SAMPLE_RATE = 16000
 """Input sample rate of the encoder, Hz."""

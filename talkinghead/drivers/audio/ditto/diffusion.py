@@ -20,8 +20,8 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from ...errors import TalkingHeadError
-from ...models.lmdm import LMDM
+from ....errors import TalkingHeadError
+from ....models.lmdm import LMDM
 
 NUM_DIFFUSION_STEPS = 1000
 """Length T of the training noise schedule."""

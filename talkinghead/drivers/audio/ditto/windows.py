@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import Tensor
 
-from ...errors import ControlError
+from ....errors import ControlError
 from .diffusion import DDIMSampler
 
 SMOOTHED_DIMS = 202

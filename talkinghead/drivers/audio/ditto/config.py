@@ -60,11 +60,12 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ...errors import ControlError, WeightsError
-from ...motion.frame import NUM_KP
-from ...motion.keypoints import NUM_BINS
-from ...safe_pickle import load_plain_pickle
-from ...weights import DITTO_FILES
+from ....errors import ControlError, WeightsError
+from ....motion.frame import NUM_KP
+from ....motion.keypoints import NUM_BINS
+from ....safe_pickle import load_plain_pickle
+from ....weights import DITTO_FILES
+from ..backend import SourceSettings
 from .condition import ConditionParts, Emotion, EyeConditions, ReferenceCharacter, emotion_sequence
 from .driver import DEFAULT_STEPS, AudioDriverOptions
 from .postprocess import (
@@ -86,27 +87,6 @@ _USED_KEYS = {
     "crop_vx_ratio", "crop_vy_ratio", "crop_flag_do_rot", "eye_f0_mode",
 }
 _NOT_SETTINGS = {"online_mode", "N_d", "template_n_frames", "smo_k_s"}
-
-
-@dataclass(frozen=True)
-class SourceSettings:
-    """How Ditto prepares the source photo (``StreamSDK.setup`` crop and size options).
-
-    Attributes:
-        max_size: longest side in pixels; a larger photo is resized (Ditto
-            loader.py ``check_resize``: long side = max_size, short side
-            rounded, both then cut down to even numbers, cv2 bilinear resize).
-        crop_scale: ``crop_scale``, crop side over face size (LivePortrait's 2.3).
-        crop_vx: ``crop_vx_ratio``, horizontal shift of the crop centre (× size).
-        crop_vy: ``crop_vy_ratio``, vertical shift (× size; −0.125 = up).
-        rotate: ``crop_flag_do_rot``, undo the head roll in the crop.
-    """
-
-    max_size: int = 1920
-    crop_scale: float = 2.3
-    crop_vx: float = 0.0
-    crop_vy: float = -0.125
-    rotate: bool = True
 
 
 def _fail(source: str, what: str) -> WeightsError:

@@ -32,40 +32,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...errors import ControlError, MediaError
-from ...motion.frame import MotionFrame
+from ....errors import ControlError, MediaError
+from ....motion.frame import MotionFrame
 from .condition import ConditionBuilder, EyeConditions
 from .diffusion import DDIMSampler
 from .driver import AudioDriver, AudioDriverOptions
-from .features import SAMPLES_PER_FRAME, frame_count, online_features, warmup_features
+from .features import frame_count, online_features, warmup_features
 from .hubert import AudioEncoder
 from .postprocess import MotionPostprocessor, motion_row_from_raw
 from .windows import SHIPPED_ONLINE, WindowConfig, stream_online
-
-DEFAULT_CHUNK_SAMPLES = 5 * SAMPLES_PER_FRAME
-"""3200 samples (0.2 s at 16 kHz): one online encoder hop."""
-
-
-def iter_audio_chunks(samples: np.ndarray, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> Iterator[np.ndarray]:
-    """Cut a waveform into consecutive chunks, as a live source would deliver it.
-
-    Args:
-        samples: (S,) float32 mono waveform at 16 kHz.
-        chunk_samples: samples per chunk, ≥ 1; the last chunk holds the rest.
-
-    Yields:
-        (k,) float32 views of ``samples``, k = ``chunk_samples`` except for the last.
-
-    Raises:
-        ValueError: ``samples`` is not 1-D or ``chunk_samples`` < 1 (at the call).
-    """
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim != 1:
-        raise ValueError(f"expected a 1-D mono waveform, got shape {samples.shape}")
-    if chunk_samples < 1:
-        raise ValueError(f"chunk_samples must be >= 1, got {chunk_samples}")
-    return (samples[start:start + chunk_samples] for start in range(0, samples.size, chunk_samples))
-
 
 class _AudioTally:
     """Passes audio chunks through, counting their samples; ``ended`` once the input is exhausted."""

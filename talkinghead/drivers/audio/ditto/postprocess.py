@@ -31,11 +31,11 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ...errors import ControlError
-from ...motion.controls import expression_direction
-from ...motion.frame import NUM_KP, MotionFrame
-from ...motion.keypoints import NUM_BINS, KeypointTransform, degrees_from_bins
-from ...motion.retarget import MLP, stitch
+from ....errors import ControlError
+from ....motion.controls import expression_direction
+from ....motion.frame import NUM_KP, MotionFrame
+from ....motion.keypoints import NUM_BINS, KeypointTransform, degrees_from_bins
+from ....motion.retarget import MLP, stitch
 
 MOTION_DIM = 1 + 3 * NUM_BINS + 3 + 3 * NUM_KP
 """Width of a Ditto motion row: [scale − 1 | pitch 66 | yaw 66 | roll 66 | t 3 | exp 63] (spec §4)."""

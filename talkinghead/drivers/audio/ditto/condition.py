@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
-from ...face.ratios import eye_open_ratios
+from ....errors import ControlError, NoFaceError, TalkingHeadError, WeightsError
+from ....face.ratios import eye_open_ratios
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "contempt")
 """Emotion classes in the order of the condition's 8 emotion values (HSEmotion's, re-ordered; §3)."""

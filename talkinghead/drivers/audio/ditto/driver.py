@@ -20,9 +20,9 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from ...errors import MediaError
-from ...models.lmdm import LMDM
-from ...motion.frame import MotionFrame
+from ....errors import MediaError
+from ....models.lmdm import LMDM
+from ....motion.frame import MotionFrame
 from .condition import NEUTRAL, ConditionBuilder, ConditionParts, Emotion, EyeConditions, ReferenceCharacter
 from .diffusion import DDIMSampler
 from .features import frame_count, offline_features
