@@ -58,7 +58,6 @@ import gradio as gr
 from talkinghead import (
     ACTION_UNITS,
     CONTROL_SPECS,
-    EMOTIONS,
     AnimationOptions,
     AudioJobOptions,
     Controls,
@@ -81,6 +80,7 @@ from talkinghead import (
     resolve_device,
     save_image,
     stream_segments,
+    widget_spec,
 )
 
 log = logging.getLogger("talkinghead.app")
@@ -196,9 +196,14 @@ def _check_audio_length(audio: str) -> None:
                        f"(TALKINGHEAD_MAX_AUDIO_S): trim it or use the command line")
 
 
+def _upscale_label(factor: int) -> str:
+    """An EnhanceOptions.upscale factor as the app's choice ("1x", "2x")."""
+    return f"{factor}x"
+
+
 def _enhance(restorer: str, weight: float, upscale: str) -> EnhanceOptions:
     """The "Enhance" inputs (restorer name, blend weight, "1x"/"2x") as EnhanceOptions."""
-    return EnhanceOptions(restorer=restorer, weight=weight, upscale=2 if upscale == "2x" else 1)
+    return EnhanceOptions(restorer=restorer, weight=weight, upscale=int(upscale.removesuffix("x")))
 
 
 def _prepared(engine: Engine, photo: str, settings: Any = None) -> PreparedSource:
@@ -219,20 +224,20 @@ class AudioForm:
     head_motion: str = "from the model"
     """"from the model", "from a reference clip" or "still"."""
     reference_clip: str | None = None
-    pose_blend: float = 1.0
-    expression_scale: float = 1.0
+    pose_blend: float = widget_spec(AudioJobOptions, "pose_blend").value
+    expression_scale: float = widget_spec(AudioJobOptions, "expression_scale").value
     blinks: str = FROM_CONFIG
     emotion: str = FROM_CONFIG
-    steps: float = 0
+    steps: float = widget_spec(AudioJobOptions, "steps").minimum
     """0 = Ditto's configuration."""
-    seed: float = 0
-    smoothing: float = 0.0
-    paste_back: bool = True
-    max_frames: float = 0
+    seed: float = widget_spec(AudioJobOptions, "seed").value
+    smoothing: float = widget_spec(SmoothingOptions, "pose").value
+    paste_back: bool = widget_spec(RenderOptions, "paste_back").value
+    max_frames: float = widget_spec(RenderOptions, "max_frames").minimum
     """0 = all."""
-    restorer: str = "none"
-    enhance_weight: float = 1.0
-    upscale: str = "1x"
+    restorer: str = widget_spec(EnhanceOptions, "restorer").value
+    enhance_weight: float = widget_spec(EnhanceOptions, "weight").value
+    upscale: str = _upscale_label(widget_spec(EnhanceOptions, "upscale").value)
 
     def options(self) -> AudioJobOptions:
         """The audio-job options these values ask for."""
@@ -257,17 +262,17 @@ class VideoForm:
 
     photo: str | None = None
     driving: str | None = None
-    relative: bool = True
-    stitching: bool = True
-    paste_back: bool = True
-    multiplier: float = 1.0
-    region: str = "all"
-    smoothing: float = 0.0
-    max_frames: float = 0
+    relative: bool = widget_spec(AnimationOptions, "relative").value
+    stitching: bool = widget_spec(AnimationOptions, "stitching").value
+    paste_back: bool = widget_spec(RenderOptions, "paste_back").value
+    multiplier: float = widget_spec(AnimationOptions, "driving_multiplier").value
+    region: str = widget_spec(AnimationOptions, "region").value
+    smoothing: float = widget_spec(SmoothingOptions, "pose").value
+    max_frames: float = widget_spec(RenderOptions, "max_frames").minimum
     source_video: str | None = None
-    restorer: str = "none"
-    enhance_weight: float = 1.0
-    upscale: str = "1x"
+    restorer: str = widget_spec(EnhanceOptions, "restorer").value
+    enhance_weight: float = widget_spec(EnhanceOptions, "weight").value
+    upscale: str = _upscale_label(widget_spec(EnhanceOptions, "upscale").value)
 
     def options(self) -> AnimationOptions:
         """The animation options these values ask for."""
@@ -415,7 +420,8 @@ def preview_pose(photo: str | None, paste_back: bool, restorer: str, enhance_wei
 @_gpu
 @_user_errors
 def render_pose_path(photo: str | None, keyframes: str, paste_back: bool, max_frames: float,
-                     restorer: str = "none", enhance_weight: float = 1.0, upscale: str = "1x",
+                     restorer: str = AudioForm.restorer, enhance_weight: float = AudioForm.enhance_weight,
+                     upscale: str = AudioForm.upscale,
                      progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
     """Photo + keyframes (JSON text, format of talkinghead.motion.keyframes) → video along the pose path."""
     photo = _required(photo, "photo")
@@ -437,22 +443,48 @@ def _photo_input() -> gr.Image:
     return gr.Image(label="Photo", sources=["upload", "webcam"], type="filepath", image_mode=None, height=320)
 
 
+# Widgets of option fields: label, range, step, default and help come from the field (talkinghead.widget_spec).
+def option_slider(options: type, name: str) -> gr.Slider:
+    """A slider for a numeric option field; an unset default (None) shows as the slider's minimum."""
+    spec = widget_spec(options, name)
+    value = spec.minimum if spec.value is None else spec.value
+    return gr.Slider(spec.minimum, spec.maximum, value=value, step=spec.step, label=spec.label, info=spec.info)
+
+
+def option_checkbox(options: type, name: str) -> gr.Checkbox:
+    """A checkbox for a boolean option field."""
+    spec = widget_spec(options, name)
+    return gr.Checkbox(value=spec.value, label=spec.label)
+
+
+def option_choices(options: type, name: str, shown: dict[Any, str] | None = None, unset: str | None = None,
+                   widget: Callable[..., gr.components.Component] = gr.Radio) -> gr.components.Component:
+    """A radio (or ``widget``) over an option field's choices; ``shown`` renames some, ``unset`` labels None."""
+    spec = widget_spec(options, name)
+    choices = [(unset, FROM_CONFIG)] if unset is not None else []
+    choices += [((shown or {}).get(c, str(c)), c) for c in spec.choices]
+    value = FROM_CONFIG if spec.value is None and unset is not None else spec.value
+    return widget(choices, value=value, label=spec.label)
+
+
 def _max_frames_input() -> gr.Number:
-    return gr.Number(label="Max frames (0 = all; rendering is ~10-20 s per frame on a CPU)", value=0,
-                     minimum=0, precision=0)
+    spec = widget_spec(RenderOptions, "max_frames")
+    return gr.Number(label=spec.label, value=spec.minimum, minimum=spec.minimum, precision=0)
 
 
 def _smoothing_input() -> gr.Slider:
-    return gr.Slider(0, 1, value=0, step=0.05, label="Smoothing (0 = off)")
+    return option_slider(SmoothingOptions, "pose")
 
 
 def _enhance_inputs() -> list[gr.components.Component]:
     """Face restoration (restorer, blend weight) and 2x super-resolution, in a closed accordion."""
     with gr.Accordion("Enhance: face restoration, 2x upscale", open=False):
-        restorer = gr.Radio([("off", "none"), ("GFPGAN v1.4", "gfpgan"), ("CodeFormer (non-commercial)", "codeformer")],
-                            value="none", label="Face restoration (weights fetched on first use)")
-        weight = gr.Slider(0, 1, value=1, step=0.05, label="Restoration strength (0 = rendered face, 1 = restored)")
-        upscale = gr.Radio(["1x", "2x"], value="1x", label="Upscale (Real-ESRGAN x2plus)")
+        restorer = option_choices(EnhanceOptions, "restorer", {"none": "off", "gfpgan": "GFPGAN v1.4",
+                                                                "codeformer": "CodeFormer (non-commercial)"})
+        weight = option_slider(EnhanceOptions, "weight")
+        spec = widget_spec(EnhanceOptions, "upscale")
+        upscale = gr.Radio([_upscale_label(c) for c in spec.choices], value=_upscale_label(spec.value),
+                           label=spec.label)
     return [restorer, weight, upscale]
 
 
@@ -470,18 +502,19 @@ def _audio_tab() -> None:
             head_motion = gr.Radio(["from the model", "from a reference clip", "still"], value="from the model",
                                    label="Head motion")
             reference_clip = gr.Video(label="Reference clip (same person; for 'from a reference clip')")
-            pose_blend = gr.Slider(0, 1, value=1, step=0.05, label="Pose blend (0 = model, 1 = reference clip)")
+            pose_blend = option_slider(AudioJobOptions, "pose_blend")
             with gr.Accordion("More options", open=False):
-                expression_scale = gr.Slider(0, 3, value=1, step=0.05, label="Expression scale")
-                blinks = gr.Radio([("as Ditto's configuration says", FROM_CONFIG), ("from the model", "model"),
-                                   ("blink template", "template"), ("off", "off")],
-                                  value=FROM_CONFIG, label="Blinks")
-                emotion = gr.Dropdown([("as Ditto's configuration says", FROM_CONFIG)] + [(e, e) for e in EMOTIONS],
-                                      value=FROM_CONFIG, label="Emotion")
-                steps = gr.Slider(0, 50, value=0, step=1, label="Diffusion steps (0 = Ditto's configuration)")
-                seed = gr.Number(value=0, precision=0, label="Seed")
+                expression_scale = option_slider(AudioJobOptions, "expression_scale")
+                blinks = option_choices(AudioJobOptions, "blinks", {"model": "from the model",
+                                                                    "template": "blink template"},
+                                        unset="as Ditto's configuration says")
+                emotion = option_choices(AudioJobOptions, "emotion", unset="as Ditto's configuration says",
+                                         widget=gr.Dropdown)
+                steps = option_slider(AudioJobOptions, "steps")
+                seed_spec = widget_spec(AudioJobOptions, "seed")
+                seed = gr.Number(value=seed_spec.value, precision=0, label=seed_spec.label, info=seed_spec.info)
                 smoothing = _smoothing_input()
-                paste_back = gr.Checkbox(value=True, label="Paste back into the photo")
+                paste_back = option_checkbox(RenderOptions, "paste_back")
             enhance = _enhance_inputs()
             max_frames = _max_frames_input()
             with gr.Row():
@@ -510,12 +543,11 @@ def _video_tab() -> None:
                 source_video = gr.Video(label="Source video (optional: re-animated instead of the photo)", height=320)
             driving = gr.Video(label="Driving video")
             with gr.Row():
-                relative = gr.Checkbox(value=True, label="Relative motion")
-                stitching = gr.Checkbox(value=True, label="Stitching")
-                paste_back = gr.Checkbox(value=True, label="Paste back")
-            multiplier = gr.Slider(0, 2, value=1, step=0.05, label="Driving multiplier")
-            region = gr.Radio([("all", "all"), ("expression", "exp"), ("pose", "pose"), ("lips", "lip"),
-                               ("eyes", "eyes")], value="all", label="Region")
+                relative = option_checkbox(AnimationOptions, "relative")
+                stitching = option_checkbox(AnimationOptions, "stitching")
+                paste_back = option_checkbox(RenderOptions, "paste_back")
+            multiplier = option_slider(AnimationOptions, "driving_multiplier")
+            region = option_choices(AnimationOptions, "region", {"exp": "expression", "lip": "lips"})
             smoothing = _smoothing_input()
             enhance = _enhance_inputs()
             max_frames = _max_frames_input()
@@ -539,7 +571,7 @@ def _pose_tab() -> None:
     with gr.Row():
         with gr.Column():
             photo = _photo_input()
-            paste_back = gr.Checkbox(value=True, label="Paste back")
+            paste_back = option_checkbox(RenderOptions, "paste_back")
             enhance = _enhance_inputs()
             sliders = [_slider(name) for name in CONTROL_SPECS]
             with gr.Accordion("Action units (FACS)", open=False):

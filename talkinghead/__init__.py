@@ -4,7 +4,8 @@ Public API (imported lazily, so ``import talkinghead`` is cheap)::
 
     from talkinghead import Engine, AnimationOptions, MotionFrame
 
-Every name in ``__all__`` is public: the engine and its option dataclasses,
+Every name in ``__all__`` is public: the engine and its option dataclasses
+(whose fields carry help, range and default: :func:`widget_spec`),
 the audio-backend registry, the controls and action units, keyframes and motion curves, provenance
 marking, and what a long-running front end needs around the engine
 (:mod:`talkinghead.session`).  The web app (``app.py``) uses these names only.
@@ -51,6 +52,8 @@ _EXPORTS = {
     "stream_segments": "talkinghead.session",
     "write_segments": "talkinghead.session",
     "TalkingHeadError": "talkinghead.errors",
+    "WidgetSpec": "talkinghead.options",
+    "widget_spec": "talkinghead.options",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -36,16 +36,10 @@ from typing import Sequence
 
 from .drivers.audio import AUDIO_BACKENDS
 from .errors import ControlError, TalkingHeadError
+from .options import add_option, spec_of
 
 _FLAG_NAMES = {"x": "head-x", "y": "head-y", "scale": "head-scale"}
 """Control name → CLI flag name where the bare name would be unclear."""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _au(text: str) -> tuple[str, float]:
@@ -58,6 +52,9 @@ def _au(text: str) -> tuple[str, float]:
 
 def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     """Options every job shares: source photo, output, weights, device, rendering, controls."""
+    from .engine import RenderOptions
+    from .motion.smoothing import SmoothingOptions
+
     p.add_argument("--source", required=True,
                    help="portrait photo (jpg/png/webp…); `video` also takes a video of a face (any file FFmpeg reads "
                         "as a video of more than one frame), re-animated frame by frame, with --source-landmarks "
@@ -77,15 +74,13 @@ def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
                    help="Hub revision of the --enhance/--upscale weights' repos (files are sha256-verified anyway); "
                         "overrides TALKINGHEAD_ENHANCE_REVISION")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="where the networks run (default: cuda if available)")
-    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="render at most N frames")
-    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
-                   help="frames rendered together (default: 8 on CUDA, 1 on CPU)")
+    add_option(p, RenderOptions, "max_frames", metavar="N")
+    add_option(p, RenderOptions, "batch_size", metavar="B")
     p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
                    help="write the 512x512 face crop instead of pasting it back into the photo")
-    p.add_argument("--smooth", type=float, default=0.0, metavar="S",
-                   help="motion smoothing strength 0..1 against jitter (pose and expression; default 0 = off)")
-    p.add_argument("--smooth-expression", type=float, default=None, metavar="S",
-                   help="expression smoothing strength 0..1 (default: same as --smooth)")
+    add_option(p, SmoothingOptions, "pose", dest="smooth", metavar="S")
+    add_option(p, SmoothingOptions, "expression", default=None, metavar="S",
+               help="expression smoothing strength; default: same as --smooth")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_provenance(p)
     _add_enhance(p)
@@ -105,18 +100,14 @@ def _add_provenance(p: argparse.ArgumentParser) -> None:
 
 
 def _add_enhance(p: argparse.ArgumentParser) -> None:
+    from .enhance.options import EnhanceOptions
+
     group = p.add_argument_group("face restoration and super-resolution")
-    group.add_argument("--enhance", choices=("none", "gfpgan", "codeformer"), default="none",
-                       help="restore the rendered face before paste-back: gfpgan = GFPGAN v1.4 (Apache-2.0), "
-                            "codeformer = CodeFormer (NTU S-Lab licence: non-commercial use only); default none")
-    group.add_argument("--enhance-weight", type=float, default=1.0, metavar="W",
-                       help="blend of restored and rendered face, 0 = off .. 1 = fully restored (default 1)")
-    group.add_argument("--fidelity", type=float, default=0.5, metavar="F",
-                       help="CodeFormer only: 0 = stronger restoration .. 1 = closer to the rendered face (default 0.5)")
-    group.add_argument("--upscale", type=int, choices=(1, 2), default=1,
-                       help="2 = upscale every output frame 2x with Real-ESRGAN x2plus (default 1 = off)")
-    group.add_argument("--tile", type=int, default=256, metavar="PX",
-                       help="tile side in pixels for --upscale 2, bounding GPU memory (0 = whole frame; default 256)")
+    add_option(group, EnhanceOptions, "restorer")
+    add_option(group, EnhanceOptions, "weight", metavar="W")
+    add_option(group, EnhanceOptions, "fidelity", metavar="F")
+    add_option(group, EnhanceOptions, "upscale")
+    add_option(group, EnhanceOptions, "tile", metavar="PX")
 
 
 def _add_controls(p: argparse.ArgumentParser) -> None:
@@ -131,6 +122,8 @@ def _add_controls(p: argparse.ArgumentParser) -> None:
 
 
 def _add_video(sub: argparse._SubParsersAction) -> None:
+    from .motion.animate import AnimationOptions
+
     p = sub.add_parser("video", help="photo + driving video -> talking-head video",
                        description="Animate a portrait photo with the head motion and expressions of a driving video.")
     _add_common(p)
@@ -143,16 +136,15 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--driving-landmarks", metavar="FILE.json",
                    help="precomputed 68-point landmarks of every driving frame (format of tests/data/testdata/landmarks)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--relative", dest="relative", action="store_true", default=True,
-                      help="transfer motion relative to the first driving frame (default)")
+    relative, relative_default = spec_of(AnimationOptions, "relative")
+    mode.add_argument("--relative", dest="relative", action="store_true", default=relative_default,
+                      help=f"{relative.help} (default)" if relative_default else relative.help)
     mode.add_argument("--absolute", dest="relative", action="store_false",
                       help="use the driving pose and expression as they are")
     p.add_argument("--no-stitching", dest="stitching", action="store_false",
                    help="skip the stitching network (shoulders may drift from the pasted-back body)")
-    p.add_argument("--driving-multiplier", type=float, default=1.0, metavar="X",
-                   help="scale of the transferred motion (default 1.0; <1 damps, >1 exaggerates)")
-    p.add_argument("--region", choices=("all", "exp", "pose", "lip", "eyes"), default="all",
-                   help="which part of the motion to transfer (default all)")
+    add_option(p, AnimationOptions, "driving_multiplier", metavar="X")
+    add_option(p, AnimationOptions, "region")
     p.add_argument("--pose-friendly", dest="expression_friendly", action="store_false",
                    help="do not rescale the driving expression to the source face's keypoint volume")
     p.add_argument("--eye-retargeting", action="store_true", help="drive the eyes by the driving eye-open ratio")
@@ -166,6 +158,8 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_audio(sub: argparse._SubParsersAction) -> None:
+    from .engine import AudioJobOptions
+
     p = sub.add_parser("audio", help="photo + speech -> lip-synced talking video",
                        description="Animate a portrait photo from a speech recording (Ditto-compatible audio-to-motion).")
     _add_common(p)
@@ -175,26 +169,17 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ditto-config", metavar="FILE.pkl",
                    help="a Ditto configuration pickle to use instead of Ditto's shipped "
                         "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl (read safely: plain data only)")
-    p.add_argument("--steps", type=_positive_int, default=None,
-                   help="diffusion sampling steps per window (default: the configuration's; Ditto's code default 50)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (default 0)")
-    p.add_argument("--emotion", default=None,
-                   help="angry, disgust, fear, happy, neutral, sad, surprise or contempt "
-                        "(default: the configuration's, neutral if it has none)")
-    p.add_argument("--blinks", choices=("model", "template", "off"), default=None,
-                   help="default: as the configuration says (its blink template if it has one, else the generated "
-                        "eye motion); model: eyes follow the generated motion; template: the configuration's blink "
-                        "template (a synthetic one if it has none) every 2.4-4 s, seeded by --seed; off: the "
-                        "photo's eyes throughout")
-    p.add_argument("--expression-scale", type=float, default=1.0, metavar="X",
-                   help="gain on the generated expression, 0..3 (default 1)")
+    add_option(p, AudioJobOptions, "steps", metavar="N")
+    add_option(p, AudioJobOptions, "seed", metavar="SEED")
+    add_option(p, AudioJobOptions, "emotion", metavar="EMOTION")
+    add_option(p, AudioJobOptions, "blinks")
+    add_option(p, AudioJobOptions, "expression_scale", metavar="X")
     head = p.add_mutually_exclusive_group()
     head.add_argument("--still", action="store_true", help="keep the photo's head pose; only the face moves")
     head.add_argument("--pose-from", metavar="CLIP",
                       help="short video of the same person whose head motion is used (personalized pose)")
     p.add_argument("--pose-from-landmarks", metavar="FILE.json", help="68-point landmarks of the --pose-from clip")
-    p.add_argument("--pose-blend", type=float, default=1.0, metavar="B",
-                   help="0 = generated head pose, 1 = the --pose-from clip's pose (default 1)")
+    add_option(p, AudioJobOptions, "pose_blend", metavar="B")
     p.add_argument("--save-motion", metavar="FILE.safetensors", help="also save the generated motion sequence")
     p.add_argument("--motion", metavar="FILE.safetensors",
                    help="render this motion file (from --save-motion) instead of generating motion; --audio is the soundtrack")

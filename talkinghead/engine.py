@@ -38,6 +38,8 @@ import torch
 
 from .drivers.audio import AUDIO_BACKENDS, AudioBackend, SourceSettings, audio_backend
 from .drivers.audio.backend import iter_audio_chunks
+from .drivers.audio.ditto.condition import EMOTIONS
+from .drivers.audio.ditto.driver import DEFAULT_STEPS
 from .drivers.video import CropMode, DrivingBatch, VideoDriver, fill_missing, ratios_from_landmarks
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
 from .errors import ControlError, MediaError, NoFaceError, TalkingHeadError
@@ -59,6 +61,7 @@ from .motion.frame import KeypointInfo, MotionFrame
 from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from .motion.transfer import smooth_targets, source_video_targets
 from .render import Renderer
+from .options import check_options, option
 from .weights import WeightStore, resolve_revisions
 
 if TYPE_CHECKING:
@@ -175,31 +178,40 @@ class AudioJobOptions:
     backend: str = "ditto"
     driver: AudioDriverOptions | None = None
     config: str | os.PathLike | None = None
-    steps: int | None = None
-    seed: int | None = 0
-    emotion: str | int | None = None
-    blinks: str | None = None
-    expression_scale: float = 1.0
+    steps: int | None = option(None, what="diffusion steps", range=(1, None), type=int, step=1,
+                               widget_range=(0, DEFAULT_STEPS), label="Diffusion steps (0 = Ditto's configuration)",
+                               help="diffusion sampling steps per window (default: the configuration's; "
+                                    f"Ditto's code default {DEFAULT_STEPS})")
+    seed: int | None = option(0, what="seed", type=int, help="random seed: the same seed gives the same video")
+    emotion: str | int | None = option(None, what="emotion", choices=EMOTIONS, check_choices=False,
+                                       help=f"{', '.join(EMOTIONS[:-1])} or {EMOTIONS[-1]} "
+                                            "(default: the configuration's, neutral if it has none)")
+    blinks: str | None = option(None, what="blinks", choices=("model", "template", "off"),
+                                help="default: as the configuration says (its blink template if it has one, else "
+                                     "the generated eye motion); model: eyes follow the generated motion; template: "
+                                     "the configuration's blink template (a synthetic one if it has none) every "
+                                     "2.4-4 s, seeded by --seed; off: the photo's eyes throughout")
+    expression_scale: float = option(1.0, what="expression scale", range=(0.0, 3.0),
+                                     help="gain on the generated expression")
     still: bool = False
     pose_from: str | os.PathLike | None = None
     pose_from_landmarks: str | os.PathLike | None = None
-    pose_blend: float = 1.0
+    pose_blend: float = option(1.0, what="pose blend", range=(0.0, 1.0),
+                               label="Pose blend (0 = model, 1 = reference clip)",
+                               help="0 = generated head pose, 1 = the --pose-from clip's pose")
 
     def __post_init__(self) -> None:
         """Check the numeric options at once, before any work.
 
         Raises:
             ControlError: ``expression_scale`` outside 0..3, ``pose_blend``
-                outside 0..1, ``steps`` not positive, or an unregistered ``backend``.
+                outside 0..1, ``steps`` below 1, ``blinks`` not one of its
+                choices (the ranges are the fields' :func:`~talkinghead.options.option`
+                specs), or an unregistered ``backend``.
         """
         if self.backend not in AUDIO_BACKENDS:
             audio_backend(self.backend)  # raises, naming the registered backends
-        if not 0.0 <= self.expression_scale <= 3.0:  # also rejects NaN
-            raise ControlError(f"expression scale must be between 0 and 3, got {self.expression_scale}")
-        if not 0.0 <= self.pose_blend <= 1.0:
-            raise ControlError(f"pose blend must be between 0 and 1, got {self.pose_blend}")
-        if self.steps is not None and self.steps < 1:
-            raise ControlError(f"diffusion steps must be a positive integer, got {self.steps}")
+        check_options(self)  # ranges and choices of the option fields
 
 
 @dataclass(frozen=True)
@@ -224,14 +236,27 @@ class RenderOptions:
             paste-back (GFPGAN v1.4 / CodeFormer, blend weight) and 2×
             super-resolution of each output frame (Real-ESRGAN x2plus);
             default off.  Their weights are fetched on first use.
+
+    Help, range and default of each field: its :func:`~talkinghead.options.option`
+    spec (the CLI flags and the app's widgets are generated from it).
+
+    Raises:
+        ControlError: ``batch_size`` or ``max_frames`` below 1.
     """
 
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     controls: Controls | None = None
-    paste_back: bool = True
-    batch_size: int | None = None
-    max_frames: int | None = None
+    paste_back: bool = option(True, what="paste back",
+                              help="paste the face back into the photo (off: write the 512x512 face crop)")
+    batch_size: int | None = option(None, what="batch size", range=(1, None), type=int,
+                                    help="frames rendered together (default: 8 on CUDA, 1 on CPU)")
+    max_frames: int | None = option(None, what="max frames", range=(1, None), type=int, widget_range=(0, None),
+                                    label="Max frames (0 = all; rendering is ~10-20 s per frame on a CPU)",
+                                    help="render at most N frames")
     enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
 
 def _smoothed(batches: Iterable[DrivingBatch], options: SmoothingOptions) -> Iterator[DrivingBatch]:

@@ -15,11 +15,12 @@ from typing import Protocol
 import torch
 
 from ..errors import ControlError
+from ..options import option
 from .frame import KeypointInfo, MotionFrame
 from .keypoints import KeypointTransform, implicit_keypoints
 from .retarget import MLP, combined_ratios, lip_normalization_delta, retargeting_delta, scale_motion, stitch
-from .transfer import (SourceVideoTargets, absolute_transform, check_region, expression_friendly, motion_multiplier,
-                       relative_transform, source_video_transform)
+from .transfer import (REGIONS, SourceVideoTargets, absolute_transform, check_region, expression_friendly,
+                       motion_multiplier, relative_transform, source_video_transform)
 
 
 class RetargetingNetworks(Protocol):
@@ -54,14 +55,16 @@ class AnimationOptions:
         ControlError: for an unknown region or a non-finite multiplier.
     """
 
-    relative: bool = True
-    region: str = "all"
-    stitching: bool = True
+    relative: bool = option(True, what="relative motion",
+                            help="transfer motion relative to the first driving frame")
+    region: str = option("all", what="region", choices=REGIONS, help="which part of the motion to transfer")
+    stitching: bool = option(True, what="stitching", help="apply the stitching network")
     eye_retargeting: bool = False
     lip_retargeting: bool = False
     normalize_lip: bool = False
     expression_friendly: bool = True
-    driving_multiplier: float = 1.0
+    driving_multiplier: float = option(1.0, what="driving multiplier", widget_range=(0.0, 2.0),
+                                       help="scale of the transferred motion (<1 damps, >1 exaggerates)")
 
     def __post_init__(self) -> None:
         check_region(self.region)

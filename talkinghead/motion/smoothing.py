@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ControlError
+from ..options import check_options, option
 from .frame import MotionFrame
 
 MAX_SIGMA_FRAMES = 4.0
@@ -77,14 +77,14 @@ class SmoothingOptions:
         ControlError: if a strength is not a finite number in [0, 1].
     """
 
-    pose: float = 0.0
-    expression: float = 0.0
+    pose: float = option(0.0, what="pose smoothing strength", range=(0.0, 1.0), flag="--smooth",
+                         label="Smoothing (0 = off)",
+                         help="motion smoothing strength against jitter (pose and expression; 0 = off)")
+    expression: float = option(0.0, what="expression smoothing strength", range=(0.0, 1.0),
+                               flag="--smooth-expression", help="expression smoothing strength")
 
     def __post_init__(self) -> None:
-        for name in ("pose", "expression"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise ControlError(f"{name} smoothing strength must be a number from 0 to 1, got {value!r}.")
+        check_options(self)
 
     def sigma(self, field: str) -> float:
         """Gaussian width σ in frames for a MotionFrame field (e.g. "yaw", "exp")."""
