@@ -227,38 +227,51 @@ def atomic_output(path: PathLike, allowed_suffixes: tuple[str, ...], kind: str,
     if not target.parent.is_dir():
         raise MediaError(f"output folder {target.parent} does not exist; create it first")
     tmp = temp_name(target)
-    signed, sidecar = tmp, None
+    made: list[Path] = []  # signing's temporary files (signed copy, sidecar manifest)
     _LIVE.add(tmp)
     try:
         yield tmp
-        if provenance is not None and provenance.enabled:
-            from talkinghead.media.provenance import sidecar_path, sign_output
-
-            signed, sidecar = sign_output(tmp, target, provenance)
-            _LIVE.update(p for p in (signed, sidecar) if p is not None)
-        if sidecar is not None:
-            os.replace(sidecar, sidecar_path(target))
-            try:
-                os.replace(signed, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    sidecar_path(target).unlink(missing_ok=True)
-                raise
-        else:
-            os.replace(signed, target)
+        _publish(tmp, target, provenance, made)
     except OSError as exc:
         name = os.fspath(exc.filename) if isinstance(exc.filename, (str, os.PathLike)) else exc.filename
-        ours = {None, str(tmp), str(target), str(signed), str(sidecar)}
+        ours = {None, str(tmp), str(target), *map(str, made)}
         if name not in ours or exc.errno not in _WRITE_ERRNOS | {None}:
             raise  # about another file (an input read while writing): not a write failure
         raise MediaError(f"cannot write {kind} {target}: {write_problem(exc)}; "
                          "no file was written, choose another output folder") from exc
     finally:
-        for leftover in (tmp, signed, sidecar):
-            if leftover is not None:
-                with contextlib.suppress(OSError):
-                    leftover.unlink(missing_ok=True)
-                _LIVE.discard(leftover)
+        for leftover in (tmp, *made):
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
+            _LIVE.discard(leftover)
+
+
+def _publish(tmp: Path, target: Path, provenance: ProvenanceOptions | None, made: list[Path]) -> None:
+    """Sign the finished ``tmp`` when ``provenance`` is enabled, then rename it (and a sidecar) onto ``target``.
+
+    Temporary files made by signing are appended to ``made`` (the caller
+    removes them); a sidecar already renamed is removed again when the
+    asset's rename fails.
+    """
+    signed, sidecar = tmp, None
+    if provenance is not None and provenance.enabled:
+        from talkinghead.media.provenance import sign_output
+
+        signed, sidecar = sign_output(tmp, target, provenance)
+        made.extend(p for p in (signed, sidecar) if p is not None and p != tmp)
+        _LIVE.update(made)
+    if sidecar is None:
+        os.replace(signed, target)
+        return
+    from talkinghead.media.provenance import sidecar_path
+
+    os.replace(sidecar, sidecar_path(target))
+    try:
+        os.replace(signed, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            sidecar_path(target).unlink(missing_ok=True)
+        raise
 
 
 def stream_duration_s(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:

@@ -273,14 +273,14 @@ def _local_credential(folder: str, *_mtimes: float | None) -> Credential:
     return credential
 
 
-def _create_local_credential(root: Path) -> None:
-    """Write a local root CA and an ES256 signing certificate (10 years) into ``root``.
+def _local_certificates():
+    """A fresh local root CA and an ES256 signing certificate issued by it (10 years): ``(key, cert, ca)``.
 
-    The files are made in a temporary sibling folder that is renamed to
-    ``root``, so concurrent first runs never see a key without its chain.
+    The end-entity certificate has key usage digitalSignature and EKU
+    emailProtection: c2pa-rs refuses a bare self-signed signing certificate.
     """
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -312,6 +312,21 @@ def _create_local_credential(root: Path) -> None:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
+    return key, cert, ca
+
+
+def _create_local_credential(root: Path) -> None:
+    """Write a local root CA and an ES256 signing certificate (:func:`_local_certificates`) into ``root``.
+
+    The files are made in a temporary sibling folder that is renamed to
+    ``root``, so concurrent first runs never see a key without its chain.
+
+    Raises:
+        ProvenanceError: the folder cannot be written.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    key, cert, ca = _local_certificates()
     pem = serialization.Encoding.PEM
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
