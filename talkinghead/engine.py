@@ -38,17 +38,15 @@ import torch
 
 from .drivers.audio import AUDIO_BACKENDS, AudioBackend, SourceSettings, audio_backend
 from .drivers.audio.backend import iter_audio_chunks
-from .drivers.video import CropMode, DrivingBatch, VideoDriver, fill_missing, ratios_from_landmarks
+from .drivers.video import CropMode, DrivingBatch, VideoDriver
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
 from .errors import ControlError, MediaError, NoFaceError, TalkingHeadError
-from .face.crop import DrivingBoxMode, FaceCrop, crop_face, transform_points
+from .face.crop import DrivingBoxMode, transform_points
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
 from .face.paste import paste_back as paste_face
 from .media.audio import load_audio
-from .media.image import ditto_size, limit_size, load_image
 from .media.provenance import ProvenanceOptions
 from .media.video import AudioSource, VideoReader, VideoWriter, frames_at_rate, probe_video
-from .models.images import image_to_tensor
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
 from .motion.animate import AnimationOptions, Animator, EyeLipRatios, SourceVideoAnimator, keypoints_from_motion
 from .motion.controls import Controls, apply_controls, retargeting_offsets
@@ -59,6 +57,7 @@ from .motion.frame import KeypointInfo, MotionFrame
 from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from .motion.transfer import smooth_targets, source_video_targets
 from .render import Renderer
+from .render.source import PreparedSource, photo_landmarks, prepare_image, source_video_motion, video_sources
 from .weights import WeightStore, resolve_revisions
 
 if TYPE_CHECKING:
@@ -80,38 +79,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TalkingHeadError("--device cuda was asked for but no CUDA GPU is available to PyTorch: use --device cpu (slow) or install a CUDA build of torch")
     return device
-
-
-SMALL_FACE_PX = 64
-"""Below this landmark extent (pixels, the larger side of the 68 points' box) a source photo's face gets a warning."""
-
-
-@dataclass(frozen=True)
-class PreparedSource:
-    """Everything the engine derives once from a source photo.
-
-    Attributes:
-        image: (H, W, 3) uint8 RGB photo after LivePortrait's size rule
-            (long side ≤ 1280 px, even sides); paste-back target.
-        landmarks: (68, 2) float32 landmarks in ``image`` pixels.
-        crop: the 512 crop (``crop.crop_256`` is the networks' input) and
-            its transforms.
-        info: (1) keypoint info from M: canonical keypoints, pose (degrees),
-            expression, translation, scale.
-        feature_3d: (1, 32, 16, 64, 64) float32 appearance feature volume from F.
-        ratios: (1) eye/lip open ratios from the 68-point landmarks, on the
-            203-point scale (``ratios_from_landmarks``).
-        raw: M's raw heads for the crop (pose as 66-bin logits), which the
-            audio driver needs.
-    """
-
-    image: np.ndarray
-    landmarks: np.ndarray
-    crop: FaceCrop
-    info: KeypointInfo
-    feature_3d: torch.Tensor
-    ratios: EyeLipRatios
-    raw: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -274,12 +241,6 @@ def _plain(motion: MotionFrame) -> MotionFrame:
     return motion.motion if isinstance(motion, KeypointInfo) else motion
 
 
-def _scale_points(points: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
-    """Map pixel coordinates through a resize from ``before`` (H, W) to ``after`` (H, W) (pixel-centre convention)."""
-    sy, sx = after[0] / before[0], after[1] / before[1]
-    return ((points + 0.5) * np.array([sx, sy], dtype=np.float32) - 0.5).astype(np.float32)
-
-
 def _single_frames(batches: Iterable[DrivingBatch]) -> Iterator[DrivingBatch]:
     """Driving batches split into batches of one frame (eye/lip ratios split alike)."""
     for batch in batches:
@@ -402,48 +363,8 @@ class Engine:
             MediaError: the photo cannot be read.
             NoFaceError: no face was found in the photo.
         """
-        original = load_image(image)
-        points = self._provider(landmarks).landmarks(original, 0)
-        if points is None:
-            name = image if not isinstance(image, np.ndarray) else "the photo"
-            raise NoFaceError(f"no face found in {name}: use a photo where one face is clearly visible (frontal or slightly turned, not tiny)")
-        face_px = float(np.ptp(points, axis=0).max())
-        if face_px < SMALL_FACE_PX:
-            warnings.warn(f"the face in {image if not isinstance(image, np.ndarray) else 'the photo'} is only "
-                          f"{face_px:.0f} px across: its 512x512 crop is upscaled from it and will look blurry; "
-                          f"use a photo where the face is at least {SMALL_FACE_PX} px", stacklevel=2)
-        return self._prepare_image(original, points, settings)
-
-    @staticmethod
-    def _source_crop(image: np.ndarray, points: np.ndarray,
-                     settings: SourceSettings | None = None) -> tuple[np.ndarray, np.ndarray, FaceCrop]:
-        """Size rule, then the source crop: (limited image, its (68, 2) landmarks, the crop).
-
-        LivePortrait's rules, or Ditto's (``settings``: size limit, crop scale, shift, rotation).
-        """
-        limited = limit_size(image) if settings is None else ditto_size(image, settings.max_size)
-        if limited.shape[:2] != image.shape[:2]:
-            points = _scale_points(points, image.shape[:2], limited.shape[:2])
-        if settings is None:
-            return limited, points, crop_face(limited, points)
-        return limited, points, crop_face(limited, points, scale=settings.crop_scale, vx=settings.crop_vx,
-                                          vy=settings.crop_vy, rotate=settings.rotate)
-
-    @torch.inference_mode()
-    def _prepare_image(self, image: np.ndarray, points: np.ndarray, settings: SourceSettings | None = None,
-                       raw: dict[str, torch.Tensor] | None = None) -> PreparedSource:
-        """(H, W, 3) uint8 RGB image + its (68, 2) landmarks (pixels) → size rule, crop, M, F, eye/lip ratios.
-
-        ``raw``: M's float32 heads for this image's crop when already computed (M is then not run again).
-        """
-        limited, points, crop = self._source_crop(image, points, settings)
-        if raw is None:
-            raw = {k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()}
-        return PreparedSource(
-            image=np.ascontiguousarray(limited), landmarks=points, crop=crop, info=keypoint_info_from_raw(raw),
-            feature_3d=self.renderer.source_features(crop.crop_256),
-            ratios=ratios_from_landmarks(points[None], self.device), raw=raw,
-        )
+        original, points = photo_landmarks(image, self._provider(landmarks))
+        return prepare_image(original, points, self.networks.motion, self.renderer, settings)
 
     # ------------------------------------------------------------ video job
     def animate_video(self, source: PreparedSource, driving: str | os.PathLike,
@@ -569,41 +490,11 @@ class Engine:
         frames = self._source_video_frames(source_video, source_landmarks, driver, options, render)
         return VideoJob(frames=frames, fps=driver.fps, n_frames=driver.n_frames, audio=_driving_audio(driver))
 
-    def _source_video_motion(self, video: str | os.PathLike, fps: float, n_frames: int,
-                             landmarks: LandmarkSpec) -> tuple[list[np.ndarray], list[dict[str, torch.Tensor]]]:
-        """Landmarks (gaps filled) and M's raw heads of every frame of ``video`` read at ``fps`` Hz (≤ ``n_frames``).
-
-        Two passes over the video: landmarks of every frame, then crop + M
-        frame by frame (no frame is kept).
-
-        Raises:
-            NoFaceError: no frame shows a face.
-        """
-        provider = self._provider(landmarks)
-        with VideoReader(video, fps=fps, max_frames=n_frames) as reader:
-            points = [provider.landmarks(frame, index) for index, frame in reader.indexed()]
-        if all(p is None for p in points):
-            raise NoFaceError(f"no face found in any frame of source video {video}: "
-                              "use a video where one face is clearly visible (frontal or slightly turned, not tiny)")
-        points = fill_missing(points)
-        raws = []
-        with VideoReader(video, fps=fps, max_frames=n_frames) as reader, torch.inference_mode():
-            for frame, frame_points in zip(reader, points):
-                _, _, crop = self._source_crop(frame, frame_points)
-                raws.append({k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()})
-        return points, raws
-
-    def _video_sources(self, video: str | os.PathLike, fps: float, points: Sequence[np.ndarray],
-                       raws: Sequence[dict[str, torch.Tensor]]) -> Iterator[PreparedSource]:
-        """A :class:`PreparedSource` per frame of ``video`` read at ``fps`` Hz, reusing M's heads of :meth:`_source_video_motion`."""
-        with VideoReader(video, fps=fps, max_frames=len(points)) as reader:
-            for frame, frame_points, raw in zip(reader, points, raws):
-                yield self._prepare_image(frame, frame_points, raw=raw)
-
     def _source_video_frames(self, video: str | os.PathLike, landmarks: LandmarkSpec, driving: VideoDriver,
                              options: AnimationOptions, render: RenderOptions) -> Iterator[np.ndarray]:
         """Source frame i driven by driving frame i by LivePortrait's source-video rules, rendered on source i."""
-        points, raws = self._source_video_motion(video, driving.fps, driving.n_frames, landmarks)
+        points, raws = source_video_motion(video, driving.fps, driving.n_frames, self._provider(landmarks),
+                                           self.networks.motion, self.device)
         drive = list(_single_frames(_smoothed(driving, render.smoothing)))
         n = min(len(drive), len(raws))
         if n == 0:
@@ -617,7 +508,8 @@ class Engine:
             shift = torch.tensor([controls.x, controls.y, 0.0], dtype=own.t.dtype, device=own.t.device)
             own = own.replace(t=own.t + shift, scale=own.scale * controls.scale)
         s = self.networks.stitching
-        for i, source in enumerate(self._video_sources(video, driving.fps, points[:n], raws[:n])):
+        for i, source in enumerate(video_sources(video, driving.fps, points[:n], raws[:n],
+                                                           self.networks.motion, self.renderer)):
             with torch.inference_mode():
                 animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own[i],
                                                source_ratios=source.ratios)
