@@ -28,10 +28,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,24 +38,24 @@ import torch
 from .drivers.audio import AUDIO_BACKENDS, AudioBackend, SourceSettings, audio_backend
 from .drivers.audio.backend import iter_audio_chunks
 from .drivers.video import CropMode, DrivingBatch, VideoDriver
-from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
+from .drivers.batches import single_frames, smoothed_batches
+from .enhance import EnhanceOptions, FaceRestorer, Upscaler, load_restorer, load_upscaler
+from .enhance.finish import Finisher
 from .errors import ControlError, MediaError, NoFaceError, TalkingHeadError
-from .face.crop import DrivingBoxMode, transform_points
+from .face.crop import DrivingBoxMode
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
-from .face.paste import paste_back as paste_face
 from .media.audio import load_audio
 from .media.provenance import ProvenanceOptions
 from .media.video import AudioSource, VideoReader, VideoWriter, frames_at_rate, probe_video
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
-from .motion.animate import AnimationOptions, Animator, EyeLipRatios, SourceVideoAnimator, keypoints_from_motion
-from .motion.controls import Controls, apply_controls, retargeting_offsets
+from .motion.animate import AnimationOptions
+from .motion.controls import Controls
 from .motion.edits import reference_pose, scale_expression, still_head
 from .motion.keyframes import KeyframeTrack, sample_controls
 from .motion.smoothing import MotionSmoother, SmoothingOptions, smooth_motion
-from .motion.frame import KeypointInfo, MotionFrame
-from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
-from .motion.transfer import smooth_targets, source_video_targets
+from .motion.frame import MotionFrame
 from .render import Renderer
+from .render.frames import Driven, absolute_keypoints, driven_keypoints, render_frames, source_video_keypoints
 from .render.source import PreparedSource, photo_landmarks, prepare_image, source_video_motion, video_sources
 from .weights import WeightStore, resolve_revisions
 
@@ -201,80 +200,14 @@ class RenderOptions:
     enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
 
 
-def _smoothed(batches: Iterable[DrivingBatch], options: SmoothingOptions) -> Iterator[DrivingBatch]:
-    """Driving batches as plain motion frames, smoothed with a bounded delay.
-
-    With smoothing on, batches come out ``delay`` frames late (the
-    smoother's look-ahead) and re-chunked; per-frame eye/lip ratios travel
-    with their frames.
-    """
-    if not (options.pose or options.expression):
-        for batch in batches:
-            yield DrivingBatch(_plain(batch.motion), batch.ratios)
-        return
-    smoother = MotionSmoother(options)
-    pending: deque[EyeLipRatios] = deque()
-
-    def emit(motion: MotionFrame | None) -> Iterator[DrivingBatch]:
-        if motion is None:
-            return
-        ratios = None
-        if pending:
-            taken = [pending.popleft() for _ in range(motion.batch_size)]
-            ratios = EyeLipRatios(eye=torch.cat([r.eye for r in taken]), lip=torch.cat([r.lip for r in taken]))
-        yield DrivingBatch(motion, ratios)
-
-    for batch in batches:
-        if batch.ratios is not None:
-            pending.extend(EyeLipRatios(batch.ratios.eye[i:i + 1], batch.ratios.lip[i:i + 1])
-                           for i in range(batch.ratios.eye.shape[0]))
-        yield from emit(smoother.push(_plain(batch.motion)))
-    yield from emit(smoother.flush())
-
-
 def _samples(audio: str | os.PathLike | np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     """A speech file decoded to mono float32 at ``sample_rate`` Hz, or a waveform passed through."""
     return audio.astype(np.float32, copy=False) if isinstance(audio, np.ndarray) else load_audio(audio, sample_rate)
 
 
-def _plain(motion: MotionFrame) -> MotionFrame:
-    return motion.motion if isinstance(motion, KeypointInfo) else motion
-
-
-def _single_frames(batches: Iterable[DrivingBatch]) -> Iterator[DrivingBatch]:
-    """Driving batches split into batches of one frame (eye/lip ratios split alike)."""
-    for batch in batches:
-        for i in range(batch.motion.batch_size):
-            ratios = None if batch.ratios is None else EyeLipRatios(eye=batch.ratios.eye[i:i + 1],
-                                                                    lip=batch.ratios.lip[i:i + 1])
-            yield DrivingBatch(batch.motion[i], ratios)
-
-
 def _driving_audio(driver: VideoDriver) -> AudioSource | None:
     """The driving clip's audio track cut to the driver's frames, or None when the clip has none."""
     return AudioSource(driver.path, duration_s=driver.n_frames / driver.fps) if driver.has_audio else None
-
-
-@dataclass(frozen=True)
-class _DrivenKeypoints:
-    """x_d of driving batches on one source: the animator plus ``RenderOptions.controls``.
-
-    Attributes:
-        animator: transfer (relative to its anchor, or absolute) on the source.
-        controls: pose/expression controls stacked on every driving frame, or None.
-        offsets: (1, 21, 3) eyes_open/lips_open retargeting offsets of
-            ``controls`` (added before stitching), or None when both are 0.
-    """
-
-    animator: Animator
-    controls: Controls | None
-    offsets: torch.Tensor | None
-
-    def __call__(self, batch: DrivingBatch) -> torch.Tensor:
-        """(B, 21, 3) driven keypoints for a (B) driving batch."""
-        motion = batch.motion if self.controls is None else apply_controls(batch.motion, self.controls)
-        with torch.inference_mode():
-            return self.animator(motion, batch.ratios, self.offsets)
 
 
 class Engine:
@@ -495,29 +428,13 @@ class Engine:
         """Source frame i driven by driving frame i by LivePortrait's source-video rules, rendered on source i."""
         points, raws = source_video_motion(video, driving.fps, driving.n_frames, self._provider(landmarks),
                                            self.networks.motion, self.device)
-        drive = list(_single_frames(_smoothed(driving, render.smoothing)))
+        drive = list(single_frames(smoothed_batches(driving, render.smoothing)))
         n = min(len(drive), len(raws))
         if n == 0:
             return
-        controls = render.controls
-        plain = MotionFrame.cat([batch.motion for batch in drive[:n]])
-        moved = plain if controls is None else apply_controls(plain, controls)
-        own = MotionFrame.cat([keypoint_info_from_raw(raw).motion for raw in raws[:n]])
-        targets = smooth_targets(source_video_targets(own, moved, plain[0], options.relative))
-        if controls is not None:
-            shift = torch.tensor([controls.x, controls.y, 0.0], dtype=own.t.dtype, device=own.t.device)
-            own = own.replace(t=own.t + shift, scale=own.scale * controls.scale)
-        s = self.networks.stitching
-        for i, source in enumerate(video_sources(video, driving.fps, points[:n], raws[:n],
-                                                           self.networks.motion, self.renderer)):
-            with torch.inference_mode():
-                animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own[i],
-                                               source_ratios=source.ratios)
-                offsets = None
-                if controls is not None and (controls.eyes_open or controls.lips_open):
-                    offsets = retargeting_offsets(s.eye, s.lip, animator.x_s, source.ratios, controls)
-                x_d = animator(moved[i], drive[i].ratios, offsets)
-            yield from self._faces(source, animator.x_s, x_d, render)
+        sources = video_sources(video, driving.fps, points[:n], raws[:n], self.networks.motion, self.renderer)
+        driven = source_video_keypoints(sources, raws[:n], drive[:n], self.networks.stitching, options, render.controls)
+        yield from self._frames(driven, render)
 
     def animate_driving_motion(self, source: PreparedSource, driving: MotionFrame, fps: float,
                                options: AnimationOptions = AnimationOptions(),
@@ -544,45 +461,24 @@ class Engine:
     def _driven_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
                        render: RenderOptions) -> Iterator[np.ndarray]:
         """Relative/absolute transfer of driving batches (smoothed, controls stacked), rendered."""
-        driven: _DrivenKeypoints | None = None
-        for batch in _smoothed(batches, render.smoothing):
-            if driven is None:
-                anchor = batch.motion[0] if options.relative else None
-                driven = self._driven_keypoints(source, options, anchor, render.controls)
-            yield from self._faces(source, driven.animator.x_s, driven(batch), render)
+        driven = driven_keypoints(source, smoothed_batches(batches, render.smoothing), self.networks.stitching, options,
+                                  render.controls)
+        return self._frames(driven, render)
 
-    def _driven_keypoints(self, source: PreparedSource, options: AnimationOptions, anchor: MotionFrame | None,
-                          controls: Controls | None) -> _DrivenKeypoints:
-        """The animator of ``source`` (relative to ``anchor``, or absolute) with ``controls`` and their eye/lip offsets."""
-        s = self.networks.stitching
-        animator = Animator(source.info, s, options, anchor=anchor, source_ratios=source.ratios)
-        offsets = None
-        if controls is not None and (controls.eyes_open or controls.lips_open):
-            with torch.inference_mode():
-                offsets = retargeting_offsets(s.eye, s.lip, animator.x_s, source.ratios, controls)
-        return _DrivenKeypoints(animator, controls, offsets)
+    def _frames(self, driven: Iterable[Driven], render: RenderOptions) -> Iterator[np.ndarray]:
+        """Driven batches rendered and finished as ``render`` asks (restore, paste back, upscale)."""
+        return render_frames(self.renderer, driven, self.finisher(render))
 
-    def _faces(self, source: PreparedSource, x_s: torch.Tensor, x_d: torch.Tensor,
-               render: RenderOptions) -> Iterator[np.ndarray]:
-        """Render x_d on the source; restore each face, paste it back, upscale the frame (as ``render`` asks)."""
-        finish = self._post_processor(source, render)
-        for face in self.renderer.render(source.feature_3d, x_s, x_d):
-            yield finish(face)
+    def finisher(self, render: RenderOptions = RenderOptions()) -> Finisher:
+        """The finishing step ``render`` asks for (its restorer and upscaler loaded on first use).
 
-    def _post_processor(self, source: PreparedSource, render: RenderOptions) -> Callable[[np.ndarray], np.ndarray]:
-        """rendered (512, 512, 3) uint8 face → output frame: restore → paste-back → upscale."""
+        Raises:
+            WeightsError: a restorer's or the upscaler's checkpoint cannot be had or fails verification.
+        """
         enhance = render.enhance
-        restorer = self.restorer(enhance.restorer) if enhance.restores else None
-        upscaler = self.upscaler(enhance.tile) if enhance.upscale == 2 else None
-        points = five_points(transform_points(source.landmarks, source.crop.M_o2c)) if restorer else None
-
-        def finish(face: np.ndarray) -> np.ndarray:
-            if restorer is not None:
-                face = restorer.restore(face, points, enhance.weight, enhance.fidelity)
-            frame = paste_face(source.image, face, source.crop.M_c2o) if render.paste_back else face
-            return upscaler.upscale(frame) if upscaler is not None else frame
-
-        return finish
+        return Finisher(paste_back=render.paste_back, enhance=enhance,
+                        restorer=self.restorer(enhance.restorer) if enhance.restores else None,
+                        upscaler=self.upscaler(enhance.tile) if enhance.upscale == 2 else None)
 
     # ------------------------------------------------------------- enhance
     def restorer(self, kind: str) -> FaceRestorer:
@@ -631,20 +527,9 @@ class Engine:
         motion = whole[: render.max_frames or whole.batch_size]
         if controls is None:
             controls = [render.controls or Controls()] * motion.batch_size
-        stitch_mlp = self.networks.stitching.stitching if stitching else None
-        x_s = implicit_keypoints(source.info)
-        size = self._batch_size(render)
-
-        def frames() -> Iterator[np.ndarray]:
-            for start in range(0, motion.batch_size, size):
-                chunk, chunk_controls = motion[start:start + size], controls[start:start + size]
-                with torch.inference_mode():
-                    offsets = retargeting_offsets(self.networks.stitching.eye, self.networks.stitching.lip,
-                                                  x_s, source.ratios, chunk_controls)
-                    x_d = keypoints_from_motion(apply_controls(chunk, chunk_controls), source.info, stitch_mlp, offsets)
-                yield from self._faces(source, x_s, x_d, render)
-
-        return VideoJob(frames=frames(), fps=fps, n_frames=motion.batch_size, audio=audio, motion=whole)
+        driven = absolute_keypoints(source, motion, controls, self.networks.stitching, self._batch_size(render), stitching)
+        return VideoJob(frames=self._frames(driven, render), fps=fps, n_frames=motion.batch_size, audio=audio,
+                        motion=whole)
 
     def animate_keyframes(self, source: PreparedSource, track: KeyframeTrack,
                           render: RenderOptions = RenderOptions()) -> VideoJob:
