@@ -10,6 +10,12 @@ Data flow of the video-driven job (each arrow a stage of the package)::
 A source *video* (:meth:`Engine.animate_source_video`) takes the photo's
 place frame by frame.
 
+Every job is glue over the same three steps: :mod:`talkinghead.render.source`
+prepares the source (photo or each source-video frame), the job turns its
+motion into driven keypoints and :func:`talkinghead.render.frames.render_frames`
+renders them, and :class:`talkinghead.enhance.finish.Finisher` restores,
+pastes back and upscales each batch.
+
 Frames are streamed end to end: memory does not grow with the clip length
 in frames (a source-video job holds the clips' motion, a few KB per frame,
 for its whole-clip Kalman smoothing).
@@ -26,7 +32,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +43,7 @@ import torch
 from .drivers.audio import AUDIO_BACKENDS, AudioBackend, SourceSettings, audio_backend
 from .drivers.audio.backend import iter_audio_chunks
 from .drivers.video import CropMode, DrivingBatch, VideoDriver
-from .drivers.batches import single_frames, smoothed_batches
+from .drivers.batches import frame_offsets, single_frames, smoothed_batches, smoothed_chunks
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, load_restorer, load_upscaler
 from .enhance.finish import Finisher
 from .errors import ControlError, MediaError, NoFaceError, TalkingHeadError
@@ -52,7 +57,7 @@ from .motion.animate import AnimationOptions
 from .motion.controls import Controls
 from .motion.edits import reference_pose, scale_expression, still_head
 from .motion.keyframes import KeyframeTrack, sample_controls
-from .motion.smoothing import MotionSmoother, SmoothingOptions, smooth_motion
+from .motion.smoothing import SmoothingOptions, smooth_motion
 from .motion.frame import MotionFrame
 from .render import Renderer
 from .render.frames import Driven, absolute_keypoints, driven_keypoints, render_frames, source_video_keypoints
@@ -360,25 +365,9 @@ class Engine:
         rate (frames repeated or dropped by timestamp, :class:`VideoReader`)
         and every frame gets its own landmarks, crop, M and F (a per-frame
         :class:`PreparedSource`).  The motion follows LivePortrait's
-        source-video rules (src/live_portrait_pipeline.py
-        ``LivePortraitPipeline.execute``, ``flag_is_source_video``;
-        :func:`~talkinghead.motion.transfer.source_video_transform`):
-
-        * relative: R_i = R_d,i·R_d,0ᵀ·R_s,i and exp_i = exp_s,i + exp_d,i −
-          exp_d,0; absolute: R_d,i and exp_d,i;
-        * both sequences Kalman-smoothed over the whole clip (RTS smoother,
-          observation variance 3e-7, :func:`~talkinghead.motion.transfer.smooth_targets`);
-        * rotation: the smoothed R_i; expression: source frame i's own with
-          rows 1, 2, 6, 11–20 and entries (3, y), (4, y), (5, z), (8, z),
-          (9, y), (9, z) from the smoothed exp_i; scale: source frame i's own;
-          t: source frame i's own (relative) or driving frame i's (absolute);
-          no expression-friendly rescaling.
-
-        Our ``render.smoothing`` applies to the driving motion first, and
-        controls are stacked on the driving frames (pitch/yaw/roll and
-        expression controls) and on each source frame's own t and scale
-        (``x``/``y``/``scale``, which would otherwise be dropped with the
-        driving t and scale), as in :meth:`animate_video`.
+        source-video rules, with ``render``'s smoothing and controls as in
+        :meth:`animate_video` (see
+        :func:`talkinghead.render.frames.source_video_keypoints`).
 
         The job is lazy and streams both clips' frames: the smoothing needs
         the whole motion sequence first, so the motion is held (source
@@ -624,23 +613,11 @@ class Engine:
         if isinstance(audio, (str, os.PathLike, np.ndarray)):
             audio = iter_audio_chunks(_samples(audio, backend.sample_rate))
         reference = self._reference_pose(options)
-        smoother = MotionSmoother(render.smoothing)
         per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
-        emitted, first = 0, 0
-        motions = backend.stream(audio, source, options)
         stitching = backend.stitching(options, online=True)
-        for motion in itertools.chain(motions, [None]):
-            if motion is not None:
-                motion = self._edit_motion(source, motion, options, reference, first)
-                first += motion.batch_size
-            ready = smoother.push(motion) if motion is not None else smoother.flush()
-            if ready is None:
-                continue
-            if render.max_frames is not None:
-                ready = ready[: max(render.max_frames - emitted, 0)]
-                if ready.batch_size == 0:
-                    return
-            emitted += ready.batch_size
+        edited = (self._edit_motion(source, motion, options, reference, first)
+                  for first, motion in frame_offsets(backend.stream(audio, source, options)))
+        for ready in smoothed_chunks(edited, render.smoothing, render.max_frames):
             yield from self.animate_motion(source, ready, backend.fps, per_chunk, stitching=stitching).frames
 
     def _reference_pose(self, options: AudioJobOptions) -> MotionFrame | None:

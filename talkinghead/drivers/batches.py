@@ -1,7 +1,8 @@
-"""Streams of driving batches: smoothing with a bounded delay, splitting into single frames."""
+"""Streams of driving batches and motion chunks: smoothing with a bounded delay, splitting, frame limits."""
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import Iterable, Iterator
 
@@ -58,3 +59,30 @@ def single_frames(batches: Iterable[DrivingBatch]) -> Iterator[DrivingBatch]:
         ratios = [None] * batch.motion.batch_size if batch.ratios is None else _split_ratios(batch.ratios)
         for i in range(batch.motion.batch_size):
             yield DrivingBatch(batch.motion[i], ratios[i])
+
+
+def frame_offsets(chunks: Iterable[MotionFrame]) -> Iterator[tuple[int, MotionFrame]]:
+    """(index of the chunk's first frame in the stream, chunk) for a stream of motion chunks."""
+    first = 0
+    for chunk in chunks:
+        yield first, chunk
+        first += chunk.batch_size
+
+
+def smoothed_chunks(chunks: Iterable[MotionFrame], options: SmoothingOptions,
+                    max_frames: int | None = None) -> Iterator[MotionFrame]:
+    """A stream of motion chunks smoothed in streaming form (a few frames late), cut to ``max_frames``.
+
+    Stops reading ``chunks`` as soon as ``max_frames`` frames have come out.
+    """
+    smoother, emitted = MotionSmoother(options), 0
+    for motion in itertools.chain(chunks, [None]):
+        ready = smoother.push(motion) if motion is not None else smoother.flush()
+        if ready is None:
+            continue
+        if max_frames is not None:
+            ready = ready[: max(max_frames - emitted, 0)]
+            if ready.batch_size == 0:
+                return
+        emitted += ready.batch_size
+        yield ready

@@ -95,9 +95,26 @@ def source_video_keypoints(sources: Iterable[PreparedSource], raws: Sequence[dic
                            controls: Controls | None) -> Iterator[Driven]:
     """x_d of source frame i driven by single-frame driving batch i (LivePortrait's video-to-video rules).
 
-    ``raws``: M's heads of the n source frames; ``drive``: n single-frame
-    driving batches (plain, smoothed motion).  Both sequences are
-    Kalman-smoothed as a whole first (:func:`~talkinghead.motion.transfer.smooth_targets`).
+    ``sources``: the n per-frame sources; ``raws``: M's heads of the n source
+    frames; ``drive``: n single-frame driving batches (plain motion, already
+    smoothed by ``RenderOptions.smoothing``).  LivePortrait's source-video
+    rules (src/live_portrait_pipeline.py ``LivePortraitPipeline.execute``,
+    ``flag_is_source_video``; :func:`~talkinghead.motion.transfer.source_video_transform`):
+
+    * relative: R_i = R_d,i·R_d,0ᵀ·R_s,i and exp_i = exp_s,i + exp_d,i −
+      exp_d,0; absolute: R_d,i and exp_d,i;
+    * both sequences Kalman-smoothed over the whole clip (RTS smoother,
+      observation variance 3e-7, :func:`~talkinghead.motion.transfer.smooth_targets`);
+    * rotation: the smoothed R_i; expression: source frame i's own with
+      rows 1, 2, 6, 11–20 and entries (3, y), (4, y), (5, z), (8, z),
+      (9, y), (9, z) from the smoothed exp_i; scale: source frame i's own;
+      t: source frame i's own (relative) or driving frame i's (absolute);
+      no expression-friendly rescaling.
+
+    ``controls`` are stacked on the driving frames (pitch/yaw/roll and
+    expression controls) and on each source frame's own t and scale
+    (``x``/``y``/``scale``, which would otherwise be dropped with the
+    driving t and scale).
     """
     plain = MotionFrame.cat([batch.motion for batch in drive])
     moved = plain if controls is None else apply_controls(plain, controls)
