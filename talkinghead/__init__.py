@@ -21,9 +21,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Engine": "talkinghead.engine",
     "PreparedSource": "talkinghead.engine",
-    "VideoJob": "talkinghead.engine",
-    "AudioJobOptions": "talkinghead.engine",
-    "RenderOptions": "talkinghead.engine",
+    "VideoJob": "talkinghead.jobs",
+    "AudioJobOptions": "talkinghead.jobs",
+    "RenderOptions": "talkinghead.jobs",
     "resolve_device": "talkinghead.engine",
     "AnimationOptions": "talkinghead.motion.animate",
     "MotionFrame": "talkinghead.motion.frame",

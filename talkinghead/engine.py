@@ -10,6 +10,12 @@ Data flow of the video-driven job (each arrow a stage of the package)::
 A source *video* (:meth:`Engine.animate_source_video`) takes the photo's
 place frame by frame.
 
+Every job is glue over the same three steps: :mod:`talkinghead.render.source`
+prepares the source (photo or each source-video frame), the job turns its
+motion into driven keypoints and :func:`talkinghead.render.frames.render_frames`
+renders them, and :class:`talkinghead.enhance.finish.Finisher` restores,
+pastes back and upscales each batch.
+
 Frames are streamed end to end: memory does not grow with the clip length
 in frames (a source-video job holds the clips' motion, a few KB per frame,
 for its whole-clip Kalman smoothing).
@@ -26,46 +32,37 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .drivers.audio import AUDIO_BACKENDS, AudioBackend, SourceSettings, audio_backend
+from .drivers.audio import AudioBackend, SourceSettings, audio_backend
 from .drivers.audio.backend import iter_audio_chunks
-from .drivers.audio.ditto.condition import EMOTIONS
-from .drivers.audio.ditto.driver import DEFAULT_STEPS
-from .drivers.video import CropMode, DrivingBatch, VideoDriver, fill_missing, ratios_from_landmarks
-from .enhance import EnhanceOptions, FaceRestorer, Upscaler, five_points, load_restorer, load_upscaler
-from .errors import ControlError, MediaError, NoFaceError, TalkingHeadError
-from .face.crop import DrivingBoxMode, FaceCrop, crop_face, transform_points
+from .drivers.batches import frame_offsets, single_frames, smoothed_batches, smoothed_chunks
+from .drivers.video import CropMode, DrivingBatch, VideoDriver
+from .enhance import EnhanceOptions, FaceRestorer, Upscaler, load_restorer, load_upscaler
+from .enhance.finish import Finisher
+from .errors import ControlError, MediaError, TalkingHeadError
+from .face.crop import DrivingBoxMode
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
-from .face.paste import paste_back as paste_face
 from .media.audio import load_audio
-from .media.image import ditto_size, limit_size, load_image
 from .media.provenance import ProvenanceOptions
-from .media.video import AudioSource, VideoReader, VideoWriter, frames_at_rate, probe_video
-from .models.images import image_to_tensor
+from .media.video import AudioSource, VideoWriter, frames_at_rate, probe_video
 from .models.liveportrait import LivePortraitNetworks, load_liveportrait
-from .motion.animate import AnimationOptions, Animator, EyeLipRatios, SourceVideoAnimator, keypoints_from_motion
-from .motion.controls import Controls, apply_controls, retargeting_offsets
+from .motion.animate import AnimationOptions
+from .motion.controls import Controls
 from .motion.edits import reference_pose, scale_expression, still_head
 from .motion.keyframes import KeyframeTrack, sample_controls
-from .motion.smoothing import MotionSmoother, SmoothingOptions, smooth_motion
-from .motion.frame import KeypointInfo, MotionFrame
-from .motion.keypoints import implicit_keypoints, keypoint_info_from_raw
-from .motion.transfer import smooth_targets, source_video_targets
+from .motion.smoothing import SmoothingOptions, smooth_motion
+from .motion.frame import MotionFrame
+from .jobs import AudioJobOptions, RenderOptions, VideoJob
 from .render import Renderer
-from .options import check_options, option
+from .render.frames import Driven, absolute_keypoints, driven_keypoints, render_frames, source_video_keypoints
+from .render.source import PreparedSource, photo_landmarks, prepare_image, source_video_motion, video_sources
 from .weights import WeightStore, resolve_revisions
-
-if TYPE_CHECKING:
-    from .drivers.audio.ditto.driver import AudioDriverOptions
 
 LandmarkSpec = LandmarkProvider | str | os.PathLike | None
 """A landmark provider, a landmark JSON file, or None for the engine's default detector."""
@@ -85,260 +82,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
-SMALL_FACE_PX = 64
-"""Below this landmark extent (pixels, the larger side of the 68 points' box) a source photo's face gets a warning."""
-
-
-@dataclass(frozen=True)
-class PreparedSource:
-    """Everything the engine derives once from a source photo.
-
-    Attributes:
-        image: (H, W, 3) uint8 RGB photo after LivePortrait's size rule
-            (long side ≤ 1280 px, even sides); paste-back target.
-        landmarks: (68, 2) float32 landmarks in ``image`` pixels.
-        crop: the 512 crop (``crop.crop_256`` is the networks' input) and
-            its transforms.
-        info: (1) keypoint info from M: canonical keypoints, pose (degrees),
-            expression, translation, scale.
-        feature_3d: (1, 32, 16, 64, 64) float32 appearance feature volume from F.
-        ratios: (1) eye/lip open ratios from the 68-point landmarks, on the
-            203-point scale (``ratios_from_landmarks``).
-        raw: M's raw heads for the crop (pose as 66-bin logits), which the
-            audio driver needs.
-    """
-
-    image: np.ndarray
-    landmarks: np.ndarray
-    crop: FaceCrop
-    info: KeypointInfo
-    feature_3d: torch.Tensor
-    ratios: EyeLipRatios
-    raw: dict[str, torch.Tensor]
-
-
-@dataclass
-class VideoJob:
-    """A video being generated: a lazy stream of frames plus what the writer needs.
-
-    Attributes:
-        frames: iterator of (H, W, 3) uint8 RGB output frames (consumed once).
-        fps: frame rate, Hz.
-        n_frames: expected number of frames (for progress bars).
-        audio: audio track to mux, or None.
-        motion: the whole absolute motion sequence of the job (audio and
-            motion-file jobs; smoothed, not cut to ``max_frames``), e.g. to
-            save it as a motion file; None for video-driven jobs.
-    """
-
-    frames: Iterator[np.ndarray]
-    fps: float
-    n_frames: int
-    audio: AudioSource | None = None
-    motion: MotionFrame | None = None
-
-
-@dataclass(frozen=True)
-class AudioJobOptions:
-    """Options of the audio-driven job.
-
-    The motion comes from the audio backend ``backend``
-    (:mod:`talkinghead.drivers.audio.backend`); the fields from ``driver`` to
-    ``blinks`` are its generation choices (those of Ditto; another backend
-    reads those it knows), the rest are edits the engine applies to any
-    backend's motion.  With Ditto the generation settings come from its
-    shipped configuration (:mod:`talkinghead.drivers.audio.ditto.config`: the
-    offline one for files, the online one for :meth:`Engine.stream_audio`),
-    with the explicit choices here (``steps``, ``seed``, ``emotion``,
-    ``blinks``) on top.
-
-    Attributes:
-        backend: registered audio backend name
-            (:data:`talkinghead.drivers.audio.AUDIO_BACKENDS`), default "ditto".
-        driver: complete generation settings that replace the configuration
-            (``steps``/``seed``/``emotion``/``blinks`` and ``config`` are then
-            not used); None = from the configuration.
-        config: another Ditto cfg pickle for the offline job; None = Ditto's
-            ``ditto_cfg/v0.4_hubert_cfg_pytorch.pkl`` (Hub or ``--weights DIR``).
-        steps: DDIM steps per window; None = the configuration's.
-        seed: random seed (sampler noise, random blink gaps); None = fresh.
-        emotion: emotion label(s) or table; None = the configuration's.
-        blinks: "model", "template" or "off" (see
-            :meth:`~talkinghead.drivers.audio.ditto.config.DittoConfig.driver_options`);
-            None = the configuration's.
-        expression_scale: gain on the generated expression deltas, 0–3 (1 = as generated).
-        still: keep the photo's head pose (only the face moves).
-        pose_from: a short clip of the same person whose head-pose track
-            replaces/blends with the generated pose (personalized head motion).
-        pose_from_landmarks: 68-point landmarks of that clip (JSON) if it
-            needs cropping and no detector should run.
-        pose_blend: 0 = generated pose, 1 = the clip's pose.
-    """
-
-    backend: str = "ditto"
-    driver: AudioDriverOptions | None = None
-    config: str | os.PathLike | None = None
-    steps: int | None = option(None, what="diffusion steps", range=(1, None), type=int, step=1,
-                               widget_range=(0, DEFAULT_STEPS), label="Diffusion steps (0 = Ditto's configuration)",
-                               help="diffusion sampling steps per window (default: the configuration's; "
-                                    f"Ditto's code default {DEFAULT_STEPS})")
-    seed: int | None = option(0, what="seed", type=int, help="random seed: the same seed gives the same video")
-    emotion: str | int | None = option(None, what="emotion", choices=EMOTIONS, check_choices=False,
-                                       help=f"{', '.join(EMOTIONS[:-1])} or {EMOTIONS[-1]} "
-                                            "(default: the configuration's, neutral if it has none)")
-    blinks: str | None = option(None, what="blinks", choices=("model", "template", "off"),
-                                help="default: as the configuration says (its blink template if it has one, else "
-                                     "the generated eye motion); model: eyes follow the generated motion; template: "
-                                     "the configuration's blink template (a synthetic one if it has none) every "
-                                     "2.4-4 s, seeded by --seed; off: the photo's eyes throughout")
-    expression_scale: float = option(1.0, what="expression scale", range=(0.0, 3.0),
-                                     help="gain on the generated expression")
-    still: bool = False
-    pose_from: str | os.PathLike | None = None
-    pose_from_landmarks: str | os.PathLike | None = None
-    pose_blend: float = option(1.0, what="pose blend", range=(0.0, 1.0),
-                               label="Pose blend (0 = model, 1 = reference clip)",
-                               help="0 = generated head pose, 1 = the --pose-from clip's pose")
-
-    def __post_init__(self) -> None:
-        """Check the numeric options at once, before any work.
-
-        Raises:
-            ControlError: ``expression_scale`` outside 0..3, ``pose_blend``
-                outside 0..1, ``steps`` below 1, ``blinks`` not one of its
-                choices (the ranges are the fields' :func:`~talkinghead.options.option`
-                specs), or an unregistered ``backend``.
-        """
-        if self.backend not in AUDIO_BACKENDS:
-            audio_backend(self.backend)  # raises, naming the registered backends
-        check_options(self)  # ranges and choices of the option fields
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """How any job's motion becomes output frames.
-
-    Attributes:
-        smoothing: motion smoothing strengths (pose, expression), 0 = off.
-        controls: pose/expression controls stacked on every frame (e.g. turn
-            the head 10° or add a smile to a driven or generated sequence);
-            None = none.  The eye/lip open-ratio controls (``eyes_open``,
-            ``lips_open``) add the retargeting MLPs' offsets for the source's
-            ratio + the control to x_d before stitching, on every job; on
-            video-driven jobs they come on top of whatever the driver produced
-            (eye/lip retargeting included) and are scaled by the driving
-            multiplier like the rest of the motion.
-        paste_back: paste the face into the photo (output = photo size);
-            False outputs the 512×512 face crop.
-        batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
-        max_frames: render at most this many frames.
-        enhance: face restoration of each rendered 512 crop before
-            paste-back (GFPGAN v1.4 / CodeFormer, blend weight) and 2×
-            super-resolution of each output frame (Real-ESRGAN x2plus);
-            default off.  Their weights are fetched on first use.
-
-    Help, range and default of each field: its :func:`~talkinghead.options.option`
-    spec (the CLI flags and the app's widgets are generated from it).
-
-    Raises:
-        ControlError: ``batch_size`` or ``max_frames`` below 1.
-    """
-
-    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
-    controls: Controls | None = None
-    paste_back: bool = option(True, what="paste back",
-                              help="paste the face back into the photo (off: write the 512x512 face crop)")
-    batch_size: int | None = option(None, what="batch size", range=(1, None), type=int,
-                                    help="frames rendered together (default: 8 on CUDA, 1 on CPU)")
-    max_frames: int | None = option(None, what="max frames", range=(1, None), type=int, widget_range=(0, None),
-                                    label="Max frames (0 = all; rendering is ~10-20 s per frame on a CPU)",
-                                    help="render at most N frames")
-    enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
-
-    def __post_init__(self) -> None:
-        check_options(self)
-
-
-def _smoothed(batches: Iterable[DrivingBatch], options: SmoothingOptions) -> Iterator[DrivingBatch]:
-    """Driving batches as plain motion frames, smoothed with a bounded delay.
-
-    With smoothing on, batches come out ``delay`` frames late (the
-    smoother's look-ahead) and re-chunked; per-frame eye/lip ratios travel
-    with their frames.
-    """
-    if not (options.pose or options.expression):
-        for batch in batches:
-            yield DrivingBatch(_plain(batch.motion), batch.ratios)
-        return
-    smoother = MotionSmoother(options)
-    pending: deque[EyeLipRatios] = deque()
-
-    def emit(motion: MotionFrame | None) -> Iterator[DrivingBatch]:
-        if motion is None:
-            return
-        ratios = None
-        if pending:
-            taken = [pending.popleft() for _ in range(motion.batch_size)]
-            ratios = EyeLipRatios(eye=torch.cat([r.eye for r in taken]), lip=torch.cat([r.lip for r in taken]))
-        yield DrivingBatch(motion, ratios)
-
-    for batch in batches:
-        if batch.ratios is not None:
-            pending.extend(EyeLipRatios(batch.ratios.eye[i:i + 1], batch.ratios.lip[i:i + 1])
-                           for i in range(batch.ratios.eye.shape[0]))
-        yield from emit(smoother.push(_plain(batch.motion)))
-    yield from emit(smoother.flush())
-
-
 def _samples(audio: str | os.PathLike | np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     """A speech file decoded to mono float32 at ``sample_rate`` Hz, or a waveform passed through."""
     return audio.astype(np.float32, copy=False) if isinstance(audio, np.ndarray) else load_audio(audio, sample_rate)
 
 
-def _plain(motion: MotionFrame) -> MotionFrame:
-    return motion.motion if isinstance(motion, KeypointInfo) else motion
-
-
-def _scale_points(points: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
-    """Map pixel coordinates through a resize from ``before`` (H, W) to ``after`` (H, W) (pixel-centre convention)."""
-    sy, sx = after[0] / before[0], after[1] / before[1]
-    return ((points + 0.5) * np.array([sx, sy], dtype=np.float32) - 0.5).astype(np.float32)
-
-
-def _single_frames(batches: Iterable[DrivingBatch]) -> Iterator[DrivingBatch]:
-    """Driving batches split into batches of one frame (eye/lip ratios split alike)."""
-    for batch in batches:
-        for i in range(batch.motion.batch_size):
-            ratios = None if batch.ratios is None else EyeLipRatios(eye=batch.ratios.eye[i:i + 1],
-                                                                    lip=batch.ratios.lip[i:i + 1])
-            yield DrivingBatch(batch.motion[i], ratios)
-
-
 def _driving_audio(driver: VideoDriver) -> AudioSource | None:
     """The driving clip's audio track cut to the driver's frames, or None when the clip has none."""
     return AudioSource(driver.path, duration_s=driver.n_frames / driver.fps) if driver.has_audio else None
-
-
-@dataclass(frozen=True)
-class _DrivenKeypoints:
-    """x_d of driving batches on one source: the animator plus ``RenderOptions.controls``.
-
-    Attributes:
-        animator: transfer (relative to its anchor, or absolute) on the source.
-        controls: pose/expression controls stacked on every driving frame, or None.
-        offsets: (1, 21, 3) eyes_open/lips_open retargeting offsets of
-            ``controls`` (added before stitching), or None when both are 0.
-    """
-
-    animator: Animator
-    controls: Controls | None
-    offsets: torch.Tensor | None
-
-    def __call__(self, batch: DrivingBatch) -> torch.Tensor:
-        """(B, 21, 3) driven keypoints for a (B) driving batch."""
-        motion = batch.motion if self.controls is None else apply_controls(batch.motion, self.controls)
-        with torch.inference_mode():
-            return self.animator(motion, batch.ratios, self.offsets)
 
 
 class Engine:
@@ -427,48 +178,8 @@ class Engine:
             MediaError: the photo cannot be read.
             NoFaceError: no face was found in the photo.
         """
-        original = load_image(image)
-        points = self._provider(landmarks).landmarks(original, 0)
-        if points is None:
-            name = image if not isinstance(image, np.ndarray) else "the photo"
-            raise NoFaceError(f"no face found in {name}: use a photo where one face is clearly visible (frontal or slightly turned, not tiny)")
-        face_px = float(np.ptp(points, axis=0).max())
-        if face_px < SMALL_FACE_PX:
-            warnings.warn(f"the face in {image if not isinstance(image, np.ndarray) else 'the photo'} is only "
-                          f"{face_px:.0f} px across: its 512x512 crop is upscaled from it and will look blurry; "
-                          f"use a photo where the face is at least {SMALL_FACE_PX} px", stacklevel=2)
-        return self._prepare_image(original, points, settings)
-
-    @staticmethod
-    def _source_crop(image: np.ndarray, points: np.ndarray,
-                     settings: SourceSettings | None = None) -> tuple[np.ndarray, np.ndarray, FaceCrop]:
-        """Size rule, then the source crop: (limited image, its (68, 2) landmarks, the crop).
-
-        LivePortrait's rules, or Ditto's (``settings``: size limit, crop scale, shift, rotation).
-        """
-        limited = limit_size(image) if settings is None else ditto_size(image, settings.max_size)
-        if limited.shape[:2] != image.shape[:2]:
-            points = _scale_points(points, image.shape[:2], limited.shape[:2])
-        if settings is None:
-            return limited, points, crop_face(limited, points)
-        return limited, points, crop_face(limited, points, scale=settings.crop_scale, vx=settings.crop_vx,
-                                          vy=settings.crop_vy, rotate=settings.rotate)
-
-    @torch.inference_mode()
-    def _prepare_image(self, image: np.ndarray, points: np.ndarray, settings: SourceSettings | None = None,
-                       raw: dict[str, torch.Tensor] | None = None) -> PreparedSource:
-        """(H, W, 3) uint8 RGB image + its (68, 2) landmarks (pixels) → size rule, crop, M, F, eye/lip ratios.
-
-        ``raw``: M's float32 heads for this image's crop when already computed (M is then not run again).
-        """
-        limited, points, crop = self._source_crop(image, points, settings)
-        if raw is None:
-            raw = {k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()}
-        return PreparedSource(
-            image=np.ascontiguousarray(limited), landmarks=points, crop=crop, info=keypoint_info_from_raw(raw),
-            feature_3d=self.renderer.source_features(crop.crop_256),
-            ratios=ratios_from_landmarks(points[None], self.device), raw=raw,
-        )
+        original, points = photo_landmarks(image, self._provider(landmarks))
+        return prepare_image(original, points, self.networks.motion, self.renderer, settings)
 
     # ------------------------------------------------------------ video job
     def animate_video(self, source: PreparedSource, driving: str | os.PathLike,
@@ -531,25 +242,9 @@ class Engine:
         rate (frames repeated or dropped by timestamp, :class:`VideoReader`)
         and every frame gets its own landmarks, crop, M and F (a per-frame
         :class:`PreparedSource`).  The motion follows LivePortrait's
-        source-video rules (src/live_portrait_pipeline.py
-        ``LivePortraitPipeline.execute``, ``flag_is_source_video``;
-        :func:`~talkinghead.motion.transfer.source_video_transform`):
-
-        * relative: R_i = R_d,i·R_d,0ᵀ·R_s,i and exp_i = exp_s,i + exp_d,i −
-          exp_d,0; absolute: R_d,i and exp_d,i;
-        * both sequences Kalman-smoothed over the whole clip (RTS smoother,
-          observation variance 3e-7, :func:`~talkinghead.motion.transfer.smooth_targets`);
-        * rotation: the smoothed R_i; expression: source frame i's own with
-          rows 1, 2, 6, 11–20 and entries (3, y), (4, y), (5, z), (8, z),
-          (9, y), (9, z) from the smoothed exp_i; scale: source frame i's own;
-          t: source frame i's own (relative) or driving frame i's (absolute);
-          no expression-friendly rescaling.
-
-        Our ``render.smoothing`` applies to the driving motion first, and
-        controls are stacked on the driving frames (pitch/yaw/roll and
-        expression controls) and on each source frame's own t and scale
-        (``x``/``y``/``scale``, which would otherwise be dropped with the
-        driving t and scale), as in :meth:`animate_video`.
+        source-video rules, with ``render``'s smoothing and controls as in
+        :meth:`animate_video` (see
+        :func:`talkinghead.render.frames.source_video_keypoints`).
 
         The job is lazy and streams both clips' frames: the smoothing needs
         the whole motion sequence first, so the motion is held (source
@@ -594,63 +289,18 @@ class Engine:
         frames = self._source_video_frames(source_video, source_landmarks, driver, options, render)
         return VideoJob(frames=frames, fps=driver.fps, n_frames=driver.n_frames, audio=_driving_audio(driver))
 
-    def _source_video_motion(self, video: str | os.PathLike, fps: float, n_frames: int,
-                             landmarks: LandmarkSpec) -> tuple[list[np.ndarray], list[dict[str, torch.Tensor]]]:
-        """Landmarks (gaps filled) and M's raw heads of every frame of ``video`` read at ``fps`` Hz (≤ ``n_frames``).
-
-        Two passes over the video: landmarks of every frame, then crop + M
-        frame by frame (no frame is kept).
-
-        Raises:
-            NoFaceError: no frame shows a face.
-        """
-        provider = self._provider(landmarks)
-        with VideoReader(video, fps=fps, max_frames=n_frames) as reader:
-            points = [provider.landmarks(frame, index) for index, frame in reader.indexed()]
-        if all(p is None for p in points):
-            raise NoFaceError(f"no face found in any frame of source video {video}: "
-                              "use a video where one face is clearly visible (frontal or slightly turned, not tiny)")
-        points = fill_missing(points)
-        raws = []
-        with VideoReader(video, fps=fps, max_frames=n_frames) as reader, torch.inference_mode():
-            for frame, frame_points in zip(reader, points):
-                _, _, crop = self._source_crop(frame, frame_points)
-                raws.append({k: v.float() for k, v in self.networks.motion(image_to_tensor(crop.crop_256, self.device)).items()})
-        return points, raws
-
-    def _video_sources(self, video: str | os.PathLike, fps: float, points: Sequence[np.ndarray],
-                       raws: Sequence[dict[str, torch.Tensor]]) -> Iterator[PreparedSource]:
-        """A :class:`PreparedSource` per frame of ``video`` read at ``fps`` Hz, reusing M's heads of :meth:`_source_video_motion`."""
-        with VideoReader(video, fps=fps, max_frames=len(points)) as reader:
-            for frame, frame_points, raw in zip(reader, points, raws):
-                yield self._prepare_image(frame, frame_points, raw=raw)
-
     def _source_video_frames(self, video: str | os.PathLike, landmarks: LandmarkSpec, driving: VideoDriver,
                              options: AnimationOptions, render: RenderOptions) -> Iterator[np.ndarray]:
         """Source frame i driven by driving frame i by LivePortrait's source-video rules, rendered on source i."""
-        points, raws = self._source_video_motion(video, driving.fps, driving.n_frames, landmarks)
-        drive = list(_single_frames(_smoothed(driving, render.smoothing)))
+        points, raws = source_video_motion(video, driving.fps, driving.n_frames, self._provider(landmarks),
+                                           self.networks.motion, self.device)
+        drive = list(single_frames(smoothed_batches(driving, render.smoothing)))
         n = min(len(drive), len(raws))
         if n == 0:
             return
-        controls = render.controls
-        plain = MotionFrame.cat([batch.motion for batch in drive[:n]])
-        moved = plain if controls is None else apply_controls(plain, controls)
-        own = MotionFrame.cat([keypoint_info_from_raw(raw).motion for raw in raws[:n]])
-        targets = smooth_targets(source_video_targets(own, moved, plain[0], options.relative))
-        if controls is not None:
-            shift = torch.tensor([controls.x, controls.y, 0.0], dtype=own.t.dtype, device=own.t.device)
-            own = own.replace(t=own.t + shift, scale=own.scale * controls.scale)
-        s = self.networks.stitching
-        for i, source in enumerate(self._video_sources(video, driving.fps, points[:n], raws[:n])):
-            with torch.inference_mode():
-                animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own[i],
-                                               source_ratios=source.ratios)
-                offsets = None
-                if controls is not None and (controls.eyes_open or controls.lips_open):
-                    offsets = retargeting_offsets(s.eye, s.lip, animator.x_s, source.ratios, controls)
-                x_d = animator(moved[i], drive[i].ratios, offsets)
-            yield from self._faces(source, animator.x_s, x_d, render)
+        sources = video_sources(video, driving.fps, points[:n], raws[:n], self.networks.motion, self.renderer)
+        driven = source_video_keypoints(sources, raws[:n], drive[:n], self.networks.stitching, options, render.controls)
+        yield from self._frames(driven, render)
 
     def animate_driving_motion(self, source: PreparedSource, driving: MotionFrame, fps: float,
                                options: AnimationOptions = AnimationOptions(),
@@ -677,45 +327,24 @@ class Engine:
     def _driven_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
                        render: RenderOptions) -> Iterator[np.ndarray]:
         """Relative/absolute transfer of driving batches (smoothed, controls stacked), rendered."""
-        driven: _DrivenKeypoints | None = None
-        for batch in _smoothed(batches, render.smoothing):
-            if driven is None:
-                anchor = batch.motion[0] if options.relative else None
-                driven = self._driven_keypoints(source, options, anchor, render.controls)
-            yield from self._faces(source, driven.animator.x_s, driven(batch), render)
+        driven = driven_keypoints(source, smoothed_batches(batches, render.smoothing), self.networks.stitching, options,
+                                  render.controls)
+        return self._frames(driven, render)
 
-    def _driven_keypoints(self, source: PreparedSource, options: AnimationOptions, anchor: MotionFrame | None,
-                          controls: Controls | None) -> _DrivenKeypoints:
-        """The animator of ``source`` (relative to ``anchor``, or absolute) with ``controls`` and their eye/lip offsets."""
-        s = self.networks.stitching
-        animator = Animator(source.info, s, options, anchor=anchor, source_ratios=source.ratios)
-        offsets = None
-        if controls is not None and (controls.eyes_open or controls.lips_open):
-            with torch.inference_mode():
-                offsets = retargeting_offsets(s.eye, s.lip, animator.x_s, source.ratios, controls)
-        return _DrivenKeypoints(animator, controls, offsets)
+    def _frames(self, driven: Iterable[Driven], render: RenderOptions) -> Iterator[np.ndarray]:
+        """Driven batches rendered and finished as ``render`` asks (restore, paste back, upscale)."""
+        return render_frames(self.renderer, driven, self.finisher(render))
 
-    def _faces(self, source: PreparedSource, x_s: torch.Tensor, x_d: torch.Tensor,
-               render: RenderOptions) -> Iterator[np.ndarray]:
-        """Render x_d on the source; restore each face, paste it back, upscale the frame (as ``render`` asks)."""
-        finish = self._post_processor(source, render)
-        for face in self.renderer.render(source.feature_3d, x_s, x_d):
-            yield finish(face)
+    def finisher(self, render: RenderOptions = RenderOptions()) -> Finisher:
+        """The finishing step ``render`` asks for (its restorer and upscaler loaded on first use).
 
-    def _post_processor(self, source: PreparedSource, render: RenderOptions) -> Callable[[np.ndarray], np.ndarray]:
-        """rendered (512, 512, 3) uint8 face → output frame: restore → paste-back → upscale."""
+        Raises:
+            WeightsError: a restorer's or the upscaler's checkpoint cannot be had or fails verification.
+        """
         enhance = render.enhance
-        restorer = self.restorer(enhance.restorer) if enhance.restores else None
-        upscaler = self.upscaler(enhance.tile) if enhance.upscale == 2 else None
-        points = five_points(transform_points(source.landmarks, source.crop.M_o2c)) if restorer else None
-
-        def finish(face: np.ndarray) -> np.ndarray:
-            if restorer is not None:
-                face = restorer.restore(face, points, enhance.weight, enhance.fidelity)
-            frame = paste_face(source.image, face, source.crop.M_c2o) if render.paste_back else face
-            return upscaler.upscale(frame) if upscaler is not None else frame
-
-        return finish
+        return Finisher(paste_back=render.paste_back, enhance=enhance,
+                        restorer=self.restorer(enhance.restorer) if enhance.restores else None,
+                        upscaler=self.upscaler(enhance.tile) if enhance.upscale == 2 else None)
 
     # ------------------------------------------------------------- enhance
     def restorer(self, kind: str) -> FaceRestorer:
@@ -764,20 +393,9 @@ class Engine:
         motion = whole[: render.max_frames or whole.batch_size]
         if controls is None:
             controls = [render.controls or Controls()] * motion.batch_size
-        stitch_mlp = self.networks.stitching.stitching if stitching else None
-        x_s = implicit_keypoints(source.info)
-        size = self._batch_size(render)
-
-        def frames() -> Iterator[np.ndarray]:
-            for start in range(0, motion.batch_size, size):
-                chunk, chunk_controls = motion[start:start + size], controls[start:start + size]
-                with torch.inference_mode():
-                    offsets = retargeting_offsets(self.networks.stitching.eye, self.networks.stitching.lip,
-                                                  x_s, source.ratios, chunk_controls)
-                    x_d = keypoints_from_motion(apply_controls(chunk, chunk_controls), source.info, stitch_mlp, offsets)
-                yield from self._faces(source, x_s, x_d, render)
-
-        return VideoJob(frames=frames(), fps=fps, n_frames=motion.batch_size, audio=audio, motion=whole)
+        driven = absolute_keypoints(source, motion, controls, self.networks.stitching, self._batch_size(render), stitching)
+        return VideoJob(frames=self._frames(driven, render), fps=fps, n_frames=motion.batch_size, audio=audio,
+                        motion=whole)
 
     def animate_keyframes(self, source: PreparedSource, track: KeyframeTrack,
                           render: RenderOptions = RenderOptions()) -> VideoJob:
@@ -872,23 +490,11 @@ class Engine:
         if isinstance(audio, (str, os.PathLike, np.ndarray)):
             audio = iter_audio_chunks(_samples(audio, backend.sample_rate))
         reference = self._reference_pose(options)
-        smoother = MotionSmoother(render.smoothing)
         per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
-        emitted, first = 0, 0
-        motions = backend.stream(audio, source, options)
         stitching = backend.stitching(options, online=True)
-        for motion in itertools.chain(motions, [None]):
-            if motion is not None:
-                motion = self._edit_motion(source, motion, options, reference, first)
-                first += motion.batch_size
-            ready = smoother.push(motion) if motion is not None else smoother.flush()
-            if ready is None:
-                continue
-            if render.max_frames is not None:
-                ready = ready[: max(render.max_frames - emitted, 0)]
-                if ready.batch_size == 0:
-                    return
-            emitted += ready.batch_size
+        edited = (self._edit_motion(source, motion, options, reference, first)
+                  for first, motion in frame_offsets(backend.stream(audio, source, options)))
+        for ready in smoothed_chunks(edited, render.smoothing, render.max_frames):
             yield from self.animate_motion(source, ready, backend.fps, per_chunk, stitching=stitching).frames
 
     def _reference_pose(self, options: AudioJobOptions) -> MotionFrame | None:

@@ -49,15 +49,15 @@ def _outside(box_image: np.ndarray, M_c2o: np.ndarray) -> np.ndarray:
 
 def test_default_options_are_plain_paste_back(engine, source) -> None:
     face = source.crop.crop
-    finish = engine._post_processor(source, RenderOptions())
-    assert np.array_equal(finish(face), paste_back(source.image, face, source.crop.M_c2o))
+    finish = engine.finisher(RenderOptions())
+    assert np.array_equal(finish(source, face[None])[0], paste_back(source.image, face, source.crop.M_c2o))
 
 
 def test_restoration_changes_only_the_face_region(enhanced_engine, source) -> None:
     face = source.crop.crop
     plain = paste_back(source.image, face, source.crop.M_c2o)
-    restored = enhanced_engine._post_processor(
-        source, RenderOptions(enhance=EnhanceOptions(restorer="gfpgan", weight=0.5)))(face)
+    restored = enhanced_engine.finisher(
+        RenderOptions(enhance=EnhanceOptions(restorer="gfpgan", weight=0.5)))(source, face[None])[0]
     assert restored.shape == plain.shape and restored.dtype == np.uint8
     assert not np.array_equal(restored, plain)
     outside = _outside(plain, source.crop.M_c2o)
@@ -67,14 +67,14 @@ def test_restoration_changes_only_the_face_region(enhanced_engine, source) -> No
 def test_weight_zero_never_runs_the_restorer(engine, source, monkeypatch) -> None:
     monkeypatch.setattr(engine, "restorer", lambda kind: pytest.fail("restorer loaded for weight 0"))
     face = source.crop.crop
-    finish = engine._post_processor(source, RenderOptions(enhance=EnhanceOptions(restorer="gfpgan", weight=0.0)))
-    assert np.array_equal(finish(face), paste_back(source.image, face, source.crop.M_c2o))
+    finish = engine.finisher(RenderOptions(enhance=EnhanceOptions(restorer="gfpgan", weight=0.0)))
+    assert np.array_equal(finish(source, face[None])[0], paste_back(source.image, face, source.crop.M_c2o))
 
 
 def test_upscale_doubles_the_output_frame(enhanced_engine, source) -> None:
     face = source.crop.crop
-    crop_out = enhanced_engine._post_processor(
-        source, RenderOptions(paste_back=False, enhance=EnhanceOptions(upscale=2, tile=128)))(face)
+    crop_out = enhanced_engine.finisher(
+        RenderOptions(paste_back=False, enhance=EnhanceOptions(upscale=2, tile=128)))(source, face[None])[0]
     assert crop_out.shape == (1024, 1024, 3) and crop_out.dtype == np.uint8
 
 

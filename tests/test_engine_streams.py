@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from talkinghead.drivers.video import DrivingBatch
-from talkinghead.engine import _smoothed
+from talkinghead.drivers.batches import smoothed_batches
 from talkinghead.motion.animate import EyeLipRatios
 from talkinghead.motion.frame import MotionFrame
 from talkinghead.motion.smoothing import SmoothingOptions, smooth_motion
@@ -30,7 +30,7 @@ def _batches(motion: MotionFrame, size: int, with_ratios: bool):
 def test_streamed_smoothing_equals_offline_and_keeps_ratios_aligned() -> None:
     motion = _motion(23)
     options = SmoothingOptions(pose=0.5, expression=0.3)
-    out = list(_smoothed(_batches(motion, 4, with_ratios=True), options))
+    out = list(smoothed_batches(_batches(motion, 4, with_ratios=True), options))
     joined = MotionFrame.cat([b.motion for b in out])
     expected = smooth_motion(motion, options)
     assert joined.batch_size == 23
@@ -41,6 +41,6 @@ def test_streamed_smoothing_equals_offline_and_keeps_ratios_aligned() -> None:
 
 def test_no_smoothing_passes_batches_through() -> None:
     motion = _motion(5)
-    out = list(_smoothed(_batches(motion, 2, with_ratios=False), SmoothingOptions()))
+    out = list(smoothed_batches(_batches(motion, 2, with_ratios=False), SmoothingOptions()))
     assert [b.motion.batch_size for b in out] == [2, 2, 1]
     assert torch.equal(MotionFrame.cat([b.motion for b in out]).exp, motion.exp)

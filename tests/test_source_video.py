@@ -30,6 +30,7 @@ import torch
 from talkinghead.cli import main
 from talkinghead.drivers.video import VideoDriver
 from talkinghead.engine import PreparedSource, RenderOptions, VideoJob
+from talkinghead.render import source as render_source
 from talkinghead.errors import NoFaceError
 from talkinghead.face.landmarks import JsonLandmarks
 from talkinghead.face.paste import paste_back
@@ -69,10 +70,10 @@ def stubbed_run(engine, options: AnimationOptions = AnimationOptions(), max_fram
     x_s: list[torch.Tensor] = []
     x_d: list[torch.Tensor] = []
     f_calls = [0]
-    prepare = engine._prepare_image
+    prepare = render_source.prepare_image
 
-    def record_source(image, points, raw=None):
-        sources.append(prepare(image, points, raw=raw))
+    def record_source(*args, **kwargs):
+        sources.append(prepare(*args, **kwargs))
         return sources[-1]
 
     def render(feature_3d, keypoints_s, keypoints_d):
@@ -83,7 +84,7 @@ def stubbed_run(engine, options: AnimationOptions = AnimationOptions(), max_fram
     hook = engine.networks.appearance.register_forward_hook(lambda *_: f_calls.__setitem__(0, f_calls[0] + 1))
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(engine, "_prepare_image", record_source)
+            patch.setattr(render_source, "prepare_image", record_source)
             patch.setattr(engine.renderer, "render", render)
             job = engine.animate_source_video(SOURCE, DRIVING, options,
                                               RenderOptions(max_frames=max_frames, controls=controls),

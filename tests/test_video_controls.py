@@ -58,12 +58,13 @@ def job_keypoints(engine, source, motion: MotionFrame, monkeypatch, controls: Co
     """(T, 21, 3) x_d that a video-driven job hands to the renderer (renderer stubbed out)."""
     seen: list[torch.Tensor] = []
 
-    def faces(source, x_s, x_d, render):
+    def render(feature_3d, x_s, x_d):
         seen.append(x_d)
-        return iter([np.zeros((1, 1, 3), np.uint8)] * x_d.shape[0])
+        return np.zeros((x_d.shape[0], 512, 512, 3), np.uint8)
 
-    monkeypatch.setattr(engine, "_faces", faces)
-    job = engine.animate_driving_motion(source, motion, 25.0, options, RenderOptions(controls=controls, batch_size=2))
+    monkeypatch.setattr(engine.renderer, "render", render)
+    job = engine.animate_driving_motion(source, motion, 25.0, options,
+                                        RenderOptions(controls=controls, batch_size=2, paste_back=False))
     assert len(list(job.frames)) == motion.batch_size
     return torch.cat(seen)
 

@@ -15,10 +15,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .models.appearance import AppearanceFeatureExtractor
-from .models.images import image_to_tensor, tensor_to_images
-from .models.spade import SPADEDecoder
-from .models.warping import WarpingNetwork
+from ..models.appearance import AppearanceFeatureExtractor
+from ..models.images import image_to_tensor, tensor_to_images
+from ..models.spade import SPADEDecoder
+from ..models.warping import WarpingNetwork
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 """Precision name → autocast dtype (``None``: plain float32)."""

@@ -1,0 +1,169 @@
+"""The jobs' option and result types: what a caller hands :class:`talkinghead.engine.Engine` and gets back.
+
+:class:`AudioJobOptions` and :class:`RenderOptions` carry their fields' help,
+range and default (:func:`talkinghead.options.option`), from which the CLI's
+flags and the app's widgets are generated; :class:`VideoJob` is a lazily
+rendered result.  Re-exported by :mod:`talkinghead.engine` and ``talkinghead``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from .drivers.audio import AUDIO_BACKENDS, audio_backend
+from .drivers.audio.ditto.condition import EMOTIONS
+from .drivers.audio.ditto.driver import DEFAULT_STEPS
+from .enhance import EnhanceOptions
+from .media.video import AudioSource
+from .motion.controls import Controls
+from .motion.frame import MotionFrame
+from .motion.smoothing import SmoothingOptions
+from .options import check_options, option
+
+if TYPE_CHECKING:
+    from .drivers.audio.ditto.driver import AudioDriverOptions
+
+@dataclass
+class VideoJob:
+    """A video being generated: a lazy stream of frames plus what the writer needs.
+
+    Attributes:
+        frames: iterator of (H, W, 3) uint8 RGB output frames (consumed once).
+        fps: frame rate, Hz.
+        n_frames: expected number of frames (for progress bars).
+        audio: audio track to mux, or None.
+        motion: the whole absolute motion sequence of the job (audio and
+            motion-file jobs; smoothed, not cut to ``max_frames``), e.g. to
+            save it as a motion file; None for video-driven jobs.
+    """
+
+    frames: Iterator[np.ndarray]
+    fps: float
+    n_frames: int
+    audio: AudioSource | None = None
+    motion: MotionFrame | None = None
+
+
+@dataclass(frozen=True)
+class AudioJobOptions:
+    """Options of the audio-driven job.
+
+    The motion comes from the audio backend ``backend``
+    (:mod:`talkinghead.drivers.audio.backend`); the fields from ``driver`` to
+    ``blinks`` are its generation choices (those of Ditto; another backend
+    reads those it knows), the rest are edits the engine applies to any
+    backend's motion.  With Ditto the generation settings come from its
+    shipped configuration (:mod:`talkinghead.drivers.audio.ditto.config`: the
+    offline one for files, the online one for :meth:`Engine.stream_audio`),
+    with the explicit choices here (``steps``, ``seed``, ``emotion``,
+    ``blinks``) on top.
+
+    Attributes:
+        backend: registered audio backend name
+            (:data:`talkinghead.drivers.audio.AUDIO_BACKENDS`), default "ditto".
+        driver: complete generation settings that replace the configuration
+            (``steps``/``seed``/``emotion``/``blinks`` and ``config`` are then
+            not used); None = from the configuration.
+        config: another Ditto cfg pickle for the offline job; None = Ditto's
+            ``ditto_cfg/v0.4_hubert_cfg_pytorch.pkl`` (Hub or ``--weights DIR``).
+        steps: DDIM steps per window; None = the configuration's.
+        seed: random seed (sampler noise, random blink gaps); None = fresh.
+        emotion: emotion label(s) or table; None = the configuration's.
+        blinks: "model", "template" or "off" (see
+            :meth:`~talkinghead.drivers.audio.ditto.config.DittoConfig.driver_options`);
+            None = the configuration's.
+        expression_scale: gain on the generated expression deltas, 0–3 (1 = as generated).
+        still: keep the photo's head pose (only the face moves).
+        pose_from: a short clip of the same person whose head-pose track
+            replaces/blends with the generated pose (personalized head motion).
+        pose_from_landmarks: 68-point landmarks of that clip (JSON) if it
+            needs cropping and no detector should run.
+        pose_blend: 0 = generated pose, 1 = the clip's pose.
+    """
+
+    backend: str = "ditto"
+    driver: AudioDriverOptions | None = None
+    config: str | os.PathLike | None = None
+    steps: int | None = option(None, what="diffusion steps", range=(1, None), type=int, step=1,
+                               widget_range=(0, DEFAULT_STEPS), label="Diffusion steps (0 = Ditto's configuration)",
+                               help="diffusion sampling steps per window (default: the configuration's; "
+                                    f"Ditto's code default {DEFAULT_STEPS})")
+    seed: int | None = option(0, what="seed", type=int, help="random seed: the same seed gives the same video")
+    emotion: str | int | None = option(None, what="emotion", choices=EMOTIONS, check_choices=False,
+                                       help=f"{', '.join(EMOTIONS[:-1])} or {EMOTIONS[-1]} "
+                                            "(default: the configuration's, neutral if it has none)")
+    blinks: str | None = option(None, what="blinks", choices=("model", "template", "off"),
+                                help="default: as the configuration says (its blink template if it has one, else "
+                                     "the generated eye motion); model: eyes follow the generated motion; template: "
+                                     "the configuration's blink template (a synthetic one if it has none) every "
+                                     "2.4-4 s, seeded by --seed; off: the photo's eyes throughout")
+    expression_scale: float = option(1.0, what="expression scale", range=(0.0, 3.0),
+                                     help="gain on the generated expression")
+    still: bool = False
+    pose_from: str | os.PathLike | None = None
+    pose_from_landmarks: str | os.PathLike | None = None
+    pose_blend: float = option(1.0, what="pose blend", range=(0.0, 1.0),
+                               label="Pose blend (0 = model, 1 = reference clip)",
+                               help="0 = generated head pose, 1 = the --pose-from clip's pose")
+
+    def __post_init__(self) -> None:
+        """Check the numeric options at once, before any work.
+
+        Raises:
+            ControlError: ``expression_scale`` outside 0..3, ``pose_blend``
+                outside 0..1, ``steps`` below 1, ``blinks`` not one of its
+                choices (the ranges are the fields' :func:`~talkinghead.options.option`
+                specs), or an unregistered ``backend``.
+        """
+        if self.backend not in AUDIO_BACKENDS:
+            audio_backend(self.backend)  # raises, naming the registered backends
+        check_options(self)  # ranges and choices of the option fields
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How any job's motion becomes output frames.
+
+    Attributes:
+        smoothing: motion smoothing strengths (pose, expression), 0 = off.
+        controls: pose/expression controls stacked on every frame (e.g. turn
+            the head 10° or add a smile to a driven or generated sequence);
+            None = none.  The eye/lip open-ratio controls (``eyes_open``,
+            ``lips_open``) add the retargeting MLPs' offsets for the source's
+            ratio + the control to x_d before stitching, on every job; on
+            video-driven jobs they come on top of whatever the driver produced
+            (eye/lip retargeting included) and are scaled by the driving
+            multiplier like the rest of the motion.
+        paste_back: paste the face into the photo (output = photo size);
+            False outputs the 512×512 face crop.
+        batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
+        max_frames: render at most this many frames.
+        enhance: face restoration of each rendered 512 crop before
+            paste-back (GFPGAN v1.4 / CodeFormer, blend weight) and 2×
+            super-resolution of each output frame (Real-ESRGAN x2plus);
+            default off.  Their weights are fetched on first use.
+
+    Help, range and default of each field: its :func:`~talkinghead.options.option`
+    spec (the CLI flags and the app's widgets are generated from it).
+
+    Raises:
+        ControlError: ``batch_size`` or ``max_frames`` below 1.
+    """
+
+    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
+    controls: Controls | None = None
+    paste_back: bool = option(True, what="paste back",
+                              help="paste the face back into the photo (off: write the 512x512 face crop)")
+    batch_size: int | None = option(None, what="batch size", range=(1, None), type=int,
+                                    help="frames rendered together (default: 8 on CUDA, 1 on CPU)")
+    max_frames: int | None = option(None, what="max frames", range=(1, None), type=int, widget_range=(0, None),
+                                    label="Max frames (0 = all; rendering is ~10-20 s per frame on a CPU)",
+                                    help="render at most N frames")
+    enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
+
+    def __post_init__(self) -> None:
+        check_options(self)

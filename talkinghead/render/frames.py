@@ -1,0 +1,130 @@
+"""The one loop of every job: motion → driven keypoints → rendered faces → finished frames.
+
+Each job only says how its motion becomes driven keypoints x_d (a stream of
+:class:`Driven` batches):
+
+* :func:`absolute_keypoints`: an absolute motion sequence (audio, pose paths,
+  motion files, a still) with per-frame controls;
+* :func:`driven_keypoints`: driving batches transferred relative to their
+  first frame (or absolutely) by an :class:`~talkinghead.motion.animate.Animator`;
+* :func:`source_video_keypoints`: LivePortrait's video-to-video rules, one
+  source per frame;
+
+then :func:`render_frames` renders each batch and hands the faces to the
+finishing step (:class:`talkinghead.enhance.finish.Finisher`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from ..drivers.video import DrivingBatch
+from ..models.stitching import StitchingRetargeting
+from ..motion.animate import AnimationOptions, Animator, SourceVideoAnimator, keypoints_from_motion
+from ..motion.controls import Controls, apply_controls, retargeting_offsets
+from ..motion.frame import MotionFrame
+from ..motion.keypoints import implicit_keypoints, keypoint_info_from_raw
+from ..motion.transfer import smooth_targets, source_video_targets
+from .renderer import Renderer
+from .source import PreparedSource
+
+Finish = Callable[[PreparedSource, np.ndarray], Iterable[np.ndarray]]
+"""(source, (B, 512, 512, 3) uint8 rendered faces) → B output frames."""
+
+
+class Driven(NamedTuple):
+    """One batch ready to render: the source, its (1, 21, 3) keypoints x_s, (B, 21, 3) driven keypoints x_d."""
+
+    source: PreparedSource
+    x_s: torch.Tensor
+    x_d: torch.Tensor
+
+
+def render_frames(renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> Iterator[np.ndarray]:
+    """W + G on each driven batch, then the finishing step: (H, W, 3) uint8 RGB frames, one at a time."""
+    for source, x_s, x_d in driven:
+        yield from finish(source, renderer.render(source.feature_3d, x_s, x_d))
+
+
+def _ratio_offsets(s: StitchingRetargeting, x_s: torch.Tensor, source: PreparedSource,
+                   controls: Controls | None) -> torch.Tensor | None:
+    """(1, 21, 3) eyes_open/lips_open retargeting offsets of ``controls``, or None when both are 0 (no MLP runs)."""
+    if controls is None or not (controls.eyes_open or controls.lips_open):
+        return None
+    with torch.inference_mode():
+        return retargeting_offsets(s.eye, s.lip, x_s, source.ratios, controls)
+
+
+def absolute_keypoints(source: PreparedSource, motion: MotionFrame, controls: Sequence[Controls],
+                       s: StitchingRetargeting, batch_size: int, stitching: bool = True) -> Iterator[Driven]:
+    """x_d of a (T) absolute motion sequence with T per-frame ``controls``, in batches of ``batch_size``."""
+    x_s = implicit_keypoints(source.info)
+    stitch_mlp = s.stitching if stitching else None
+    for start in range(0, motion.batch_size, batch_size):
+        chunk, chunk_controls = motion[start:start + batch_size], controls[start:start + batch_size]
+        with torch.inference_mode():
+            offsets = retargeting_offsets(s.eye, s.lip, x_s, source.ratios, chunk_controls)
+            x_d = keypoints_from_motion(apply_controls(chunk, chunk_controls), source.info, stitch_mlp, offsets)
+        yield Driven(source, x_s, x_d)
+
+
+def driven_keypoints(source: PreparedSource, batches: Iterable[DrivingBatch], s: StitchingRetargeting,
+                     options: AnimationOptions, controls: Controls | None) -> Iterator[Driven]:
+    """x_d of driving batches (plain motion) transferred onto ``source``, ``controls`` stacked on every frame.
+
+    Relative transfer is anchored at the first driving frame.  The eye/lip
+    offsets of ``controls`` are computed once per job.
+    """
+    animator: Animator | None = None
+    for batch in batches:
+        if animator is None:
+            anchor = batch.motion[0] if options.relative else None
+            animator = Animator(source.info, s, options, anchor=anchor, source_ratios=source.ratios)
+            offsets = _ratio_offsets(s, animator.x_s, source, controls)
+        motion = batch.motion if controls is None else apply_controls(batch.motion, controls)
+        with torch.inference_mode():
+            x_d = animator(motion, batch.ratios, offsets)
+        yield Driven(source, animator.x_s, x_d)
+
+
+def source_video_keypoints(sources: Iterable[PreparedSource], raws: Sequence[dict[str, torch.Tensor]],
+                           drive: Sequence[DrivingBatch], s: StitchingRetargeting, options: AnimationOptions,
+                           controls: Controls | None) -> Iterator[Driven]:
+    """x_d of source frame i driven by single-frame driving batch i (LivePortrait's video-to-video rules).
+
+    ``sources``: the n per-frame sources; ``raws``: M's heads of the n source
+    frames; ``drive``: n single-frame driving batches (plain motion, already
+    smoothed by ``RenderOptions.smoothing``).  LivePortrait's source-video
+    rules (src/live_portrait_pipeline.py ``LivePortraitPipeline.execute``,
+    ``flag_is_source_video``; :func:`~talkinghead.motion.transfer.source_video_transform`):
+
+    * relative: R_i = R_d,i·R_d,0ᵀ·R_s,i and exp_i = exp_s,i + exp_d,i −
+      exp_d,0; absolute: R_d,i and exp_d,i;
+    * both sequences Kalman-smoothed over the whole clip (RTS smoother,
+      observation variance 3e-7, :func:`~talkinghead.motion.transfer.smooth_targets`);
+    * rotation: the smoothed R_i; expression: source frame i's own with
+      rows 1, 2, 6, 11–20 and entries (3, y), (4, y), (5, z), (8, z),
+      (9, y), (9, z) from the smoothed exp_i; scale: source frame i's own;
+      t: source frame i's own (relative) or driving frame i's (absolute);
+      no expression-friendly rescaling.
+
+    ``controls`` are stacked on the driving frames (pitch/yaw/roll and
+    expression controls) and on each source frame's own t and scale
+    (``x``/``y``/``scale``, which would otherwise be dropped with the
+    driving t and scale).
+    """
+    plain = MotionFrame.cat([batch.motion for batch in drive])
+    moved = plain if controls is None else apply_controls(plain, controls)
+    own = MotionFrame.cat([keypoint_info_from_raw(raw).motion for raw in raws])
+    targets = smooth_targets(source_video_targets(own, moved, plain[0], options.relative))
+    if controls is not None:
+        shift = torch.tensor([controls.x, controls.y, 0.0], dtype=own.t.dtype, device=own.t.device)
+        own = own.replace(t=own.t + shift, scale=own.scale * controls.scale)
+    for i, source in enumerate(sources):
+        with torch.inference_mode():
+            animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own[i], source_ratios=source.ratios)
+            x_d = animator(moved[i], drive[i].ratios, _ratio_offsets(s, animator.x_s, source, controls))
+        yield Driven(source, animator.x_s, x_d)
