@@ -11,8 +11,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 from talkinghead.cli import build_parser, main
 from talkinghead.media.video import probe_video
 
