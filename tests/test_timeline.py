@@ -296,6 +296,14 @@ def test_bad_arguments_give_clear_errors(audio_motion, source_info):
         neutralize_expression(audio_motion, source_info, 1.5)
     with pytest.raises(ControlError, match="bad neutralize span"):
         neutralize_span(audio_motion, source_info, FPS, 3.0, 2.0)
+    with pytest.raises(ControlError, match="neutralize strength must be between 0 and 1"):
+        neutralize_span(audio_motion, source_info, FPS, 2.0, 3.0, strength=2.0)
+    with pytest.raises(ValueError, match="3 neutralize strengths for 150 motion frames"):
+        neutralize_expression(audio_motion, source_info, [0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="a neutral of 2 frames for 150 motion frames"):
+        neutralize_expression(audio_motion, audio_motion[:2], 1.0)
+    with pytest.raises(ValueError, match="runs of consecutive frames"):
+        sample_timeline(track, FPS, 10)[::2]
     with pytest.raises(ValueError, match="timeline frames for 150 motion frames"):
         apply_timeline(audio_motion, source_info, sample_timeline(track, FPS, 10))
     with pytest.warns(ControlClampWarning, match="neutralize strength 1.5 clamped"):

@@ -70,7 +70,7 @@ class TimelineEdits:
     @property
     def edited(self) -> np.ndarray:
         """(N,) bool: frames the track changes (a control not neutral, or neutralize > 0)."""
-        return np.array([c is not IDENTITY for c in self.controls], dtype=bool) | (self.neutralize > 0)
+        return np.array([not c.is_neutral() for c in self.controls], dtype=bool) | (self.neutralize > 0)
 
     @property
     def times(self) -> np.ndarray:
@@ -210,14 +210,17 @@ def neutralize_expression(motion: MotionFrame, neutral: MotionFrame,
                           strength: float | np.ndarray | torch.Tensor) -> MotionFrame:
     """Move the expression deltas toward a neutral expression: exp = n + (exp − n)·(1 − s), per frame.
 
-    The neutral n is the source's own expression, not exp = 0.  In
-    LivePortrait's motion space exp are deltas on the canonical keypoints
-    (x = s·(x_c·R + exp) + t, spec §3), and a real neutral-looking face does
-    not have exp = 0 (it carries per-person offsets the canonical keypoints
-    lack); LivePortrait itself never drives toward exp = 0: its relative
-    modes keep the source's exp (exp_s + exp_d − exp_d,0, spec §8) and its
-    image driving subtracts a measured "neutral closed-lip" expression
-    (``lip_array``) rather than zero.  So, per job: a photo with an absolute
+    The neutral n is the source's own expression, not exp = 0 (the bare
+    canonical keypoints).  In LivePortrait's motion space exp are deltas on
+    the canonical keypoints (x = s·(x_c·R + exp) + t, spec §3, in
+    tests/data/specs/liveportrait-architecture.md); nothing in it makes
+    exp = 0 a neutral-looking face (not checked here: the tests have no
+    real weights), and LivePortrait itself never drives toward exp = 0: its
+    relative modes keep the source's exp (exp_s + exp_d − exp_d,0, spec
+    §8) and its image driving subtracts a fixed "neutral closed-lip"
+    expression (``lip_array``) rather than zero.  The source's own exp is
+    also what every job shows with no driving expression, so a neutralized
+    span looks like the unedited source.  Per job: a photo with an absolute
     motion sequence (audio, motion file) → the photo's ``source.info``;
     a driving video in relative mode → the anchor (driving frame 0), so the
     transferred expression becomes the source's; a source video (dub) →
