@@ -369,6 +369,11 @@ def register_weights(key: str, files: Mapping[str, HubFile], env_var: str) -> We
     return family
 
 
+def unregister_weights(key: str) -> None:
+    """Remove the family ``key`` (no error if it is not registered)."""
+    _FAMILIES.pop(key, None)
+
+
 def _current_repo_ids() -> dict[str, str]:
     """Every Hub repo id of the registered tables, current or former → current."""
     ids: dict[str, str] = {}
