@@ -51,7 +51,7 @@ from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvi
 from .media.audio import load_audio
 from .media.provenance import ProvenanceOptions
 from .media.video import AudioSource, VideoWriter, frames_at_rate, probe_video
-from .models.liveportrait import LivePortraitNetworks, load_liveportrait
+from .models.liveportrait import LivePortraitNetworks
 from .motion.animate import AnimationOptions
 from .motion.controls import Controls
 from .motion.edits import reference_pose, scale_expression, still_head
@@ -144,7 +144,7 @@ class Engine:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         device = resolve_device(device)
         store = WeightStore(weights, revisions=resolve_revisions(revision))
-        networks = load_liveportrait(store, device)
+        networks = LivePortraitNetworks.from_pretrained(store, device=device)
         return cls(networks, landmarks=landmarks, precision=precision, store=store)
 
     # ------------------------------------------------------------ landmarks

@@ -33,7 +33,10 @@ from talkinghead.errors import TalkingHeadError
 from talkinghead.media.audio import load_audio
 from talkinghead.media.provenance import ProvenanceOptions
 from talkinghead.media.video import AudioSamples, VideoWriter
-from talkinghead.weights import DITTO_FILES, ENHANCE_FILES, LIVEPORTRAIT_FILES, WeightStore
+from talkinghead.drivers.audio.ditto.files import DITTO_FILES
+from talkinghead.enhance.files import ENHANCE_FILES
+from talkinghead.models.liveportrait import LIVEPORTRAIT_FILES
+from talkinghead.weights import WeightStore
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,16 @@ e.g. ``liveportrait/base_models/warping_module.pth``):
 4. otherwise a download through :func:`huggingface_hub.hf_hub_download` under
    the current id (with ``HF_HUB_OFFLINE=1``: an error saying so).
 
-Revisions: each table below is read at the revision of an environment
+File tables live beside their loaders (:data:`talkinghead.models.liveportrait.LIVEPORTRAIT_FILES`,
+:data:`talkinghead.drivers.audio.ditto.files.DITTO_FILES`,
+:data:`talkinghead.enhance.files.ENHANCE_FILES`); each registers its family
+(:func:`register_weights`: revision key, table, environment variable) so that
+this module, the first stage, knows their repos without importing them.  Each
+family's ``from_pretrained`` (``LivePortraitNetworks``, ``DittoBackend``,
+``FaceRestorer``, ``Upscaler``) takes a store, a local folder or a Hub repo id
+and a revision (:func:`weights_source`).
+
+Revisions: each table is read at the revision of an environment
 variable (``TALKINGHEAD_LIVEPORTRAIT_REVISION``, ``TALKINGHEAD_DITTO_REVISION``,
 ``TALKINGHEAD_ENHANCE_REVISION``; default ``main``).  An explicit revision
 (``Engine.from_pretrained(revision=...)``, CLI ``--revision``,
@@ -24,7 +33,7 @@ overrides the variable; a file with an explicit revision is not taken from
 ``./checkpoints`` (which has no revisions), and ``--weights DIR`` together
 with an explicit revision is refused.
 
-Files that carry a sha256 digest (:data:`ENHANCE_FILES`) are hashed after
+Files that carry a sha256 digest (the enhancement table's) are hashed after
 resolution, wherever they came from, and refused when the digest differs.
 
 Nothing is resolved or downloaded at import time.  Files are read with
@@ -37,9 +46,11 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from types import MappingProxyType
+from typing import Any, Mapping, Union
 
 import torch
 
@@ -74,37 +85,10 @@ class HubFile:
     former_repo_ids: tuple[str, ...] = ()
 
 
-def _env_revision(var: str, default: str) -> str:
+def env_revision(var: str, default: str = "main") -> str:
+    """The Hub revision set in the environment variable ``var`` (read when called), else ``default``."""
     return os.environ.get(var) or default
 
-
-LIVEPORTRAIT_REPO = "KlingTeam/LivePortrait"
-"""Current Hub id of LivePortrait's weights (the Hub redirects the former id here)."""
-
-LIVEPORTRAIT_FORMER_REPOS = ("KwaiVGI/LivePortrait",)
-"""Former Hub ids of :data:`LIVEPORTRAIT_REPO`, still looked up in the Hub cache."""
-
-LIVEPORTRAIT_REVISION = _env_revision("TALKINGHEAD_LIVEPORTRAIT_REVISION", "main")
-"""Hub revision of ``KlingTeam/LivePortrait`` (default; an explicit revision overrides it).
-
-The commit sha could not be read from this offline workplace; ``main`` is used
-until it is pinned (set ``TALKINGHEAD_LIVEPORTRAIT_REVISION`` to a sha to pin
-it on your machine).  The strict loader refuses any file whose tensor layout
-differs from the one our networks expect, so a changed upstream file cannot be
-loaded silently.
-"""
-
-LIVEPORTRAIT_FILES: dict[str, HubFile] = {
-    name: HubFile(LIVEPORTRAIT_REPO, path, LIVEPORTRAIT_REVISION, size, former_repo_ids=LIVEPORTRAIT_FORMER_REPOS)
-    for name, path, size in (
-        ("appearance_feature_extractor", "liveportrait/base_models/appearance_feature_extractor.pth", 3_400_000),
-        ("motion_extractor", "liveportrait/base_models/motion_extractor.pth", 112_600_000),
-        ("warping_module", "liveportrait/base_models/warping_module.pth", 182_200_000),
-        ("spade_generator", "liveportrait/base_models/spade_generator.pth", 221_800_000),
-        ("stitching_retargeting_module", "liveportrait/retargeting_models/stitching_retargeting_module.pth", 2_300_000),
-    )
-}
-"""The five LivePortrait renderer checkpoints (about 520 MB together)."""
 
 
 class WeightStore:
@@ -329,74 +313,82 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
     return {k.replace(prefix, ""): v for k, v in state_dict.items()}
 
 
-DITTO_REPO = "digital-avatar/ditto-talkinghead"
-DITTO_REVISION = _env_revision("TALKINGHEAD_DITTO_REVISION", "main")
-"""Hub revision of ``digital-avatar/ditto-talkinghead`` (Apache-2.0); see
-:data:`LIVEPORTRAIT_REVISION` for why it is ``main`` until pinned."""
+# ----------------------------------------------------------------------------- model families
 
-DITTO_FILES: dict[str, HubFile] = {
-    name: HubFile(DITTO_REPO, path, DITTO_REVISION, size)
-    for name, path, size in (
-        ("lmdm", "ditto_pytorch/models/lmdm_v0.4_hubert.pth", 191_200_000),
-        ("audio_encoder", "ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx", 1_400_000_000),
-        ("face_landmarker", "ditto_pytorch/aux_models/face_landmarker.task", 3_800_000),
-        ("config", "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl", 60_000),
-        ("config_online", "ditto_cfg/v0.4_hubert_cfg_trt_online.pkl", 60_000),
-    )
-}
-"""Ditto's audio→motion files (about 1.6 GB together; the renderer is LivePortrait's)."""
+@dataclass(frozen=True)
+class WeightFamily:
+    """The checkpoint files of one model family, as registered by the module that loads them.
+
+    Attributes:
+        key: revision key (``"liveportrait"``, ``"ditto"``, ``"enhance"``),
+            a key of the mapping :func:`resolve_revisions` takes.
+        files: name → :class:`HubFile`, the family's file table (it lives
+            beside the family's loader).
+        env_var: environment variable whose value is the table's default
+            revision (e.g. ``TALKINGHEAD_DITTO_REVISION``; unset: ``main``).
+    """
+
+    key: str
+    files: Mapping[str, HubFile]
+    env_var: str
+
+    @property
+    def repo_ids(self) -> tuple[str, ...]:
+        """The current Hub repo ids of :attr:`files`, in table order, each once."""
+        return tuple(dict.fromkeys(f.repo_id for f in self.files.values()))
 
 
-ENHANCE_REVISION = _env_revision("TALKINGHEAD_ENHANCE_REVISION", "main")
-"""Hub revision of the enhancement checkpoints' repositories; the sha256 of
-each file in :data:`ENHANCE_FILES`, not the revision, guarantees the exact
-file (see :data:`LIVEPORTRAIT_REVISION` for why it is ``main``)."""
+_FAMILIES: dict[str, WeightFamily] = {}
 
-ENHANCE_FILES: dict[str, HubFile] = {
-    "gfpgan": HubFile(
-        "gmk123/GFPGAN", "GFPGANv1.4.pth", ENHANCE_REVISION, 348_632_874,
-        "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
-    ),
-    "codeformer": HubFile(
-        "fudan-generative-ai/hallo2", "CodeFormer/codeformer.pth", ENHANCE_REVISION, 376_637_898,
-        "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7",
-    ),
-    "realesrgan_x2": HubFile(
-        "fudan-generative-ai/hallo2", "realesrgan/RealESRGAN_x2plus.pth", ENHANCE_REVISION, 67_061_725,
-        "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
-    ),
-}
-"""Face restoration and super-resolution checkpoints, verified by sha256.
+WEIGHT_FAMILIES: Mapping[str, WeightFamily] = MappingProxyType(_FAMILIES)
+"""Registered families by key (read-only view).
 
-These are the official release files, re-hosted on the Hub:
-
-* ``gfpgan``: GFPGANv1.4.pth of the GFPGAN v1.3.4 release (Apache-2.0);
-* ``codeformer``: codeformer.pth of the CodeFormer v0.1.0 release (NTU S-Lab
-  License 1.0: NON-COMMERCIAL use only);
-* ``realesrgan_x2``: RealESRGAN_x2plus.pth of the Real-ESRGAN v0.2.1 release
-  (BSD-3-Clause).
-
-With ``--weights DIR`` each is read from ``DIR/<filename>`` (e.g.
-``DIR/CodeFormer/codeformer.pth``).
+A family is registered when the module holding its table is imported:
+:mod:`talkinghead.models.liveportrait` (``"liveportrait"``),
+:mod:`talkinghead.drivers.audio.ditto.files` (``"ditto"``, imported by
+:mod:`talkinghead.drivers.audio`) and :mod:`talkinghead.enhance.files`
+(``"enhance"``); :mod:`talkinghead.engine` imports all three.
 """
 
+DEFAULT_REVISION_KEY = "liveportrait"
+"""The family a bare revision string belongs to in :func:`resolve_revisions` (the renderer, which every job loads)."""
 
-REVISION_GROUPS: dict[str, tuple[str, ...]] = {
-    "liveportrait": (LIVEPORTRAIT_REPO,),
-    "ditto": (DITTO_REPO,),
-    "enhance": tuple(dict.fromkeys(f.repo_id for f in ENHANCE_FILES.values())),
-}
-"""Revision group (CLI ``--revision``, ``--ditto-revision``, ``--enhance-revision``) → its Hub repo ids."""
+
+def register_weights(key: str, files: Mapping[str, HubFile], env_var: str) -> WeightFamily:
+    """Register (or replace) the family ``key`` so that :func:`resolve_revisions` knows its repos.
+
+    Raises:
+        ValueError: ``key`` is not one word, or ``files`` is empty.
+    """
+    if not key or any(c.isspace() for c in key) or "/" in key:
+        raise ValueError(f"a weight family key is one word without '/', got {key!r}")
+    if not files:
+        raise ValueError(f"weight family {key!r} has no files")
+    family = WeightFamily(key, files, env_var)
+    _FAMILIES[key] = family
+    return family
+
+
+def unregister_weights(key: str) -> None:
+    """Remove the family ``key`` (no error if it is not registered)."""
+    _FAMILIES.pop(key, None)
 
 
 def _current_repo_ids() -> dict[str, str]:
-    """Every Hub repo id of the tables above, current or former → current."""
+    """Every Hub repo id of the registered tables, current or former → current."""
     ids: dict[str, str] = {}
-    for table in (LIVEPORTRAIT_FILES, DITTO_FILES, ENHANCE_FILES):
-        for f in table.values():
+    for family in _FAMILIES.values():
+        for f in family.files.values():
             ids[f.repo_id] = f.repo_id
             ids.update({former: f.repo_id for former in f.former_repo_ids})
     return ids
+
+
+def _checked_revision(value: object, what: str) -> str:
+    """``value`` stripped; WeightsError unless it is a non-empty string without spaces."""
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+        raise WeightsError(f"revision {value!r} for {what}: give a branch name, tag or commit sha of the Hub repo")
+    return value.strip()
 
 
 def resolve_revisions(revision: str | Mapping[str, str] | None) -> dict[str, str]:
@@ -405,36 +397,92 @@ def resolve_revisions(revision: str | Mapping[str, str] | None) -> dict[str, str
     Args:
         revision: None (the tables' revisions, i.e. the ``TALKINGHEAD_*_REVISION``
             environment variables or ``main``); a string, the revision of
-            LivePortrait's repo (``KlingTeam/LivePortrait``); or a mapping whose
-            keys are group names of :data:`REVISION_GROUPS` (``"liveportrait"``,
-            ``"ditto"``, ``"enhance"``: both enhancement repos) or Hub repo ids
-            of the tables (a former id counts as the current one; a repo id
-            wins over its group), and whose values are branch names, tags or
+            LivePortrait's repo (family :data:`DEFAULT_REVISION_KEY`,
+            ``KlingTeam/LivePortrait``); or a mapping whose keys are family
+            keys of :data:`WEIGHT_FAMILIES` (``"liveportrait"``, ``"ditto"``,
+            ``"enhance"``: both enhancement repos) or Hub repo ids of their
+            tables (a former id counts as the current one; a repo id wins
+            over its family), and whose values are branch names, tags or
             commit shas (None values are skipped).
 
     Returns:
         Current Hub repo id → revision.
 
     Raises:
-        WeightsError: an unknown key, or an empty revision or one with spaces.
+        WeightsError: an unknown key (or a family whose module was not
+            imported), or an empty revision or one with spaces.
     """
     if revision is None:
         return {}
     if isinstance(revision, str):
-        revision = {"liveportrait": revision}
+        revision = {DEFAULT_REVISION_KEY: revision}
     ids = _current_repo_ids()
     groups: dict[str, str] = {}
     repos: dict[str, str] = {}
     for key, value in revision.items():
         if value is None:
             continue
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
-            raise WeightsError(f"revision {value!r} for {key}: give a branch name, tag or commit sha of the Hub repo")
-        if key in REVISION_GROUPS:
-            groups.update({repo: value.strip() for repo in REVISION_GROUPS[key]})
+        value = _checked_revision(value, key)
+        if key in _FAMILIES:
+            groups.update({repo: value for repo in _FAMILIES[key].repo_ids})
         elif key in ids:
-            repos[ids[key]] = value.strip()
+            repos[ids[key]] = value
         else:
-            raise WeightsError(f"unknown weights repo {key!r} for a revision: use one of {', '.join(REVISION_GROUPS)} "
-                               f"or a Hub repo id ({', '.join(dict.fromkeys(ids.values()))})")
+            raise WeightsError(f"unknown weights repo {key!r} for a revision: use one of {', '.join(sorted(_FAMILIES))} "
+                               f"or a Hub repo id ({', '.join(sorted(set(ids.values())))})")
     return {**groups, **repos}
+
+
+WeightSource = Union[WeightStore, str, os.PathLike, None]
+"""Where a family's ``from_pretrained`` reads its files: see :func:`weights_source`."""
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def weights_source(source: WeightSource, files: Mapping[str, HubFile],
+                   revision: str | None = None) -> tuple[WeightStore, dict[str, HubFile]]:
+    """The store and file table a family's ``from_pretrained`` loads from.
+
+    Args:
+        source: one of
+
+            * a :class:`WeightStore` (e.g. the engine's): used as it is, with
+              its own revisions;
+            * a local folder (``str`` or path) laid out like the Hub repo(s):
+              each file at ``DIR/<path in repo>``; nothing is downloaded;
+            * a Hub repo id ``"owner/name"`` (a string that is not an existing
+              folder), e.g. a fork or mirror: every file of ``files`` is read
+              from that repo at the same path, at ``revision`` (default
+              ``main``), through the Hub cache; ``./checkpoints`` is not
+              searched (it holds the official repos' files);
+            * None: the family's own repo(s) (``./checkpoints`` first, then
+              the Hub cache, see :class:`WeightStore`), at ``revision`` if
+              given, else the table's (its environment variable or ``main``).
+        files: the family's table, name → :class:`HubFile`.
+        revision: Hub branch, tag or commit sha; not with a store or a folder.
+
+    Returns:
+        ``(store, table)``: the table is a copy of ``files``, pointed at the
+        repo id when ``source`` is one (sha256 digests are kept: a mirror
+        must serve the same files).
+
+    Raises:
+        WeightsError: ``revision`` with a store or a folder; an empty
+            revision or one with spaces; ``source`` is neither an existing
+            folder nor a repo id.
+    """
+    table = dict(files)
+    if revision is not None:
+        revision = _checked_revision(revision, str(source) if source is not None else "the default repo")
+    if isinstance(source, WeightStore):
+        if revision is not None:
+            raise WeightsError(f"a revision ({revision}) was given together with a weight store, which carries its "
+                               "own revisions: build the store with revisions=resolve_revisions(...)")
+        return source, table
+    if source is None:
+        return WeightStore(revisions={f.repo_id: revision for f in table.values()} if revision else None), table
+    if isinstance(source, str) and not Path(source).expanduser().is_dir() and _REPO_ID.fullmatch(source):
+        rev = revision or "main"
+        return WeightStore(local_dir=None), {name: replace(f, repo_id=source, revision=rev, former_repo_ids=())
+                                             for name, f in table.items()}
+    return WeightStore(source, revisions={f.repo_id: revision for f in table.values()} if revision else None), table

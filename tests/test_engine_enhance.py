@@ -18,7 +18,8 @@ from talkinghead.engine import RenderOptions
 from talkinghead.enhance import EnhanceOptions, Upscaler
 from talkinghead.errors import WeightsError
 from talkinghead.face.paste import paste_back
-from talkinghead.weights import ENHANCE_FILES, WeightStore
+from talkinghead.enhance.files import ENHANCE_FILES
+from talkinghead.weights import WeightStore
 
 ASTRONAUT = TESTDATA / "images" / "astronaut.png"
 

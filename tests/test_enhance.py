@@ -31,7 +31,8 @@ from talkinghead.enhance import (
 from talkinghead.enhance.align import template_mask
 from talkinghead.errors import ControlError, WeightsError
 from talkinghead.face.crop import crop_face, transform_points
-from talkinghead.weights import ENHANCE_FILES, HubFile, WeightStore
+from talkinghead.enhance.files import ENHANCE_FILES
+from talkinghead.weights import HubFile, WeightStore
 
 PHOTO = "lp_d9.jpg"
 

@@ -200,7 +200,7 @@ def _marked(value: float) -> dict[str, torch.Tensor]:
 
 
 def test_liveportrait_repo_is_the_current_id_with_the_former_one_kept() -> None:
-    from talkinghead.weights import LIVEPORTRAIT_FILES, LIVEPORTRAIT_REPO
+    from talkinghead.models.liveportrait import LIVEPORTRAIT_FILES, LIVEPORTRAIT_REPO
 
     assert LIVEPORTRAIT_REPO == "KlingTeam/LivePortrait"
     assert all(f.repo_id == LIVEPORTRAIT_REPO and f.former_repo_ids == ("KwaiVGI/LivePortrait",)
@@ -209,7 +209,7 @@ def test_liveportrait_repo_is_the_current_id_with_the_former_one_kept() -> None:
 
 def test_cache_under_the_former_repo_id_is_found_offline(tmp_path: Path, offline: None) -> None:
     """A Hub cache filled before the rename (models--KwaiVGI--LivePortrait) still serves the files offline."""
-    from talkinghead.weights import LIVEPORTRAIT_FILES
+    from talkinghead.models.liveportrait import LIVEPORTRAIT_FILES
 
     file = LIVEPORTRAIT_FILES[WARPING]
     cache = tmp_path / "cache"
@@ -229,7 +229,9 @@ def test_cache_under_the_former_repo_id_is_found_offline(tmp_path: Path, offline
 
 
 def test_explicit_revision_picks_its_snapshot(tmp_path: Path, offline: None) -> None:
-    from talkinghead.weights import LIVEPORTRAIT_FILES, resolve_revisions
+    import talkinghead.drivers.audio  # noqa: F401 - registers the "ditto" family (its revision key)
+    from talkinghead.models.liveportrait import LIVEPORTRAIT_FILES
+    from talkinghead.weights import resolve_revisions
 
     file = replace_revision(LIVEPORTRAIT_FILES[WARPING], "main")
     cache = tmp_path / "cache"
@@ -263,20 +265,21 @@ def test_explicit_revision_skips_the_default_local_folder(tmp_path: Path, offlin
 
 
 def test_resolve_revisions_groups_ids_and_errors() -> None:
-    from talkinghead.weights import DITTO_REPO, ENHANCE_FILES, LIVEPORTRAIT_REPO, resolve_revisions
+    from talkinghead.drivers.audio.ditto.files import DITTO_FILES, DITTO_REPO
+    from talkinghead.enhance.files import ENHANCE_FILES
+    from talkinghead.models.liveportrait import LIVEPORTRAIT_FILES, LIVEPORTRAIT_REPO
+    from talkinghead.weights import resolve_revisions
 
     enhance_repos = {f.repo_id for f in ENHANCE_FILES.values()}
     assert resolve_revisions(None) == {}
     assert resolve_revisions(" abc ") == {LIVEPORTRAIT_REPO: "abc"}
     got = resolve_revisions({"liveportrait": "a", "ditto": "b", "enhance": "c", "gmk123/GFPGAN": "d", "x": None})
     assert got == {LIVEPORTRAIT_REPO: "a", DITTO_REPO: "b", **{r: "c" for r in enhance_repos}, "gmk123/GFPGAN": "d"}
-    from talkinghead.weights import DITTO_FILES, LIVEPORTRAIT_FILES
-
     store = WeightStore(revisions=resolve_revisions({"ditto": "v2", "enhance": "v3"}))
     assert store.pinned(DITTO_FILES["lmdm"]).revision == "v2"
     assert {store.pinned(f).revision for f in ENHANCE_FILES.values()} == {"v3"}
     assert store.pinned(LIVEPORTRAIT_FILES[WARPING]) is LIVEPORTRAIT_FILES[WARPING]
-    with pytest.raises(WeightsError, match="unknown weights repo 'nobody/model'.*liveportrait, ditto, enhance"):
+    with pytest.raises(WeightsError, match="unknown weights repo 'nobody/model'.*ditto, enhance, liveportrait"):
         resolve_revisions({"nobody/model": "main"})
     with pytest.raises(WeightsError, match="branch name, tag or commit sha"):
         resolve_revisions({"ditto": "  "})
@@ -299,7 +302,8 @@ def test_environment_revision_is_the_default_and_explicit_revision_wins(tmp_path
     _fake_hub_cache(cache, "KlingTeam/LivePortrait", {SHA_A: {filename: _marked(1)}, SHA_B: {filename: _marked(2)}},
                     {"main": SHA_A})
     code = (
-        "from talkinghead.weights import LIVEPORTRAIT_FILES as F, WeightStore, read_checkpoint, resolve_revisions\n"
+        "from talkinghead.models.liveportrait import LIVEPORTRAIT_FILES as F\n"
+        "from talkinghead.weights import WeightStore, read_checkpoint, resolve_revisions\n"
         "f = F['warping_module']\n"
         "env = read_checkpoint(WeightStore(local_dir=None).path(f))['marker'].item()\n"
         "arg = read_checkpoint(WeightStore(local_dir=None, revisions=resolve_revisions('main')).path(f))['marker'].item()\n"
@@ -409,7 +413,7 @@ def test_readme_front_matter_names_the_current_liveportrait_repo() -> None:
     """The Space's ``models:``/``preload_from_hub:`` follow the table (current id, every file)."""
     from conftest import REPO
 
-    from talkinghead.weights import LIVEPORTRAIT_FILES, LIVEPORTRAIT_REPO
+    from talkinghead.models.liveportrait import LIVEPORTRAIT_FILES, LIVEPORTRAIT_REPO
 
     front = REPO.joinpath("README.md").read_text().split("---")[1]
     models = front.split("models:")[1].split("preload_from_hub:")[0]

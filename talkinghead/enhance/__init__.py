@@ -9,17 +9,20 @@ Data flow, per frame::
       → optional 2× upscale of the output frame, tiled         Upscaler
 
 Networks are built by spandrel from the official checkpoints
-(``weights.ENHANCE_FILES``, sha256-verified); spandrel is imported only when
+(:data:`.files.ENHANCE_FILES`, sha256-verified; ``FaceRestorer.from_pretrained``,
+``Upscaler.from_pretrained``); spandrel is imported only when
 one is loaded.  GFPGAN and Real-ESRGAN weights are Apache-2.0 / BSD-3-Clause;
 CodeFormer's are NON-COMMERCIAL (NTU S-Lab License 1.0).
 """
 
 from .align import FFHQ_TEMPLATE_512, alignment, five_points, from_template, to_template
+from .files import ENHANCE_FILES
 from .options import EnhanceOptions
 from .restore import FaceRestorer, load_restorer
 from .upscale import Upscaler, load_upscaler
 
 __all__ = [
+    "ENHANCE_FILES",
     "EnhanceOptions",
     "FFHQ_TEMPLATE_512",
     "FaceRestorer",

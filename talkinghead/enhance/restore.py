@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
-from ..weights import ENHANCE_FILES, WeightStore, read_checkpoint
+from ..weights import WeightSource, WeightStore, read_checkpoint, weights_source
 from .align import alignment, from_template, to_template
+from .files import ENHANCE_FILES
 from .loading import load_descriptor
 
 ARCHITECTURES = {"gfpgan": "GFPGAN", "codeformer": "CodeFormer"}
@@ -78,6 +79,39 @@ class FaceRestorer:
         descriptor = load_descriptor(state_dict, ARCHITECTURES[kind], device, what=f"{kind} checkpoint")
         return cls(descriptor.model, kind)
 
+    @classmethod
+    def from_pretrained(cls, kind: str, source: WeightSource = None, *, revision: str | None = None,
+                        device: str | torch.device = "cpu") -> FaceRestorer:
+        """The restorer ``kind`` from its official checkpoint (:data:`.files.ENHANCE_FILES`).
+
+        Files (path inside the repo): ``gfpgan``: ``GFPGANv1.4.pth`` of
+        ``gmk123/GFPGAN``; ``codeformer``: ``CodeFormer/codeformer.pth`` of
+        ``fudan-generative-ai/hallo2`` (NON-COMMERCIAL licence).  Wherever it
+        comes from, the file is verified by its sha256 and read with
+        ``torch.load(weights_only=True)``.
+
+        Args:
+            kind: ``"gfpgan"`` or ``"codeformer"``.
+            source: None (the repo above: ``./checkpoints``, then the Hub
+                cache, else a download); a local folder holding the file at
+                that path; a Hub repo id ``"owner/name"`` (a mirror holding
+                the same file at the same path); or a
+                :class:`~talkinghead.weights.WeightStore` (its own revisions);
+                see :func:`talkinghead.weights.weights_source`.
+            revision: Hub branch, tag or commit sha (default: the
+                ``TALKINGHEAD_ENHANCE_REVISION`` variable or ``main``); not
+                with a folder or a store.
+            device: where the network runs (fp32).
+
+        Raises:
+            WeightsError: unknown ``kind``; the file is missing (the message
+                names it), fails the sha256 check or does not match the
+                architecture; ``revision`` with a folder or a store.
+        """
+        _check_kind(kind)
+        store, files = weights_source(source, ENHANCE_FILES, revision)
+        return cls.from_state_dict(read_checkpoint(store.path(files[kind])), kind, device)
+
     @property
     def device(self) -> torch.device:
         """Where the network runs (faces are moved there and back)."""
@@ -125,17 +159,13 @@ class FaceRestorer:
 
 
 def load_restorer(store: WeightStore, kind: str, device: str | torch.device = "cpu") -> FaceRestorer:
-    """The restorer ``kind`` from its official checkpoint (:data:`~talkinghead.weights.ENHANCE_FILES`).
-
-    The file is resolved by ``store`` (downloaded on first use), verified by
-    sha256 and read with ``torch.load(weights_only=True)``.
+    """The restorer ``kind`` from ``store``: :meth:`FaceRestorer.from_pretrained` with a store.
 
     Raises:
         WeightsError: unknown ``kind``; the file cannot be had, fails
             verification or does not match the architecture.
     """
-    _check_kind(kind)
-    return FaceRestorer.from_state_dict(read_checkpoint(store.path(ENHANCE_FILES[kind])), kind, device)
+    return FaceRestorer.from_pretrained(kind, store, device=device)
 
 
 def _check_kind(kind: str) -> None:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
-from ..weights import ENHANCE_FILES, WeightStore, read_checkpoint
+from ..weights import WeightSource, WeightStore, read_checkpoint, weights_source
+from .files import ENHANCE_FILES
 from .loading import load_descriptor
 
 if TYPE_CHECKING:
@@ -58,6 +59,35 @@ class Upscaler:
         if descriptor.scale != SCALE:
             raise WeightsError(f"Real-ESRGAN x2plus checkpoint: expected a {SCALE}x network, found {descriptor.scale}x; use RealESRGAN_x2plus.pth")
         return cls(descriptor, tile)
+
+    @classmethod
+    def from_pretrained(cls, source: WeightSource = None, *, revision: str | None = None,
+                        device: str | torch.device = "cpu", tile: int = 256) -> Upscaler:
+        """Real-ESRGAN x2plus from its official checkpoint (``ENHANCE_FILES["realesrgan_x2"]``, :mod:`.files`).
+
+        File (path inside the repo): ``realesrgan/RealESRGAN_x2plus.pth`` of
+        ``fudan-generative-ai/hallo2``, verified by its sha256 wherever it
+        comes from and read with ``torch.load(weights_only=True)``.
+
+        Args:
+            source: None (that repo: ``./checkpoints``, then the Hub cache,
+                else a download); a local folder holding the file at that
+                path; a Hub repo id ``"owner/name"`` (a mirror holding the
+                same file); or a :class:`~talkinghead.weights.WeightStore`;
+                see :func:`talkinghead.weights.weights_source`.
+            revision: Hub branch, tag or commit sha (default: the
+                ``TALKINGHEAD_ENHANCE_REVISION`` variable or ``main``); not
+                with a folder or a store.
+            device: where the network runs (fp32).
+            tile: tile side in input pixels; 0 = whole frames.
+
+        Raises:
+            WeightsError: the file is missing (the message names it), fails
+                the sha256 check or is not a 2× ESRGAN network; ``revision``
+                with a folder or a store.
+        """
+        store, files = weights_source(source, ENHANCE_FILES, revision)
+        return cls.from_state_dict(read_checkpoint(store.path(files["realesrgan_x2"])), device, tile)
 
     @property
     def device(self) -> torch.device:
@@ -103,13 +133,10 @@ class Upscaler:
 
 
 def load_upscaler(store: WeightStore, device: str | torch.device = "cpu", tile: int = 256) -> Upscaler:
-    """Real-ESRGAN x2plus from its official checkpoint (``ENHANCE_FILES["realesrgan_x2"]``).
-
-    The file is resolved by ``store`` (downloaded on first use), verified by
-    sha256 and read with ``torch.load(weights_only=True)``.
+    """Real-ESRGAN x2plus from ``store``: :meth:`Upscaler.from_pretrained` with a store.
 
     Raises:
         WeightsError: the file cannot be had, fails verification or is not
             a 2× ESRGAN network.
     """
-    return Upscaler.from_state_dict(read_checkpoint(store.path(ENHANCE_FILES["realesrgan_x2"])), device, tile)
+    return Upscaler.from_pretrained(store, device=device, tile=tile)

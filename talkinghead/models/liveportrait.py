@@ -1,4 +1,4 @@
-"""The five LivePortrait networks, built and loaded together from their checkpoints.
+"""The five LivePortrait networks, built and loaded together from their checkpoints (:data:`LIVEPORTRAIT_FILES`).
 
 Checkpoint layout (``KlingTeam/LivePortrait``, formerly ``KwaiVGI/LivePortrait``; spec §"Checkpoints" and
 ``tests/data/fixtures/liveportrait/manifest.json``): four flat state dicts with no
@@ -9,19 +9,55 @@ DistributedDataParallel ``module.`` prefix, removed before strict loading.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-from ..weights import LIVEPORTRAIT_FILES, HubFile, WeightStore, read_checkpoint, strip_prefix
-from ..weights_strict import load_state_dict_strict
 from ..errors import WeightsError
+from ..weights import HubFile, WeightStore, env_revision, read_checkpoint, register_weights, strip_prefix, weights_source
+from ..weights_strict import load_state_dict_strict
 from .appearance import AppearanceFeatureExtractor
 from .motion_extractor import MotionExtractor
 from .spade import SPADEDecoder
 from .stitching import StitchingRetargeting
 from .warping import WarpingNetwork
+
+if TYPE_CHECKING:
+    from ..weights import WeightSource
+
+LIVEPORTRAIT_REPO = "KlingTeam/LivePortrait"
+"""Current Hub id of LivePortrait's weights (the Hub redirects the former id here)."""
+
+LIVEPORTRAIT_FORMER_REPOS = ("KwaiVGI/LivePortrait",)
+"""Former Hub ids of :data:`LIVEPORTRAIT_REPO`, still looked up in the Hub cache."""
+
+LIVEPORTRAIT_REVISION_ENV = "TALKINGHEAD_LIVEPORTRAIT_REVISION"
+"""Environment variable holding the default revision of :data:`LIVEPORTRAIT_REPO`."""
+
+LIVEPORTRAIT_REVISION = env_revision(LIVEPORTRAIT_REVISION_ENV)
+"""Hub revision of ``KlingTeam/LivePortrait`` (default; an explicit revision overrides it).
+
+The commit sha could not be read from this offline workplace; ``main`` is used
+until it is pinned (set ``TALKINGHEAD_LIVEPORTRAIT_REVISION`` to a sha to pin
+it on your machine).  The strict loader refuses any file whose tensor layout
+differs from the one our networks expect, so a changed upstream file cannot be
+loaded silently.
+"""
+
+LIVEPORTRAIT_FILES: dict[str, HubFile] = {
+    name: HubFile(LIVEPORTRAIT_REPO, path, LIVEPORTRAIT_REVISION, size, former_repo_ids=LIVEPORTRAIT_FORMER_REPOS)
+    for name, path, size in (
+        ("appearance_feature_extractor", "liveportrait/base_models/appearance_feature_extractor.pth", 3_400_000),
+        ("motion_extractor", "liveportrait/base_models/motion_extractor.pth", 112_600_000),
+        ("warping_module", "liveportrait/base_models/warping_module.pth", 182_200_000),
+        ("spade_generator", "liveportrait/base_models/spade_generator.pth", 221_800_000),
+        ("stitching_retargeting_module", "liveportrait/retargeting_models/stitching_retargeting_module.pth", 2_300_000),
+    )
+}
+"""The five LivePortrait renderer checkpoints (about 520 MB together), by network; revision key ``"liveportrait"``."""
+
+register_weights("liveportrait", LIVEPORTRAIT_FILES, LIVEPORTRAIT_REVISION_ENV)
 
 
 @dataclass
@@ -52,6 +88,40 @@ class LivePortraitNetworks:
             module.to(device)
         return self
 
+    @classmethod
+    def from_pretrained(cls, source: WeightSource = None, *, revision: str | None = None,
+                        device: torch.device | str = "cpu") -> "LivePortraitNetworks":
+        """F, M, W, G and S from LivePortrait's five checkpoints (:data:`LIVEPORTRAIT_FILES`).
+
+        Files (paths inside the repo): ``liveportrait/base_models/`` ``appearance_feature_extractor.pth``,
+        ``motion_extractor.pth``, ``warping_module.pth``, ``spade_generator.pth`` and
+        ``liveportrait/retargeting_models/stitching_retargeting_module.pth`` (about 520 MB).
+
+        Args:
+            source: None (``KlingTeam/LivePortrait``: ``./checkpoints`` first,
+                then the Hub cache, a cache under ``KwaiVGI/LivePortrait`` too,
+                else a download); a local folder holding the five files at those
+                paths (nothing is downloaded); a Hub repo id ``"owner/name"``
+                laid out the same (a fork or mirror); or a
+                :class:`~talkinghead.weights.WeightStore` (its own revisions);
+                see :func:`talkinghead.weights.weights_source`.
+            revision: Hub branch, tag or commit sha of the repo (default: the
+                ``TALKINGHEAD_LIVEPORTRAIT_REVISION`` variable or ``main``; a
+                fork's ``main``); not with a folder or a store.
+            device: device to place the networks on.
+
+        Returns:
+            The networks, float32, eval mode, gradients disabled.
+
+        Raises:
+            WeightsError: a file is missing (the message names it and the
+                folder or repo), unreadable or unsafe; a key is missing,
+                unexpected or mis-shaped; ``revision`` with a folder or a
+                store; ``source`` is neither a folder nor a repo id.
+        """
+        store, files = weights_source(source, LIVEPORTRAIT_FILES, revision)
+        return load_liveportrait(store, device, files)
+
 
 def _flat(module: nn.Module) -> Callable[[Mapping[str, Any], str], nn.Module]:
     def load(checkpoint: Mapping[str, Any], source: str) -> nn.Module:
@@ -77,11 +147,13 @@ def load_liveportrait(store: WeightStore, device: torch.device | str = "cpu",
                       files: Mapping[str, HubFile] = LIVEPORTRAIT_FILES) -> LivePortraitNetworks:
     """Build F, M, W, G, S, load their checkpoints strictly and put them in eval mode.
 
+    :meth:`LivePortraitNetworks.from_pretrained` is the usual way in; this is its store-level step.
+
     Args:
         store: where the checkpoint files come from (local folder or Hub).
         device: device to place the networks on.
         files: the five :class:`HubFile` entries, keyed like
-            :data:`talkinghead.weights.LIVEPORTRAIT_FILES`.
+            :data:`LIVEPORTRAIT_FILES`.
 
     Returns:
         The networks, float32, eval mode, gradients disabled.

@@ -4,6 +4,7 @@ Registered backends (CLI ``--audio-backend``, ``AudioJobOptions.backend``): ``"d
 """
 
 from .backend import AUDIO_BACKENDS, AudioBackend, SourceSettings, audio_backend, register_audio_backend
+from .ditto import files as _ditto_files  # noqa: F401 - registers Ditto's weight table (revision key "ditto"); light
 
 register_audio_backend("ditto", "talkinghead.drivers.audio.ditto.backend:DittoBackend")  # spec ditto-audio2motion.md
 

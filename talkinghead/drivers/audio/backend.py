@@ -100,14 +100,16 @@ class AudioBackend(Protocol):
     sample_rate: int
 
     @classmethod
-    def from_pretrained(cls, weights: WeightStore | str | os.PathLike | None = None, revision: str | None = None,
+    def from_pretrained(cls, source: WeightStore | str | os.PathLike | None = None, revision: str | None = None,
                         device: str | torch.device = "cpu") -> AudioBackend:
-        """The backend with its weights from a weight store, a local folder laid out like its Hub repo, or the Hub.
+        """The backend with its weights from a store, a local folder, a Hub repo id (laid out like its repo) or its own repo.
 
         Args:
-            weights: a :class:`~talkinghead.weights.WeightStore` (shared with
-                the engine), a local folder, or None (``./checkpoints``, else
-                the Hub cache).
+            source: a :class:`~talkinghead.weights.WeightStore` (shared with
+                the engine, which passes it positionally), a local folder, a
+                Hub repo id ``"owner/name"`` (a fork or mirror), or None
+                (``./checkpoints``, else the Hub cache); a backend with a
+                weight table reads these with :func:`talkinghead.weights.weights_source`.
             revision: Hub revision of the backend's repo; not with a store
                 (a store carries its own revisions) nor with a folder.
             device: where the backend's networks run.

@@ -1,6 +1,6 @@
 """Ditto as an audio backend (:class:`~talkinghead.drivers.audio.backend.AudioBackend`): its files, configuration and eyes.
 
-Loads Ditto's LMDM and HuBERT ONNX encoder (:data:`talkinghead.weights.DITTO_FILES`)
+Loads Ditto's LMDM and HuBERT ONNX encoder (:data:`.files.DITTO_FILES`)
 on first use, reads its shipped configurations (offline and online,
 :mod:`.config`), measures the photo's eye conditions (MediaPipe's face mesh
 as Ditto does, else the 68-point approximation, :mod:`.condition`) and runs
@@ -20,12 +20,13 @@ from ....errors import WeightsError
 from ....face.crop import transform_points
 from ....models.lmdm import LMDM
 from ....motion.frame import MotionFrame
-from ....weights import DITTO_FILES, WeightStore, read_checkpoint, resolve_revisions
+from ....weights import HubFile, WeightSource, WeightStore, read_checkpoint, weights_source
 from ..backend import SourceFace, SourceSettings
 from .condition import EyeConditionProvider, EyeConditions, LandmarkEyeConditions, MediaPipeEyeConditions
 from .config import DittoConfig
 from .driver import AudioDriver, AudioDriverOptions, window_count
 from .features import frame_count
+from .files import DITTO_FILES
 from .hubert import SAMPLE_RATE, OnnxAudioEncoder
 from .stream import stream_motion
 from .windows import SHIPPED_ONLINE
@@ -46,15 +47,19 @@ class DittoBackend:
     Args:
         store: where Ditto's files are found (local folder, ``./checkpoints`` or the Hub).
         device: where LMDM runs (and the encoder, via onnxruntime's provider).
+        files: Ditto's file table (:data:`.files.DITTO_FILES`, or the same
+            paths in another repo: :func:`talkinghead.weights.weights_source`).
     """
 
     name = "ditto"
     fps = AudioDriver.fps
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, store: WeightStore, device: str | torch.device = "cpu") -> None:
+    def __init__(self, store: WeightStore, device: str | torch.device = "cpu",
+                 files: Mapping[str, HubFile] = DITTO_FILES) -> None:
         self.store = store
         self.device = torch.device(device)
+        self.files = dict(files)
         self._driver: AudioDriver | None = None
         self._lmdm_source = ""
         self._configs: dict[tuple[bool, str | None], DittoConfig] = {}
@@ -62,23 +67,33 @@ class DittoBackend:
         self._eye_provider: EyeConditionProvider | None = None
 
     @classmethod
-    def from_pretrained(cls, weights: WeightStore | str | os.PathLike | None = None, revision: str | None = None,
+    def from_pretrained(cls, source: WeightSource = None, revision: str | None = None,
                         device: str | torch.device = "cpu") -> "DittoBackend":
-        """Ditto from a weight store, a local folder (``DIR/ditto_pytorch/...``, ``DIR/ditto_cfg/...``) or the Hub.
+        """Ditto from a weight store, a local folder, a Hub repo id or its own repo (:data:`.files.DITTO_FILES`).
+
+        Files (paths inside the repo): ``ditto_pytorch/models/lmdm_v0.4_hubert.pth``,
+        ``ditto_pytorch/aux_models/hubert_streaming_fix_kv.onnx``, ``ditto_cfg/v0.4_hubert_cfg_pytorch.pkl``
+        (``..._trt_online.pkl`` for streaming) and, optional, ``ditto_pytorch/aux_models/face_landmarker.task``.
+        None of them is read here: each on first use.
 
         Args:
-            weights: a :class:`WeightStore`, a folder, or None (``./checkpoints``, else the Hub cache).
-            revision: Hub revision of ``digital-avatar/ditto-talkinghead``; not with a store or a folder.
+            source: a :class:`WeightStore` (the engine's, with its revisions);
+                a folder laid out like the repo (nothing is downloaded); a Hub
+                repo id ``"owner/name"`` (a fork or mirror); or None
+                (``digital-avatar/ditto-talkinghead``: ``./checkpoints``, else
+                the Hub cache, else a download); see
+                :func:`talkinghead.weights.weights_source`.
+            revision: Hub branch, tag or commit sha (default: the
+                ``TALKINGHEAD_DITTO_REVISION`` variable or ``main``; a fork's
+                ``main``); not with a store or a folder.
             device: "cpu", "cuda" or a torch device.
 
         Raises:
-            WeightsError: ``revision`` with a store or a folder; a missing folder.
+            WeightsError: ``revision`` with a store or a folder; a missing
+                folder (a missing file: when it is first read, naming it).
         """
-        if isinstance(weights, WeightStore):
-            if revision is not None:
-                raise WeightsError("a Ditto revision was given together with a weight store: set it in the store's revisions")
-            return cls(weights, device)
-        return cls(WeightStore(weights, revisions=resolve_revisions({"ditto": revision})), device)
+        store, files = weights_source(source, DITTO_FILES, revision)
+        return cls(store, device, files)
 
     # ---------------------------------------------------------------- files
     @property
@@ -89,13 +104,13 @@ class DittoBackend:
             WeightsError: a Ditto file is missing, unsafe or of the wrong layout.
         """
         if self._driver is None:
-            lmdm_path = self.store.path(DITTO_FILES["lmdm"])
+            lmdm_path = self.store.path(self.files["lmdm"])
             checkpoint = read_checkpoint(lmdm_path)
             if not isinstance(checkpoint.get("model_state_dict"), Mapping):
                 raise WeightsError(f"{lmdm_path}: no 'model_state_dict' entry; the file is not Ditto's {lmdm_path.name}")
             lmdm = LMDM.from_state_dict(checkpoint["model_state_dict"], str(lmdm_path)).to(self.device)
             self._lmdm_source = str(lmdm_path)
-            encoder = OnnxAudioEncoder(self.store.path(DITTO_FILES["audio_encoder"]), self.device)
+            encoder = OnnxAudioEncoder(self.store.path(self.files["audio_encoder"]), self.device)
             self._driver = AudioDriver(lmdm, encoder)
         return self._driver
 
@@ -111,7 +126,7 @@ class DittoBackend:
         """
         key = (online, None if path is None else os.fspath(path))
         if key not in self._configs:
-            file = path if path is not None else self.store.path(DITTO_FILES["config_online" if online else "config"])
+            file = path if path is not None else self.store.path(self.files["config_online" if online else "config"])
             self._configs[key] = DittoConfig.load(file)
         return self._configs[key]
 
@@ -141,7 +156,7 @@ class DittoBackend:
         the landmarker not creatable or failing, no face found)."""
         fallback = LandmarkEyeConditions()
         try:
-            task_path = self.store.path(DITTO_FILES["face_landmarker"])
+            task_path = self.store.path(self.files["face_landmarker"])
         except WeightsError as e:
             warnings.warn(f"eye conditions estimated from the 68-point landmarks instead of MediaPipe's face "
                           f"mesh: {e}", stacklevel=3)

@@ -64,10 +64,10 @@ from ....errors import ControlError, WeightsError
 from ....motion.frame import NUM_KP
 from ....motion.keypoints import NUM_BINS
 from ....safe_pickle import load_plain_pickle
-from ....weights import DITTO_FILES
 from ..backend import SourceSettings
 from .condition import ConditionParts, Emotion, EyeConditions, ReferenceCharacter, emotion_sequence
 from .driver import DEFAULT_STEPS, AudioDriverOptions
+from .files import DITTO_FILES
 from .postprocess import (
     DRIVABLE_KEYS,
     IMAGE_DRIVEN,
