@@ -63,6 +63,7 @@ from talkinghead import (
     Controls,
     Engine,
     EngineLoader,
+    EngineOptions,
     EnhanceOptions,
     PreparedSource,
     ProvenanceOptions,
@@ -87,7 +88,7 @@ log = logging.getLogger("talkinghead.app")
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "examples"
 WEIGHTS_DIR = os.environ.get("TALKINGHEAD_WEIGHTS") or None
-DEVICE = resolve_device(os.environ.get("TALKINGHEAD_DEVICE", "auto"))
+DEVICE = resolve_device(os.environ.get("TALKINGHEAD_DEVICE", EngineOptions().device))
 LANDMARKS_DIR = os.environ.get("TALKINGHEAD_LANDMARKS_DIR") or None
 MAX_AUDIO_S = float(os.environ.get("TALKINGHEAD_MAX_AUDIO_S") or (300 if DEVICE.type == "cuda" else 60))
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
@@ -101,6 +102,8 @@ SOURCE_CACHE_SIZE = 4
 """Prepared photos kept in memory (keyed by file content), so slider previews run only W + G."""
 FROM_CONFIG = "config"
 """Choice value of the audio tab's Blinks and Emotion inputs meaning: as Ditto's configuration says."""
+HEAD_MOTIONS = ("from the model", "from a reference clip", "still")
+"""Choices of the audio tab's Head motion input: the generated pose, the --pose-from clip's, or a still head."""
 
 EXAMPLE_KEYFRAMES = """{"fps": 25, "keyframes": [
   {"t": 0.0, "yaw": 0},
@@ -201,6 +204,12 @@ def _upscale_label(factor: int) -> str:
     return f"{factor}x"
 
 
+def _choice_value(options: type, name: str) -> Any:
+    """The initial value of a choice input of an option field: its default, FROM_CONFIG standing for None."""
+    value = widget_spec(options, name).value
+    return FROM_CONFIG if value is None else value
+
+
 def _enhance(restorer: str, weight: float, upscale: str) -> EnhanceOptions:
     """The "Enhance" inputs (restorer name, blend weight, "1x"/"2x") as EnhanceOptions."""
     return EnhanceOptions(restorer=restorer, weight=weight, upscale=int(upscale.removesuffix("x")))
@@ -221,13 +230,13 @@ class AudioForm:
 
     photo: str | None = None
     audio: str | None = None
-    head_motion: str = "from the model"
-    """"from the model", "from a reference clip" or "still"."""
+    head_motion: str = HEAD_MOTIONS[0]
+    """One of HEAD_MOTIONS (the first: AudioJobOptions' defaults, no still head and no reference clip)."""
     reference_clip: str | None = None
     pose_blend: float = widget_spec(AudioJobOptions, "pose_blend").value
     expression_scale: float = widget_spec(AudioJobOptions, "expression_scale").value
-    blinks: str = FROM_CONFIG
-    emotion: str = FROM_CONFIG
+    blinks: str = _choice_value(AudioJobOptions, "blinks")
+    emotion: str = _choice_value(AudioJobOptions, "emotion")
     steps: float = widget_spec(AudioJobOptions, "steps").minimum
     """0 = Ditto's configuration."""
     seed: float = widget_spec(AudioJobOptions, "seed").value
@@ -241,12 +250,12 @@ class AudioForm:
 
     def options(self) -> AudioJobOptions:
         """The audio-job options these values ask for."""
-        from_clip = self.head_motion == "from a reference clip"
+        from_clip = self.head_motion == HEAD_MOTIONS[1]
         return AudioJobOptions(
             steps=int(self.steps) or None, seed=int(self.seed),
             emotion=None if self.emotion == FROM_CONFIG else self.emotion,
             blinks=None if self.blinks == FROM_CONFIG else self.blinks, expression_scale=self.expression_scale,
-            still=self.head_motion == "still", pose_from=self.reference_clip if from_clip else None,
+            still=self.head_motion == HEAD_MOTIONS[2], pose_from=self.reference_clip if from_clip else None,
             pose_from_landmarks=landmarks_for(self.reference_clip), pose_blend=self.pose_blend,
         )
 
@@ -311,7 +320,7 @@ def _audio_request(form: AudioForm) -> AudioRequest:
     """
     photo, audio = _required(form.photo, "photo"), _required(form.audio, "audio")
     _check_audio_length(audio)
-    if form.head_motion == "from a reference clip":
+    if form.head_motion == HEAD_MOTIONS[1]:
         _required(form.reference_clip, "reference clip")
     engine = ENGINE.get()
     options = form.options()
@@ -463,7 +472,7 @@ def option_choices(options: type, name: str, shown: dict[Any, str] | None = None
     spec = widget_spec(options, name)
     choices = [(unset, FROM_CONFIG)] if unset is not None else []
     choices += [((shown or {}).get(c, str(c)), c) for c in spec.choices]
-    value = FROM_CONFIG if spec.value is None and unset is not None else spec.value
+    value = _choice_value(options, name) if unset is not None else spec.value
     return widget(choices, value=value, label=spec.label)
 
 
@@ -499,8 +508,8 @@ def _audio_tab() -> None:
         with gr.Column():
             photo = _photo_input()
             audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath")
-            head_motion = gr.Radio(["from the model", "from a reference clip", "still"], value="from the model",
-                                   label="Head motion")
+            head_motion = gr.Radio(list(HEAD_MOTIONS), value=AudioForm.head_motion, label="Head motion",
+                                   info=f"still: {widget_spec(AudioJobOptions, 'still').info}")
             reference_clip = gr.Video(label="Reference clip (same person; for 'from a reference clip')")
             pose_blend = option_slider(AudioJobOptions, "pose_blend")
             with gr.Accordion("More options", open=False):

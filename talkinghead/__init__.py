@@ -24,6 +24,8 @@ _EXPORTS = {
     "VideoJob": "talkinghead.jobs",
     "AudioJobOptions": "talkinghead.jobs",
     "RenderOptions": "talkinghead.jobs",
+    "EngineOptions": "talkinghead.jobs",
+    "DrivingCrop": "talkinghead.drivers.video",
     "resolve_device": "talkinghead.engine",
     "AnimationOptions": "talkinghead.motion.animate",
     "MotionFrame": "talkinghead.motion.frame",

@@ -36,7 +36,7 @@ from typing import Sequence
 
 from .drivers.audio import AUDIO_BACKENDS
 from .errors import ControlError, TalkingHeadError
-from .options import add_option, spec_of
+from .options import add_option
 
 _FLAG_NAMES = {"x": "head-x", "y": "head-y", "scale": "head-scale"}
 """Control name → CLI flag name where the bare name would be unclear."""
@@ -52,7 +52,7 @@ def _au(text: str) -> tuple[str, float]:
 
 def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     """Options every job shares: source photo, output, weights, device, rendering, controls."""
-    from .engine import RenderOptions
+    from .jobs import EngineOptions, RenderOptions
     from .motion.smoothing import SmoothingOptions
 
     p.add_argument("--source", required=True,
@@ -73,11 +73,10 @@ def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     p.add_argument("--enhance-revision", metavar="REV",
                    help="Hub revision of the --enhance/--upscale weights' repos (files are sha256-verified anyway); "
                         "overrides TALKINGHEAD_ENHANCE_REVISION")
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="where the networks run (default: cuda if available)")
+    add_option(p, EngineOptions, "device")
     add_option(p, RenderOptions, "max_frames", metavar="N")
     add_option(p, RenderOptions, "batch_size", metavar="B")
-    p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
-                   help="write the 512x512 face crop instead of pasting it back into the photo")
+    add_option(p, RenderOptions, "paste_back")
     add_option(p, SmoothingOptions, "pose", dest="smooth", metavar="S")
     add_option(p, SmoothingOptions, "expression", default=None, metavar="S",
                help="expression smoothing strength; default: same as --smooth")
@@ -122,6 +121,7 @@ def _add_controls(p: argparse.ArgumentParser) -> None:
 
 
 def _add_video(sub: argparse._SubParsersAction) -> None:
+    from .drivers.video import DrivingCrop
     from .motion.animate import AnimationOptions
 
     p = sub.add_parser("video", help="photo + driving video -> talking-head video",
@@ -135,36 +135,25 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
                    help="also save the driving video's motion (a reusable driving template)")
     p.add_argument("--driving-landmarks", metavar="FILE.json",
                    help="precomputed 68-point landmarks of every driving frame (format of tests/data/testdata/landmarks)")
-    mode = p.add_mutually_exclusive_group()
-    relative, relative_default = spec_of(AnimationOptions, "relative")
-    mode.add_argument("--relative", dest="relative", action="store_true", default=relative_default,
-                      help=f"{relative.help} (default)" if relative_default else relative.help)
-    mode.add_argument("--absolute", dest="relative", action="store_false",
-                      help="use the driving pose and expression as they are")
-    p.add_argument("--no-stitching", dest="stitching", action="store_false",
-                   help="skip the stitching network (shoulders may drift from the pasted-back body)")
+    add_option(p, AnimationOptions, "relative")  # --relative / --absolute
+    add_option(p, AnimationOptions, "stitching")  # --no-stitching
     add_option(p, AnimationOptions, "driving_multiplier", metavar="X")
     add_option(p, AnimationOptions, "region")
-    p.add_argument("--pose-friendly", dest="expression_friendly", action="store_false",
-                   help="do not rescale the driving expression to the source face's keypoint volume")
-    p.add_argument("--eye-retargeting", action="store_true", help="drive the eyes by the driving eye-open ratio")
-    p.add_argument("--lip-retargeting", action="store_true", help="drive the lips by the driving lip-open ratio")
-    p.add_argument("--crop-driving", choices=("auto", "on", "off"), default="auto",
-                   help="crop the face out of each driving frame (auto: only when the video is not square)")
-    p.add_argument("--driving-box", choices=("average", "track"), default="average",
-                   help="how cropped driving frames are cut: average = one box for the whole clip, the mean of the "
-                        "per-frame face boxes, so head moves and zoom in the frame are transferred (LivePortrait, "
-                        "default); track = a box that follows the face (smoothed over 0.5 s), which cancels them")
+    add_option(p, AnimationOptions, "expression_friendly")  # --pose-friendly
+    add_option(p, AnimationOptions, "eye_retargeting")
+    add_option(p, AnimationOptions, "lip_retargeting")
+    add_option(p, DrivingCrop, "crop_driving")
+    add_option(p, DrivingCrop, "driving_box")
 
 
 def _add_audio(sub: argparse._SubParsersAction) -> None:
-    from .engine import AudioJobOptions
+    from .jobs import AudioJobOptions
 
     p = sub.add_parser("audio", help="photo + speech -> lip-synced talking video",
                        description="Animate a portrait photo from a speech recording (Ditto-compatible audio-to-motion).")
     _add_common(p)
     p.add_argument("--audio", required=True, help="speech recording (wav, mp3, m4a, ogg, flac, webm…)")
-    p.add_argument("--audio-backend", choices=tuple(AUDIO_BACKENDS), default="ditto",
+    p.add_argument("--audio-backend", choices=tuple(AUDIO_BACKENDS), default=AudioJobOptions.backend,
                    help="speech-to-motion model (default ditto; --ditto-config, --steps, --emotion and --blinks are Ditto's)")
     p.add_argument("--ditto-config", metavar="FILE.pkl",
                    help="a Ditto configuration pickle to use instead of Ditto's shipped "
@@ -175,7 +164,7 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
     add_option(p, AudioJobOptions, "blinks")
     add_option(p, AudioJobOptions, "expression_scale", metavar="X")
     head = p.add_mutually_exclusive_group()
-    head.add_argument("--still", action="store_true", help="keep the photo's head pose; only the face moves")
+    add_option(head, AudioJobOptions, "still")
     head.add_argument("--pose-from", metavar="CLIP",
                       help="short video of the same person whose head motion is used (personalized pose)")
     p.add_argument("--pose-from-landmarks", metavar="FILE.json", help="68-point landmarks of the --pose-from clip")
@@ -332,17 +321,23 @@ def _is_video(path: str) -> bool:
         return False
 
 
+def _animation_options(args: argparse.Namespace):
+    """The video job's AnimationOptions and DrivingCrop from its flags (every option field of both)."""
+    from .drivers.video import DrivingCrop
+    from .motion.animate import AnimationOptions
+    from .options import option_fields
+
+    def build(cls):
+        return cls(**{name: getattr(args, name) for name in option_fields(cls) if hasattr(args, name)})
+
+    return build(AnimationOptions), build(DrivingCrop)
+
+
 def _run_video(args: argparse.Namespace) -> None:
     from .media.video import probe_video
-    from .motion.animate import AnimationOptions
     from .motion.io import MotionFile, load_motion, save_motion
 
-    options = AnimationOptions(
-        relative=args.relative, region=args.region, stitching=args.stitching,
-        eye_retargeting=args.eye_retargeting, lip_retargeting=args.lip_retargeting,
-        expression_friendly=args.expression_friendly, driving_multiplier=args.driving_multiplier,
-    )
-    render = _render_options(args)
+    options, crop, render = args.animation_options, args.driving_crop, args.render_options
     source_video = _is_video(args.source)
     if source_video and args.motion:
         raise TalkingHeadError(f"--source {args.source} is a video: re-animating a video needs --driving CLIP, not --motion")
@@ -358,9 +353,8 @@ def _run_video(args: argparse.Namespace) -> None:
         if args.save_motion:
             # the whole clip's motion: --max-frames limits the rendering only
             motion = engine.extract_motion(args.driving, landmarks=args.driving_landmarks,
-                                           crop=args.crop_driving, box=args.driving_box)
-        driving = {"driving_landmarks": args.driving_landmarks, "crop_driving": args.crop_driving,
-                   "driving_box": args.driving_box}
+                                           crop=crop.crop_driving, box=crop.driving_box)
+        driving = {"driving_landmarks": args.driving_landmarks, **dataclasses.asdict(crop)}
         if source is None:
             job = engine.animate_source_video(args.source, args.driving, options, render,
                                               source_landmarks=args.source_landmarks, **driving)
@@ -373,7 +367,7 @@ def _run_video(args: argparse.Namespace) -> None:
 
 
 def _audio_options(args: argparse.Namespace):
-    from .engine import AudioJobOptions
+    from .jobs import AudioJobOptions
 
     return AudioJobOptions(
         backend=args.audio_backend, config=args.ditto_config, steps=args.steps, seed=args.seed, emotion=args.emotion, blinks=args.blinks,
@@ -385,8 +379,7 @@ def _audio_options(args: argparse.Namespace):
 def _run_audio(args: argparse.Namespace) -> None:
     from .motion.io import MotionFile, load_motion, save_motion
 
-    options = _audio_options(args)
-    render = _render_options(args)
+    options, render = args.audio_options, args.render_options
     saved = load_motion(args.motion) if args.motion else None
     engine = _engine(args)
     # Ditto's size/crop rules when motion is generated here; a saved motion file needs no Ditto file.
@@ -405,12 +398,12 @@ def _run_pose(args: argparse.Namespace) -> None:
     from .motion.controls import Controls
     from .motion.keyframes import read_keyframes
 
-    render = _render_options(args)
+    render = args.render_options
     track = read_keyframes(args.keyframes) if args.keyframes else None
     engine, source = _engine_and_source(args)
     if track is None:
         _make_parent(args.still)
-        save_image(args.still, engine.still_image(source, render.controls or Controls(), paste_back=args.paste_back,
+        save_image(args.still, engine.still_image(source, render.controls or Controls(), paste_back=render.paste_back,
                                                   enhance=render.enhance), provenance=args.provenance_options)
         if not args.quiet:
             print(f"wrote {args.still}", file=sys.stderr)
@@ -476,6 +469,11 @@ def _same_file(a: str, b: str) -> bool:
 def check_job(args: argparse.Namespace) -> None:
     """Check every option and output path of a parsed command line before any work.
 
+    The job's option dataclasses are built here, once (their checks are the
+    option checks), and kept on ``args`` for the job: ``render_options``
+    (every job), ``audio_options`` (audio), ``animation_options`` and
+    ``driving_crop`` (video).
+
     Raises:
         TalkingHeadError: an option out of range (ControlError), ``--device
             cuda`` without a usable GPU, an output with an unsupported
@@ -489,15 +487,17 @@ def check_job(args: argparse.Namespace) -> None:
 
     if args.command == "pose" and args.keyframes and not args.out:
         raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
-    _render_options(args)  # ranges of controls, smoothing and enhancement
+    args.render_options = _render_options(args)  # ranges of controls, smoothing and enhancement
     if args.command == "audio":
         from .drivers.audio.ditto.condition import emotion_sequence
 
-        _audio_options(args)  # ranges of --expression-scale, --pose-blend
+        args.audio_options = _audio_options(args)  # ranges of --expression-scale, --pose-blend
         if args.emotion is not None:
             emotion_sequence(args.emotion)
-    if args.command == "video" and not math.isfinite(args.driving_multiplier):
-        raise ControlError(f"--driving-multiplier must be a finite number, got {args.driving_multiplier}")
+    if args.command == "video":
+        if not math.isfinite(args.driving_multiplier):
+            raise ControlError(f"--driving-multiplier must be a finite number, got {args.driving_multiplier}")
+        args.animation_options, args.driving_crop = _animation_options(args)
     resolve_device(args.device)
     inputs = [(_flag(name), getattr(args, name)) for name in _INPUTS[args.command] if getattr(args, name, None)]
     for option, path, suffixes, kind in _outputs(args):

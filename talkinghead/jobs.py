@@ -1,6 +1,6 @@
 """The jobs' option and result types: what a caller hands :class:`talkinghead.engine.Engine` and gets back.
 
-:class:`AudioJobOptions` and :class:`RenderOptions` carry their fields' help,
+:class:`AudioJobOptions`, :class:`RenderOptions` and :class:`EngineOptions` carry their fields' help,
 range and default (:func:`talkinghead.options.option`), from which the CLI's
 flags and the app's widgets are generated; :class:`VideoJob` is a lazily
 rendered result.  Re-exported by :mod:`talkinghead.engine` and ``talkinghead``.
@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from .drivers.audio import AUDIO_BACKENDS, audio_backend
 from .drivers.audio.ditto.condition import EMOTIONS
-from .drivers.audio.ditto.driver import DEFAULT_STEPS
+from .drivers.audio.ditto.driver import DEFAULT_STEPS, AudioDriverOptions
 from .enhance import EnhanceOptions
 from .media.video import AudioSource
 from .motion.controls import Controls
 from .motion.frame import MotionFrame
 from .motion.smoothing import SmoothingOptions
-from .options import check_options, option
+from .options import check_options, option, option_like, spec_of
 
-if TYPE_CHECKING:
-    from .drivers.audio.ditto.driver import AudioDriverOptions
+DEVICES = ("auto", "cuda", "cpu")
+"""Where the networks can run (:func:`talkinghead.engine.resolve_device`)."""
+
 
 @dataclass
 class VideoJob:
@@ -88,11 +89,11 @@ class AudioJobOptions:
     backend: str = "ditto"
     driver: AudioDriverOptions | None = None
     config: str | os.PathLike | None = None
-    steps: int | None = option(None, what="diffusion steps", range=(1, None), type=int, step=1,
-                               widget_range=(0, DEFAULT_STEPS), label="Diffusion steps (0 = Ditto's configuration)",
-                               help="diffusion sampling steps per window (default: the configuration's; "
-                                    f"Ditto's code default {DEFAULT_STEPS})")
-    seed: int | None = option(0, what="seed", type=int, help="random seed: the same seed gives the same video")
+    steps: int | None = option_like(AudioDriverOptions, "steps", default=None, widget_range=(0, DEFAULT_STEPS),
+                                    label="Diffusion steps (0 = Ditto's configuration)",
+                                    help=f"{spec_of(AudioDriverOptions, 'steps')[0].help} (default: the "
+                                         f"configuration's; Ditto's code default {DEFAULT_STEPS})")
+    seed: int | None = option_like(AudioDriverOptions, "seed")
     emotion: str | int | None = option(None, what="emotion", choices=EMOTIONS, check_choices=False,
                                        help=f"{', '.join(EMOTIONS[:-1])} or {EMOTIONS[-1]} "
                                             "(default: the configuration's, neutral if it has none)")
@@ -103,7 +104,7 @@ class AudioJobOptions:
                                      "2.4-4 s, seeded by --seed; off: the photo's eyes throughout")
     expression_scale: float = option(1.0, what="expression scale", range=(0.0, 3.0),
                                      help="gain on the generated expression")
-    still: bool = False
+    still: bool = option(False, what="still head", help="keep the photo's head pose; only the face moves")
     pose_from: str | os.PathLike | None = None
     pose_from_landmarks: str | os.PathLike | None = None
     pose_blend: float = option(1.0, what="pose blend", range=(0.0, 1.0),
@@ -156,7 +157,8 @@ class RenderOptions:
 
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     controls: Controls | None = None
-    paste_back: bool = option(True, what="paste back",
+    paste_back: bool = option(True, what="paste back", off_flag="--no-paste-back",
+                              off_help="write the 512x512 face crop instead of pasting it back into the photo",
                               help="paste the face back into the photo (off: write the 512x512 face crop)")
     batch_size: int | None = option(None, what="batch size", range=(1, None), type=int,
                                     help="frames rendered together (default: 8 on CUDA, 1 on CPU)")
@@ -164,6 +166,25 @@ class RenderOptions:
                                     label="Max frames (0 = all; rendering is ~10-20 s per frame on a CPU)",
                                     help="render at most N frames")
     enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Where the engine runs (the CLI's ``--device``; the app's ``TALKINGHEAD_DEVICE``).
+
+    Attributes:
+        device: "auto" (CUDA when available, else CPU), "cuda" or "cpu";
+            see :func:`talkinghead.engine.resolve_device`.
+
+    Raises:
+        ControlError: ``device`` not one of :data:`DEVICES`.
+    """
+
+    device: str = option("auto", what="device", choices=DEVICES,
+                         help="where the networks run: auto = cuda if available, else cpu")
 
     def __post_init__(self) -> None:
         check_options(self)

@@ -43,7 +43,12 @@ class OptionSpec:
         choices: accepted values (None = any); also the widget's choices.
         check_choices: whether ``choices`` are checked (False: they only
             list the common values, e.g. emotion labels that also mix).
-        flag: CLI flag (e.g. "--steps"); None = ``--`` + the field name with dashes.
+        flag: CLI flag (e.g. "--steps"); None = ``--`` + the field name with
+            dashes.  A boolean field's flag sets it to True (``store_true``).
+        off_flag: a boolean field's flag that sets it to False (e.g.
+            "--no-stitching"); a field with an ``off_flag`` has a True flag
+            only where ``flag`` names one.
+        off_help: the help of ``off_flag`` (what False means).
         label: the widget's label (default: ``what``, capitalised).
         step: slider step (default 0.05 for floats, 1 for ints).
         widget_range: the slider's (minimum, maximum) where it differs from
@@ -58,6 +63,8 @@ class OptionSpec:
     choices: tuple[Any, ...] | None = None
     check_choices: bool = True
     flag: str | None = None
+    off_flag: str | None = None
+    off_help: str | None = None
     label: str | None = None
     step: float | None = None
     widget_range: tuple[float, float] | None = None
@@ -77,6 +84,25 @@ def option(default: Any, *, help: str, what: str, range: tuple[float | None, flo
     """
     spec = OptionSpec(help=help, what=what, range=range, choices=None if choices is None else tuple(choices), **more)
     return dataclasses.field(default=default, metadata={_KEY: spec})
+
+
+def option_like(cls: type, name: str, **changes: Any) -> Any:
+    """A dataclass field with the spec and default of option field ``name`` of ``cls``, ``changes`` on top.
+
+    For an option that two dataclasses hold (e.g. the audio job's ``seed``,
+    handed on to the audio driver's), so that its default and help are
+    written once.
+
+    Args:
+        cls, name: the dataclass and the field whose option is repeated.
+        **changes: ``default`` and/or :class:`OptionSpec` fields that differ.
+
+    Raises:
+        KeyError: ``name`` is not an option field of ``cls``.
+    """
+    spec, default = spec_of(cls, name)
+    default = changes.pop("default", default)
+    return dataclasses.field(default=default, metadata={_KEY: dataclasses.replace(spec, **changes)})
 
 
 def option_fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -148,6 +174,10 @@ def add_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
                help: str | None = None, metavar: str | None = None) -> argparse.Action:
     """Add the CLI flag of option field ``name`` of ``cls``: type, default, choices and help from its spec.
 
+    A boolean field gets a switch: ``store_true`` under its flag and/or
+    ``store_false`` under its spec's ``off_flag`` (help: ``off_help``),
+    mutually exclusive when it has both (e.g. ``--relative``/``--absolute``).
+
     The value is checked by the dataclass when the job's options are built
     (the CLI turns its ControlError into one line and exit 2), so the check is
     written once.
@@ -163,10 +193,12 @@ def add_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
         metavar: argparse metavar.
 
     Returns:
-        the argparse action.
+        the argparse action (a switch with two flags: the True one).
     """
     spec, field_default = spec_of(cls, name)
     cli_default = field_default if default is dataclasses.MISSING else default
+    if isinstance(field_default, bool):
+        return _add_switch(parser, spec, name, cli_default, flag, dest, help)
     kind = spec.type or (type(field_default) if field_default is not None and not isinstance(field_default, bool)
                          else str)
     extra: dict[str, Any] = {}
@@ -179,6 +211,29 @@ def add_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
     text = option_help(dataclasses.replace(spec, help=help or spec.help), cli_default)
     return parser.add_argument(flag or spec.flag or f"--{name.replace('_', '-')}", type=kind, default=cli_default,
                                help=text, **extra)
+
+
+def _add_switch(parser: argparse.ArgumentParser | argparse._ArgumentGroup, spec: OptionSpec, name: str,
+                default: bool, flag: str | None, dest: str | None, help: str | None) -> argparse.Action:
+    """The flag(s) of a boolean option: ``store_true`` (its flag) and/or ``store_false`` (its ``off_flag``).
+
+    With both, they are mutually exclusive; the flag that keeps the default
+    says "(default)".
+    """
+    dest = dest or name
+    on_flag = flag or spec.flag or (None if spec.off_flag else f"--{name.replace('_', '-')}")
+    if on_flag is not None and spec.off_flag is not None:
+        parser = parser.add_mutually_exclusive_group()
+    actions = []
+    if on_flag is not None:
+        text = help or spec.help
+        actions.append(parser.add_argument(on_flag, dest=dest, action="store_true", default=default,
+                                           help=f"{text} (default)" if default else text))
+    if spec.off_flag is not None:
+        text = spec.off_help or f"not: {spec.help}"
+        actions.append(parser.add_argument(spec.off_flag, dest=dest, action="store_false", default=default,
+                                           help=text if default else f"{text} (default)"))
+    return actions[0]
 
 
 @dataclass(frozen=True)

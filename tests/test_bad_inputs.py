@@ -943,6 +943,18 @@ def _reuse_engines(monkeypatch, ctx: Ctx) -> None:
     monkeypatch.setattr(Engine, "from_pretrained", classmethod(from_pretrained))
 
 
+def _with_detector(monkeypatch, provider) -> None:
+    """The CLI's engine gets ``provider`` as its default landmark provider (Engine.from_pretrained's ``landmarks``)."""
+    from talkinghead.engine import Engine
+
+    load = Engine.from_pretrained.__func__
+
+    def from_pretrained(cls, *args, **kwargs):
+        return load(cls, *args, **{**kwargs, "landmarks": provider})
+
+    monkeypatch.setattr(Engine, "from_pretrained", classmethod(from_pretrained))
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_bad_input(row: Row, tmp_path: Path, lp_weights_dir: Path, all_weights_dir: Path, engine, audio_engine,
                    capsys, monkeypatch) -> None:
@@ -957,10 +969,7 @@ def test_bad_input(row: Row, tmp_path: Path, lp_weights_dir: Path, all_weights_d
         return
     detector = options.get("--driving-landmarks", "") is None or options.get("--source-landmarks", "") is None
     if detector:
-        import talkinghead.engine
-
-        provider = DlibLandmarks()  # an offline detector where the row gives no landmark file
-        monkeypatch.setattr(talkinghead.engine, "FaceAlignmentLandmarks", lambda device="cpu": provider)
+        _with_detector(monkeypatch, DlibLandmarks())  # an offline detector where the row gives no landmark file
     if not row.id.startswith("weights/") and not detector:
         _reuse_engines(monkeypatch, ctx)
     made = _listing(folder)

@@ -15,7 +15,8 @@ import pytest
 from conftest import TESTDATA, landmarks_json
 from talkinghead.cli import main
 from talkinghead.engine import RenderOptions
-from talkinghead.enhance import EnhanceOptions, Upscaler
+from talkinghead.enhance import EnhanceOptions, Upscaler, load_restorer
+from talkinghead.enhance.finish import Finisher
 from talkinghead.errors import WeightsError
 from talkinghead.face.paste import paste_back
 from talkinghead.enhance.files import ENHANCE_FILES
@@ -31,9 +32,10 @@ def source(engine):
 
 @pytest.fixture
 def enhanced_engine(engine, gfpgan, x2plus_state_dict, monkeypatch):
-    """The shared engine with the seeded restorer and upscaler in its caches (restored after the test)."""
-    monkeypatch.setattr(engine, "_restorers", {"gfpgan": gfpgan})
-    monkeypatch.setattr(engine, "_upscaler", Upscaler.from_state_dict(x2plus_state_dict, tile=128))
+    """The shared engine whose public loaders give the seeded restorer and upscaler (restored after the test)."""
+    upscaler = Upscaler.from_state_dict(x2plus_state_dict, tile=128)
+    monkeypatch.setattr(engine, "restorer", lambda kind: gfpgan if kind == "gfpgan" else pytest.fail(kind))
+    monkeypatch.setattr(engine, "upscaler", lambda tile: upscaler)
     return engine
 
 
@@ -79,13 +81,31 @@ def test_upscale_doubles_the_output_frame(enhanced_engine, source) -> None:
     assert crop_out.shape == (1024, 1024, 3) and crop_out.dtype == np.uint8
 
 
-def test_unverified_enhancer_weights_are_refused(engine, tmp_path: Path, monkeypatch) -> None:
+def test_unverified_enhancer_weights_are_refused(tmp_path: Path) -> None:
     wrong = tmp_path / ENHANCE_FILES["gfpgan"].filename
     wrong.write_bytes(b"not GFPGAN v1.4")
-    monkeypatch.setattr(engine, "store", WeightStore(weights_dir=tmp_path))
-    monkeypatch.setattr(engine, "_restorers", {})
     with pytest.raises(WeightsError, match="GFPGANv1.4.pth.*sha256"):
-        engine.restorer("gfpgan")
+        load_restorer(WeightStore(weights_dir=tmp_path), "gfpgan")
+
+
+def test_the_finisher_restores_a_batch_as_it_restores_each_face_alone(gfpgan, source) -> None:
+    """N faces finished together = each finished alone, in order.
+
+    Catches a batched restore that mixes the faces up: every face aligned,
+    restored or blended with the first one's (or a wrong one's), the batch
+    reordered, or only the first face restored.
+    """
+    face = source.crop.crop
+    faces = np.stack([face, np.ascontiguousarray(face[:, ::-1]), (face * 0.7).astype(np.uint8)])
+    finish = Finisher(enhance=EnhanceOptions(restorer="gfpgan", weight=0.7), restorer=gfpgan)
+    together = finish(source, faces)
+    alone = [finish(source, one[None])[0] for one in faces]
+    plain = [paste_back(source.image, one, source.crop.M_c2o) for one in faces]
+    assert len(together) == len(faces)
+    for i, (a, b, p) in enumerate(zip(together, alone, plain)):
+        assert np.abs(a.astype(int) - b).max() <= 1, i  # the batch's convolutions may round differently
+        assert not np.array_equal(a, p), i  # restored, not just pasted
+    assert not np.array_equal(together[0], together[1])
 
 
 def test_cli_enhance_without_its_weights_fails_cleanly(tmp_path: Path, lp_weights_dir: Path, capsys) -> None:

@@ -7,62 +7,148 @@ import dataclasses
 
 import pytest
 
-from talkinghead import AnimationOptions, AudioJobOptions, EnhanceOptions, RenderOptions, SmoothingOptions
-from talkinghead.cli import build_parser, main
+from talkinghead import (AnimationOptions, AudioJobOptions, DrivingCrop, EngineOptions, EnhanceOptions, RenderOptions,
+                         SmoothingOptions)
+from talkinghead.cli import build_parser, check_job, main
 from talkinghead.errors import ControlError
 from talkinghead.options import OptionSpec, check_value, option, option_fields, spec_of, widget_spec
 
-# (options class, field, job subcommand, CLI flag) of every option the CLI generates from a field.
-CLI_OPTIONS = [
-    (RenderOptions, "max_frames", "video", "--max-frames"),
-    (RenderOptions, "batch_size", "video", "--batch-size"),
-    (SmoothingOptions, "pose", "video", "--smooth"),
-    (SmoothingOptions, "expression", "video", "--smooth-expression"),
-    (EnhanceOptions, "restorer", "video", "--enhance"),
-    (EnhanceOptions, "weight", "video", "--enhance-weight"),
-    (EnhanceOptions, "fidelity", "video", "--fidelity"),
-    (EnhanceOptions, "upscale", "video", "--upscale"),
-    (EnhanceOptions, "tile", "video", "--tile"),
-    (AnimationOptions, "driving_multiplier", "video", "--driving-multiplier"),
-    (AnimationOptions, "region", "video", "--region"),
-    (AudioJobOptions, "steps", "audio", "--steps"),
-    (AudioJobOptions, "seed", "audio", "--seed"),
-    (AudioJobOptions, "emotion", "audio", "--emotion"),
-    (AudioJobOptions, "blinks", "audio", "--blinks"),
-    (AudioJobOptions, "expression_scale", "audio", "--expression-scale"),
-    (AudioJobOptions, "pose_blend", "audio", "--pose-blend"),
-]
+OPTION_CLASSES = (EngineOptions, RenderOptions, SmoothingOptions, EnhanceOptions, AnimationOptions, DrivingCrop,
+                  AudioJobOptions)
+"""Every options dataclass a job's flags and the app's widgets are generated from."""
+COMMON = (EngineOptions, RenderOptions, SmoothingOptions, EnhanceOptions)
+JOBS = {"video": (*COMMON, AnimationOptions, DrivingCrop), "audio": (*COMMON, AudioJobOptions), "pose": COMMON}
+"""The options dataclasses whose fields each job's flags set (the pose job's --still OUT.png is no field)."""
+NO_FLAG = {(AnimationOptions, "normalize_lip")}
+"""Option fields with no CLI flag (LivePortrait's lip normalisation: API only)."""
 CLI_DEFAULT_DIFFERS = {"--smooth-expression": None}
 """Flags whose CLI default is not the field's (None = "same as --smooth")."""
 
 
-def _action(command: str, flag: str) -> argparse.Action:
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _fields_by_dest(classes: tuple[type, ...]) -> dict[str, tuple[type, str]]:
+    """CLI destination → (options class, field): the field's name and the destinations of its spec's flags."""
+    found: dict[str, tuple[type, str]] = {}
+    for cls in classes:
+        for name in option_fields(cls):
+            spec, _ = spec_of(cls, name)
+            for dest in {name} | ({_dest(spec.flag)} if spec.flag else set()):
+                assert found.setdefault(dest, (cls, name)) == (cls, name), f"{dest} names two option fields"
+    return found
+
+
+def _job_actions(command: str) -> list[argparse.Action]:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return next(a for a in sub.choices[command]._actions if flag in a.option_strings)
+    return [a for a in sub.choices[command]._actions if a.option_strings]
 
 
-@pytest.mark.parametrize(("options", "name", "command", "flag"), CLI_OPTIONS, ids=[row[3] for row in CLI_OPTIONS])
-def test_cli_flag_has_the_fields_default_range_and_help(options, name, command, flag) -> None:
-    spec, default = spec_of(options, name)
-    action = _action(command, flag)
-    assert action.default == CLI_DEFAULT_DIFFERS.get(flag, default)
-    assert action.default == getattr(options(), name) or flag in CLI_DEFAULT_DIFFERS
-    assert action.help.startswith(spec.help)
+def _action(command: str, flag: str) -> argparse.Action:
+    return next(a for a in _job_actions(command) if flag in a.option_strings)
+
+
+def _checked(help_text: str, spec: OptionSpec, default, action: argparse.Action, flag: str) -> None:
+    if isinstance(action, argparse._StoreFalseAction):  # a switch's False flag (--no-stitching, --absolute…)
+        assert spec.off_help and help_text.startswith(spec.off_help), flag
+        return
+    assert help_text.startswith(spec.help), flag
+    if isinstance(default, bool):
+        assert isinstance(action, argparse._StoreTrueAction), flag
+        return
     if spec.range is not None:
         low, high = spec.range
-        assert (f"{low:g}..{high:g}" if high is not None else f">= {low:g}") in action.help
+        assert (f"{low:g}..{high:g}" if high is not None else f">= {low:g}") in help_text, flag
     if spec.choices is not None and spec.check_choices:
-        assert tuple(action.choices) == spec.choices
+        assert tuple(action.choices) == spec.choices, flag
     if default is not None and flag not in CLI_DEFAULT_DIFFERS:
-        assert f"default {default:g}" in action.help if isinstance(default, float) else f"default {default}" in action.help
+        assert (f"default {default:g}" if isinstance(default, float) else f"default {default}") in help_text, flag
 
 
-def test_every_option_field_of_the_job_options_has_a_cli_flag_or_is_the_apps_only() -> None:
-    """A new option field is seen here: it gets a flag (listed above) or is known to have none."""
-    no_flag = {(AnimationOptions, "relative"), (AnimationOptions, "stitching"), (RenderOptions, "paste_back")}
-    fields = {(cls, name) for cls in (RenderOptions, SmoothingOptions, EnhanceOptions, AnimationOptions,
-                                      AudioJobOptions) for name in option_fields(cls)}
-    assert fields == {(cls, name) for cls, name, _, _ in CLI_OPTIONS} | no_flag
+def test_every_flag_whose_dest_is_an_option_field_has_that_fields_default_and_help() -> None:
+    """Catches a flag written by hand beside its field (e.g. ``--device ... default="auto"``) whose default or
+    help drifts from the field's, and an option field that lost its flag."""
+    seen = set()
+    for command, classes in JOBS.items():
+        fields = _fields_by_dest(classes)
+        for action in _job_actions(command):
+            if action.dest not in fields:
+                continue
+            cls, name = fields[action.dest]
+            spec, default = spec_of(cls, name)
+            flag = action.option_strings[0]
+            seen.add((cls, name))
+            assert action.default == CLI_DEFAULT_DIFFERS.get(flag, default), flag
+            assert action.default == getattr(cls(), name) or flag in CLI_DEFAULT_DIFFERS, flag
+            _checked(action.help, spec, default, action, flag)
+    every = {(cls, name) for cls in OPTION_CLASSES for name in option_fields(cls)}
+    assert seen == every - NO_FLAG
+
+
+SWITCHES = [  # (command, flags, options class, the field values they give)
+    ("video", ["--absolute"], AnimationOptions, {"relative": False}),
+    ("video", ["--relative"], AnimationOptions, {"relative": True}),
+    ("video", ["--no-stitching"], AnimationOptions, {"stitching": False}),
+    ("video", ["--pose-friendly"], AnimationOptions, {"expression_friendly": False}),
+    ("video", ["--eye-retargeting", "--lip-retargeting"], AnimationOptions,
+     {"eye_retargeting": True, "lip_retargeting": True}),
+    ("video", ["--region", "lip", "--driving-multiplier", "1.5"], AnimationOptions,
+     {"region": "lip", "driving_multiplier": 1.5}),
+    ("video", ["--crop-driving", "on", "--driving-box", "track"], DrivingCrop,
+     {"crop_driving": "on", "driving_box": "track"}),
+    ("audio", ["--still"], AudioJobOptions, {"still": True}),
+    ("audio", ["--steps", "10", "--seed", "3", "--pose-blend", "0.5"], AudioJobOptions,
+     {"steps": 10, "seed": 3, "pose_blend": 0.5}),
+    ("pose", ["--no-paste-back", "--batch-size", "2"], RenderOptions, {"paste_back": False, "batch_size": 2}),
+]
+JOB_OPTIONS = {AnimationOptions: "animation_options", DrivingCrop: "driving_crop", AudioJobOptions: "audio_options",
+               RenderOptions: "render_options"}
+"""Where :func:`check_job` leaves each options dataclass it built on the parsed arguments."""
+
+
+def _job_args(command: str, tmp_path, *flags: str) -> argparse.Namespace:
+    inputs = {"video": ["--driving", "d.mp4"], "audio": ["--audio", "a.wav"], "pose": ["--keyframes", "k.json"]}
+    args = build_parser().parse_args([command, "--source", "p.png", "--out", str(tmp_path / "o.mp4"),
+                                      *inputs[command], *flags])
+    check_job(args)  # checks and builds the job's options once (the inputs need not exist)
+    return args
+
+
+@pytest.mark.parametrize("command", JOBS)
+def test_a_command_line_without_option_flags_gives_the_dataclass_defaults(command, tmp_path) -> None:
+    """Catches a flag whose default (or a store_true/store_false direction) differs from its field's."""
+    args = _job_args(command, tmp_path)
+    assert args.render_options == RenderOptions()
+    assert EngineOptions(device=args.device) == EngineOptions()
+    if command == "video":
+        assert (args.animation_options, args.driving_crop) == (AnimationOptions(), DrivingCrop())
+    if command == "audio":
+        assert args.audio_options == AudioJobOptions()
+
+
+@pytest.mark.parametrize(("command", "flags", "options", "values"), SWITCHES, ids=[" ".join(r[1]) for r in SWITCHES])
+def test_each_flag_reaches_its_field_in_the_options_the_job_is_given(command, flags, options, values, tmp_path) -> None:
+    """Catches a switch wired to the wrong dest or direction (e.g. --pose-friendly setting expression_friendly)."""
+    args = _job_args(command, tmp_path, *flags)
+    assert getattr(args, JOB_OPTIONS[options]) == options(**values)
+
+
+def test_relative_and_absolute_exclude_each_other() -> None:
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["video", "--source", "p", "--out", "o.mp4", "--driving", "d", "--relative",
+                                   "--absolute"])
+    assert stopped.value.code == 2
+
+
+def test_the_audio_jobs_steps_and_seed_are_the_audio_drivers_options() -> None:
+    """The audio job repeats the driver's seed (default 0) and steps (its help) from one definition."""
+    from talkinghead.drivers.audio.ditto.driver import AudioDriverOptions
+
+    assert spec_of(AudioJobOptions, "seed") == spec_of(AudioDriverOptions, "seed")
+    assert AudioJobOptions().seed == AudioDriverOptions().seed
+    assert spec_of(AudioJobOptions, "steps")[0].help.startswith(spec_of(AudioDriverOptions, "steps")[0].help)
+    assert spec_of(AudioJobOptions, "steps")[0].range == spec_of(AudioDriverOptions, "steps")[0].range
 
 
 # (options class, field, the widget's (minimum, maximum, value)) as the app shows them.
@@ -86,8 +172,19 @@ def test_widget_spec_has_the_fields_range_and_default(options, name, expected) -
     assert high is None or spec.maximum == high
 
 
+def _shown_default(app, options: type, name: str, widget):
+    """The value an option field's widget starts at when it shows the field's default."""
+    spec = widget_spec(options, name)
+    if (options, name) == (EnhanceOptions, "upscale"):
+        return f"{spec.value}x"  # the radio's labels: "1x", "2x"
+    if spec.value is None:
+        return app.FROM_CONFIG if getattr(widget, "choices", None) else spec.minimum
+    return spec.value
+
+
 def test_app_widgets_are_built_from_the_same_fields() -> None:
-    """The app built in-process (no server): each option widget has its field's label, range and default."""
+    """The app built in-process (no server): every widget labelled as an option field starts at the field's
+    default and has its range and choices (catches a widget whose value or range is written in app.py)."""
     pytest.importorskip("gradio")
     import app
 
@@ -96,23 +193,36 @@ def test_app_widgets_are_built_from_the_same_fields() -> None:
     for block in demo.blocks.values():
         if getattr(block, "label", None):
             by_label.setdefault(block.label, []).append(block)
-    for options, name, _ in WIDGETS:
-        spec = widget_spec(options, name)
-        widgets = by_label[spec.label]
-        for widget in widgets:
-            shown = spec.minimum if spec.value is None else spec.value
-            assert (widget.minimum, widget.maximum, widget.value) == (spec.minimum, spec.maximum, shown), spec.label
+    shown = set()
+    for options in OPTION_CLASSES:
+        for name in option_fields(options):
+            spec = widget_spec(options, name)
+            for widget in by_label.get(spec.label, []):
+                shown.add(name)
+                assert widget.value == _shown_default(app, options, name, widget), spec.label
+                if isinstance(getattr(widget, "maximum", None), (int, float)) and spec.maximum is not None:
+                    assert (widget.minimum, widget.maximum) == (spec.minimum, spec.maximum), spec.label
+    assert shown >= {"pose_blend", "expression_scale", "steps", "seed", "blinks", "emotion", "pose", "paste_back",
+                     "max_frames", "restorer", "weight", "upscale", "relative", "stitching", "driving_multiplier",
+                     "region"}
     for options, name in ((AudioJobOptions, "blinks"), (AnimationOptions, "region"), (EnhanceOptions, "restorer")):
         spec = widget_spec(options, name)
         (widget, *_) = by_label[spec.label]
         values = [value for _, value in widget.choices]
         assert [v for v in values if v != app.FROM_CONFIG] == list(spec.choices)
     paste_back = widget_spec(RenderOptions, "paste_back")
-    assert [w.value for w in by_label[paste_back.label]] == [paste_back.value] * 3  # one per tab
-    # the forms' defaults are the fields' (0 standing for None where the widget is a number)
-    assert (app.AudioForm.pose_blend, app.AudioForm.expression_scale, app.AudioForm.steps,
-            app.VideoForm.multiplier, app.VideoForm.region) == (1.0, 1.0, 0, 1.0, "all")
-    assert app.AudioForm().options() == AudioJobOptions(seed=0)
+    assert len(by_label[paste_back.label]) == 3  # one per tab
+
+
+def test_the_apps_forms_default_to_the_dataclass_defaults() -> None:
+    """Catches a form default written in app.py that drifts from its field (the API's defaults are the forms')."""
+    pytest.importorskip("gradio")
+    import app
+
+    assert app.AudioForm().options() == AudioJobOptions()
+    assert app.AudioForm().render() == RenderOptions()
+    assert app.VideoForm().options() == AnimationOptions()
+    assert app.VideoForm().render() == RenderOptions()
 
 
 RANGE_VIOLATIONS = [

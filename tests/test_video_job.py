@@ -6,6 +6,7 @@ from pathlib import Path
 
 import av
 import pytest
+import torch
 
 from talkinghead.cli import main
 from talkinghead.engine import RenderOptions
@@ -37,10 +38,20 @@ def test_cli_video_astronaut_d0(tmp_path: Path, lp_weights_dir: Path) -> None:
 
 
 def test_uncropped_phone_video_is_cropped(tmp_path: Path, engine) -> None:
+    """A non-square driving clip is cut around the face by default ("auto" acts as "on"), then rendered.
+
+    Catches "auto" leaving a non-square clip uncropped; the render checks
+    alone (a 512² output with paste-back off, at the clip's 30 fps) hold
+    whether or not the driving frames were cropped.
+    """
+    clip, landmarks = TESTDATA / "driving" / "lp_d13_uncropped.mp4", landmarks_json("lp_d13_uncropped.mp4")
+    motion = {crop: engine.extract_motion(clip, landmarks=landmarks, max_frames=2, crop=crop)
+              for crop in ("auto", "on", "off")}
+    assert torch.equal(motion["auto"].exp, motion["on"].exp) and torch.equal(motion["auto"].yaw, motion["on"].yaw)
+    assert (motion["auto"].exp - motion["off"].exp).abs().max() > 1e-3
     source = engine.prepare_source(ASTRONAUT, landmarks=landmarks_json("astronaut.png"))
-    job = engine.animate_video(source, TESTDATA / "driving" / "lp_d13_uncropped.mp4",
-                               render=RenderOptions(max_frames=1, paste_back=False),
-                               driving_landmarks=landmarks_json("lp_d13_uncropped.mp4"))
+    job = engine.animate_video(source, clip, render=RenderOptions(max_frames=1, paste_back=False),
+                               driving_landmarks=landmarks)
     out = engine.write_video(job, tmp_path / "crop.mp4", progress=False)
     info = probe_video(out)
     assert (info.width, info.height, info.n_frames) == (512, 512, 1)

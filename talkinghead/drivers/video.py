@@ -35,11 +35,46 @@ from ..models.motion_extractor import MotionExtractor
 from ..motion.animate import EyeLipRatios
 from ..motion.frame import MotionFrame
 from ..motion.keypoints import keypoint_info_from_raw
+from ..options import check_options, option
 
 CropMode = Literal["auto", "on", "off"]
+CROP_MODES: tuple[str, ...] = ("auto", "on", "off")
 
 FACE_CHECK_FRAMES = 25
 """An uncropped ("auto", square) driving clip is refused when none of its first this many frames shows a face."""
+
+
+@dataclass(frozen=True)
+class DrivingCrop:
+    """How the frames of a driving clip are brought to the motion extractor's 256×256 input.
+
+    The field names are the keyword arguments of
+    :meth:`talkinghead.engine.Engine.animate_video` and
+    :meth:`~talkinghead.engine.Engine.animate_source_video` (``crop`` and
+    ``box`` of :class:`VideoDriver`); help, CLI flag and default: their
+    :func:`~talkinghead.options.option` specs.
+
+    Attributes:
+        crop_driving: "auto" (crop unless the clip is square), "on" or "off".
+        driving_box: "average" (one box for the whole clip, the mean of the
+            per-frame face boxes; LivePortrait) or "track" (a per-frame box
+            smoothed over 0.5 s).
+
+    Raises:
+        ControlError: a value not one of its choices.
+    """
+
+    crop_driving: CropMode = option("auto", what="driving crop", choices=CROP_MODES,
+                                    help="crop the face out of each driving frame (auto: only when the video is "
+                                         "not square)")
+    driving_box: DrivingBoxMode = option(
+        "average", what="driving box", choices=DRIVING_BOX_MODES,
+        help="how cropped driving frames are cut: average = one box for the whole clip, the mean of the per-frame "
+             "face boxes, so head moves and zoom in the frame are transferred (LivePortrait); track = a box that "
+             "follows the face (smoothed over 0.5 s), which cancels them")
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
 
 @dataclass(frozen=True)
@@ -120,7 +155,8 @@ class VideoDriver:
     """
 
     def __init__(self, path: str | os.PathLike, motion_extractor: MotionExtractor, *,
-                 landmarks: LandmarkProvider | None = None, crop: CropMode = "auto", box: DrivingBoxMode = "average",
+                 landmarks: LandmarkProvider | None = None, crop: CropMode = DrivingCrop.crop_driving,
+                 box: DrivingBoxMode = DrivingCrop.driving_box,
                  max_frames: int | None = None, need_ratios: bool = False, batch_size: int = 1) -> None:
         if box not in DRIVING_BOX_MODES:
             raise ControlError(f"unknown driving box mode {box!r}; use one of {', '.join(DRIVING_BOX_MODES)}")

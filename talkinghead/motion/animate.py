@@ -51,18 +51,31 @@ class AnimationOptions:
             for relative, video driving; False = "pose-friendly").
         driving_multiplier: gain on the final motion x_d − x_s.
 
+    Help, CLI flag and default of each field: its
+    :func:`~talkinghead.options.option` spec (the CLI's flags and the app's
+    widgets are generated from it).
+
     Raises:
         ControlError: for an unknown region or a non-finite multiplier.
     """
 
-    relative: bool = option(True, what="relative motion",
+    relative: bool = option(True, what="relative motion", flag="--relative", off_flag="--absolute",
+                            off_help="use the driving pose and expression as they are",
                             help="transfer motion relative to the first driving frame")
     region: str = option("all", what="region", choices=REGIONS, help="which part of the motion to transfer")
-    stitching: bool = option(True, what="stitching", help="apply the stitching network")
-    eye_retargeting: bool = False
-    lip_retargeting: bool = False
-    normalize_lip: bool = False
-    expression_friendly: bool = True
+    stitching: bool = option(True, what="stitching", off_flag="--no-stitching",
+                             off_help="skip the stitching network (shoulders may drift from the pasted-back body)",
+                             help="apply the stitching network")
+    eye_retargeting: bool = option(False, what="eye retargeting",
+                                   help="drive the eyes by the driving eye-open ratio")
+    lip_retargeting: bool = option(False, what="lip retargeting",
+                                   help="drive the lips by the driving lip-open ratio")
+    normalize_lip: bool = option(False, what="lip normalisation",
+                                 help="close the source's mouth first (relative mode, without retargeting)")
+    expression_friendly: bool = option(True, what="expression-friendly driving", off_flag="--pose-friendly",
+                                       off_help="do not rescale the driving expression to the source face's "
+                                                "keypoint volume",
+                                       help="rescale the driving expression to the source face's keypoint volume")
     driving_multiplier: float = option(1.0, what="driving multiplier", widget_range=(0.0, 2.0),
                                        help="scale of the transferred motion (<1 damps, >1 exaggerates)")
 

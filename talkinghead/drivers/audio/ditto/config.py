@@ -293,7 +293,7 @@ class DittoConfig:
                 per_frame=_per_frame(kwargs.get("ctrl_info") or {}, source),
             )
             return AudioDriverOptions(
-                steps=int(kwargs.get("sampling_timesteps", DEFAULT_STEPS)), seed=0,
+                steps=int(kwargs.get("sampling_timesteps", DEFAULT_STEPS)),
                 emotion=_emotion(kwargs.get("emo", 4), source), windows=windows, post=post,
                 reference=reference, parts=parts,
             )
@@ -321,8 +321,8 @@ class DittoConfig:
             raise WeightsError(f"{self.source}: the condition parts it enables are {self.parts.width} wide but "
                                f"{source} takes {condition_dim}; use the pair from the same Ditto release")
 
-    def driver_options(self, *, steps: int | None = None, seed: int | None = 0, emotion: Emotion | None = None,
-                       blinks: str | None = None) -> AudioDriverOptions:
+    def driver_options(self, *, steps: int | None = None, seed: int | None = AudioDriverOptions.seed,
+                       emotion: Emotion | None = None, blinks: str | None = None) -> AudioDriverOptions:
         """The configuration's settings with the user's explicit choices on top.
 
         Args:

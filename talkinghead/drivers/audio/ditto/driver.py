@@ -23,6 +23,7 @@ import torch
 from ....errors import MediaError
 from ....models.lmdm import LMDM
 from ....motion.frame import MotionFrame
+from ....options import option
 from .condition import NEUTRAL, ConditionBuilder, ConditionParts, Emotion, EyeConditions, ReferenceCharacter
 from .diffusion import DDIMSampler
 from .features import frame_count, offline_features
@@ -56,10 +57,15 @@ class AudioDriverOptions:
         reference: a reference character conditioning the model instead of
             the photo (Ditto's ``ch_info``), or ``None``.
         parts: which parts the condition rows hold (all four for the released model).
+
+    ``steps`` and ``seed`` carry their help and default as
+    :func:`~talkinghead.options.option` specs (the audio job's options
+    repeat them from here).
     """
 
-    steps: int = DEFAULT_STEPS
-    seed: int | None = 0
+    steps: int = option(DEFAULT_STEPS, what="diffusion steps", range=(1, None), type=int, step=1,
+                        help="diffusion sampling steps per window")
+    seed: int | None = option(0, what="seed", type=int, help="random seed: the same seed gives the same video")
     emotion: Emotion = NEUTRAL
     windows: WindowConfig = field(default_factory=WindowConfig)
     post: PostprocessOptions = field(default_factory=PostprocessOptions)
