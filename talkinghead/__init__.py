@@ -24,7 +24,7 @@ _EXPORTS = {
     "VideoJob": "talkinghead.jobs",
     "AudioJobOptions": "talkinghead.jobs",
     "RenderOptions": "talkinghead.jobs",
-    "resolve_device": "talkinghead.engine",
+    "resolve_device": "talkinghead.devices",
     "AnimationOptions": "talkinghead.motion.animate",
     "MotionFrame": "talkinghead.motion.frame",
     "KeypointInfo": "talkinghead.motion.frame",
