@@ -87,7 +87,9 @@ def stream_motion(backend: AudioBackend, source: PreparedSource, chunks: Iterabl
                   reference: MotionFrame | None, render: RenderOptions) -> Iterator[MotionFrame]:
     """The backend's streamed motion, edited and smoothed in streaming form, in chunks ready to render.
 
-    Yields at most ``render.max_frames`` frames in all; ``render.smoothing`` as :class:`~talkinghead.motion.smoothing.MotionSmoother`.
+    ``render.smoothing`` runs in streaming form (:class:`~talkinghead.motion.smoothing.MotionSmoother`,
+    a few frames late); at most ``render.max_frames`` frames come out in all, and the backend's
+    stream stops being read once they have.
     """
     edited = (edit_motion(source, motion, options, reference, first)
               for first, motion in frame_offsets(backend.stream(chunks, source, options)))
