@@ -26,7 +26,7 @@ _EXPORTS = {
     "RenderOptions": "talkinghead.jobs",
     "EngineOptions": "talkinghead.jobs",
     "DrivingCrop": "talkinghead.drivers.video",
-    "resolve_device": "talkinghead.engine",
+    "resolve_device": "talkinghead.devices",
     "AnimationOptions": "talkinghead.motion.animate",
     "MotionFrame": "talkinghead.motion.frame",
     "KeypointInfo": "talkinghead.motion.frame",

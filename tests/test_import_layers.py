@@ -9,13 +9,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "talkinghead"
 
 # Lower number = earlier stage. A module may import only from stages with a number <= its own.
 STAGES = {
-    "errors": 0, "options": 0, "weights_strict": 0, "weights": 0, "safe_pickle": 0,
+    "errors": 0, "options": 0, "devices": 0, "weights_strict": 0, "weights": 0, "safe_pickle": 0,
     "models": 1, "motion": 1,
     "media": 2, "face": 2,
     "drivers": 3,
     "render": 4,
     "enhance": 5,
-    "engine": 6, "jobs": 6,
+    "engine": 6, "jobs": 6, "audio_job": 6,
     "cli": 7, "__main__": 7, "__init__": 7, "session": 7,
 }
 # models and motion are independent of each other (motion takes the networks it needs as arguments).

@@ -29,7 +29,7 @@ from ..errors import ControlError, MediaError, NoFaceError, WeightsError
 from ..face.crop import DRIVING_BOX_MODES, NETWORK_SIZE, DrivingBoxMode, average_box, crop_box, driving_box, smooth_boxes
 from ..face.landmarks import LandmarkProvider
 from ..face.ratios import liveportrait_ratios
-from ..media.video import VideoReader, probe_video
+from ..media.video import AudioSource, VideoReader, probe_video
 from ..models.images import image_to_tensor
 from ..models.motion_extractor import MotionExtractor
 from ..motion.animate import EyeLipRatios
@@ -177,6 +177,10 @@ class VideoDriver:
         self.has_audio = self.info.has_audio
         if crop == "auto" and not self.cropped and not need_ratios and landmarks is not None:
             self._check_face()
+
+    def audio(self) -> AudioSource | None:
+        """The clip's audio track cut to the stream's ``n_frames / fps`` seconds, or None when it has none."""
+        return AudioSource(self.path, duration_s=self.n_frames / self.fps) if self.has_audio else None
 
     def _reader(self) -> VideoReader:
         return VideoReader(self.path, max_frames=self.max_frames, fps=self.fps)

@@ -8,7 +8,8 @@
 * :class:`VideoWriter` encodes RGB uint8 frames as H.264 (libx264, yuv420p,
   BT.709 limited range) in MP4/MOV/MKV, optionally with an AAC audio track
   cut from another media file (:class:`AudioSource`) or made of samples
-  already decoded (:class:`AudioSamples`), and writes atomically.
+  already decoded (:class:`AudioSamples`), and writes atomically;
+  :func:`write_frames` encodes a whole stream of frames with it.
 
 Rotation convention: degrees counter-clockwise, as FFmpeg's
 ``av_display_rotation_get`` / PyAV's ``VideoFrame.rotation`` report them; a
@@ -511,6 +512,30 @@ class VideoWriter:
     def _mux(self, packets: list[av.Packet]) -> None:
         assert self._container is not None
         self._container.mux(packets)
+
+
+def write_frames(frames: Iterable[np.ndarray], path: PathLike, fps: float, n_frames: int | None = None,
+                 audio: AudioSource | AudioSamples | None = None, progress: bool = False,
+                 provenance: ProvenanceOptions | None = None) -> Path:
+    """Encode a stream of (H, W, 3) uint8 RGB frames to ``path`` with a :class:`VideoWriter`, atomically.
+
+    ``n_frames`` is the expected count, for the tqdm progress bar
+    ("rendering", shown when ``progress``); the other arguments are the
+    writer's.  Frames are pulled one at a time, so a lazy job renders while
+    it is encoded; an exception from ``frames`` leaves no file at ``path``.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        ValueError, MediaError: as :class:`VideoWriter` (no frame at all: ValueError).
+    """
+    from tqdm import tqdm
+
+    with VideoWriter(path, fps=fps, audio=audio, provenance=provenance) as writer:
+        for frame in tqdm(frames, total=n_frames, unit="frame", disable=not progress, desc="rendering"):
+            writer.write(frame)
+    return Path(path)
 
 
 class _AudioTrack:

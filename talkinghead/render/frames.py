@@ -8,7 +8,7 @@ Each job only says how its motion becomes driven keypoints x_d (a stream of
 * :func:`driven_keypoints`: driving batches transferred relative to their
   first frame (or absolutely) by an :class:`~talkinghead.motion.animate.Animator`;
 * :func:`source_video_keypoints`: LivePortrait's video-to-video rules, one
-  source per frame;
+  source per frame (:func:`source_video_driven`: from the two clips);
 
 then :func:`render_frames` renders each batch and hands the faces to the
 finishing step (:class:`talkinghead.enhance.finish.Finisher`).
@@ -16,12 +16,15 @@ finishing step (:class:`talkinghead.enhance.finish.Finisher`).
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
+from ..drivers.batches import single_frames
 from ..drivers.video import DrivingBatch
+from ..face.landmarks import LandmarkProvider
 from ..models.stitching import StitchingRetargeting
 from ..motion.animate import AnimationOptions, Animator, SourceVideoAnimator, keypoints_from_motion
 from ..motion.controls import Controls, apply_controls, retargeting_offsets
@@ -29,7 +32,7 @@ from ..motion.frame import MotionFrame
 from ..motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from ..motion.transfer import smooth_targets, source_video_targets
 from .renderer import Renderer
-from .source import PreparedSource
+from .source import PreparedSource, source_video_motion, video_sources
 
 Finish = Callable[[PreparedSource, np.ndarray], Iterable[np.ndarray]]
 """(source, (B, 512, 512, 3) uint8 rendered faces) → B output frames."""
@@ -128,3 +131,33 @@ def source_video_keypoints(sources: Iterable[PreparedSource], raws: Sequence[dic
             animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own[i], source_ratios=source.ratios)
             x_d = animator(moved[i], drive[i].ratios, _ratio_offsets(s, animator.x_s, source, controls))
         yield Driven(source, animator.x_s, x_d)
+
+
+def source_video_driven(video: str | os.PathLike, provider: LandmarkProvider, driving: Iterable[DrivingBatch],
+                        fps: float, n_frames: int, motion: torch.nn.Module, renderer: Renderer,
+                        s: StitchingRetargeting, options: AnimationOptions,
+                        controls: Controls | None) -> Iterator[Driven]:
+    """x_d of source-video frame i driven by driving frame i, one :class:`PreparedSource` per frame.
+
+    ``video`` is read at the driving clip's rate ``fps`` Hz (frames
+    repeated or dropped by timestamp), at most ``n_frames`` frames; each
+    frame gets its own landmarks from ``provider`` (a frame without a face
+    reuses the last face's, leading frames the first's), crop, M and F.
+    ``driving``: the driving batches (plain motion, already smoothed).  The
+    motion of both clips is held (a few KB per frame, for the whole-clip
+    Kalman smoothing of :func:`source_video_keypoints`), never frames; the
+    video is decoded three times (landmarks; crop + M; crop + F per frame
+    while the batches are consumed).  Yields min(source frames, driving
+    frames) one-frame batches.
+
+    Raises:
+        NoFaceError: no frame of ``video`` shows a face.
+        MediaError: a landmark file that does not fit ``video``.
+    """
+    points, raws = source_video_motion(video, fps, n_frames, provider, motion, renderer.device)
+    drive = list(single_frames(driving))
+    n = min(len(drive), len(raws))
+    if n == 0:
+        return
+    sources = video_sources(video, fps, points[:n], raws[:n], motion, renderer)
+    yield from source_video_keypoints(sources, raws[:n], drive[:n], s, options, controls)

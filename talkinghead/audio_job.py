@@ -1,0 +1,96 @@
+"""The audio job's motion: speech → an audio backend's motion → the edits applied to any backend's motion.
+
+:meth:`talkinghead.engine.Engine.audio_motion` (offline) and
+:meth:`~talkinghead.engine.Engine.stream_audio` (streaming) are glue over
+these functions; the backend (:mod:`talkinghead.drivers.audio.backend`)
+generates absolute motion in LivePortrait's motion space, and the edits of
+:class:`~talkinghead.jobs.AudioJobOptions` (expression scale, still head,
+a reference clip's head pose: :mod:`talkinghead.motion.edits`) come on top.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .drivers.audio import AudioBackend
+from .drivers.audio.backend import iter_audio_chunks
+from .drivers.batches import frame_offsets, smoothed_chunks
+from .errors import MediaError
+from .jobs import AudioJobOptions, RenderOptions
+from .media.audio import load_audio
+from .motion.edits import reference_pose, scale_expression, still_head
+from .motion.frame import MotionFrame
+from .render.source import PreparedSource
+
+Speech = str | os.PathLike | np.ndarray
+"""A speech file (any format FFmpeg reads) or a (S,) float32 mono waveform at the backend's sample rate."""
+
+
+def load_samples(audio: Speech, sample_rate: int = 16000) -> np.ndarray:
+    """A speech file decoded to (S,) float32 mono at ``sample_rate`` Hz, or a waveform passed through.
+
+    Raises:
+        MediaError: the file cannot be read or has no audio.
+    """
+    return audio.astype(np.float32, copy=False) if isinstance(audio, np.ndarray) else load_audio(audio, sample_rate)
+
+
+def audio_chunks(audio: Speech | Iterable[np.ndarray], sample_rate: int) -> Iterable[np.ndarray]:
+    """Waveform chunks for streaming: a file or waveform is decoded now and cut; an iterable of chunks is kept."""
+    if isinstance(audio, (str, os.PathLike, np.ndarray)):
+        return iter_audio_chunks(load_samples(audio, sample_rate))
+    return audio
+
+
+def generate_motion(backend: AudioBackend, source: PreparedSource, audio: Speech, options: AudioJobOptions,
+                    progress: bool = False) -> MotionFrame:
+    """The backend's offline motion for the whole clip, before the edits.
+
+    Raises:
+        MediaError: unreadable, empty or silent audio (naming the file).
+    """
+    samples = load_samples(audio, backend.sample_rate)
+    try:
+        return backend.generate(samples, source, options, progress=progress)
+    except MediaError as error:  # empty or silent: say which file
+        if isinstance(audio, np.ndarray):
+            raise
+        raise MediaError(f"{audio}: {error}") from error
+
+
+def edit_motion(source: PreparedSource, motion: MotionFrame, options: AudioJobOptions, reference: MotionFrame | None,
+                first_frame: int = 0) -> MotionFrame:
+    """``options``' edits on generated motion frames ``first_frame``… (expression scale, then still head or pose).
+
+    Args:
+        source: the prepared photo; its motion is the base of the edits.
+        motion: (T) generated absolute motion frames.
+        options: ``expression_scale``, ``still``, ``pose_blend``.
+        reference: a reference clip's motion whose head pose replaces/blends
+            with the generated one (played back and forth), or None.
+        first_frame: index of ``motion``'s first frame in the whole clip
+            (keeps the reference track in step across streamed chunks).
+    """
+    base = source.info.motion
+    motion = scale_expression(motion, base, options.expression_scale)
+    if options.still:
+        return still_head(motion, base)
+    if reference is not None:
+        motion = reference_pose(motion, base, reference, options.pose_blend, first_frame)
+    return motion
+
+
+def stream_motion(backend: AudioBackend, source: PreparedSource, chunks: Iterable[np.ndarray], options: AudioJobOptions,
+                  reference: MotionFrame | None, render: RenderOptions) -> Iterator[MotionFrame]:
+    """The backend's streamed motion, edited and smoothed in streaming form, in chunks ready to render.
+
+    ``render.smoothing`` runs in streaming form (:class:`~talkinghead.motion.smoothing.MotionSmoother`,
+    a few frames late); at most ``render.max_frames`` frames come out in all, and the backend's
+    stream stops being read once they have.
+    """
+    edited = (edit_motion(source, motion, options, reference, first)
+              for first, motion in frame_offsets(backend.stream(chunks, source, options)))
+    return smoothed_chunks(edited, render.smoothing, render.max_frames)
