@@ -255,7 +255,7 @@ class AudioForm:
             steps=int(self.steps) or None, seed=int(self.seed),
             emotion=None if self.emotion == FROM_CONFIG else self.emotion,
             blinks=None if self.blinks == FROM_CONFIG else self.blinks, expression_scale=self.expression_scale,
-            still=self.head_motion == HEAD_MOTIONS[2], pose_from=self.reference_clip if from_clip else None,
+            still_head=self.head_motion == HEAD_MOTIONS[2], pose_from=self.reference_clip if from_clip else None,
             pose_from_landmarks=landmarks_for(self.reference_clip), pose_blend=self.pose_blend,
         )
 
@@ -509,7 +509,7 @@ def _audio_tab() -> None:
             photo = _photo_input()
             audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath")
             head_motion = gr.Radio(list(HEAD_MOTIONS), value=AudioForm.head_motion, label="Head motion",
-                                   info=f"still: {widget_spec(AudioJobOptions, 'still').info}")
+                                   info=f"still: {widget_spec(AudioJobOptions, 'still_head').info}")
             reference_clip = gr.Video(label="Reference clip (same person; for 'from a reference clip')")
             pose_blend = option_slider(AudioJobOptions, "pose_blend")
             with gr.Accordion("More options", open=False):

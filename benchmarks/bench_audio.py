@@ -108,7 +108,7 @@ def measure(seconds: float, steps: int, device: torch.device, encoder_path: str 
         total = time.perf_counter() - start
     finally:
         driver_module.offline_features = original
-    return {"frames": motion.batch_size, "features_s": feature_time, "motion_s": total - feature_time}
+    return {"frames": motion.n_frames, "features_s": feature_time, "motion_s": total - feature_time}
 
 
 def render_seconds_per_frame(device: torch.device, frames: int) -> float:

@@ -33,14 +33,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from talkinghead.motion.frame import MotionFrame  # noqa: E402
+from talkinghead.motion.frame import MotionSequence  # noqa: E402
 from talkinghead.motion.smoothing import MotionSmoother, SmoothingOptions, jitter, smooth_motion  # noqa: E402
 
 LANDMARKS = REPO / "tests" / "data" / "testdata" / "landmarks"
 FPS = 25.0
 
 
-def proxy_motion(track: Path) -> MotionFrame:
+def proxy_motion(track: Path) -> MotionSequence:
     """Proxy motion of a dlib track: roll (deg), eye centre as t (px), mouth opening in every exp entry."""
     frames = json.loads(track.read_text())["frames"]
     pts = torch.tensor([f for f in frames if f is not None], dtype=torch.float32)
@@ -50,16 +50,16 @@ def proxy_motion(track: Path) -> MotionFrame:
     roll = torch.rad2deg(torch.atan2(eye_line[:, 1], eye_line[:, 0]))[:, None]
     mouth = (pts[:, 66] - pts[:, 62]).norm(dim=1) / eye_line.norm(dim=1)
     zeros = torch.zeros(n, 1)
-    return MotionFrame(zeros, zeros, roll, torch.cat([(left + right) / 2, zeros], 1), zeros + 1,
+    return MotionSequence(zeros, zeros, roll, torch.cat([(left + right) / 2, zeros], 1), zeros + 1,
                        mouth.view(n, 1, 1).expand(n, 21, 3).contiguous())
 
 
-def sine_motion(n: int, noise_deg: float, seed: int = 0) -> MotionFrame:
+def sine_motion(n: int, noise_deg: float, seed: int = 0) -> MotionSequence:
     """yaw = 15°·sin(2π·0.5 Hz·t) (+ N(0, noise_deg)), everything else still."""
     gen = torch.Generator().manual_seed(seed)
     yaw = 15.0 * torch.sin(2 * math.pi * 0.5 * torch.arange(n) / FPS) + noise_deg * torch.randn(n, generator=gen)
     zeros = torch.zeros(n, 1)
-    return MotionFrame(zeros, yaw[:, None], zeros, torch.zeros(n, 3), zeros + 1.5, torch.zeros(n, 21, 3))
+    return MotionSequence(zeros, yaw[:, None], zeros, torch.zeros(n, 3), zeros + 1.5, torch.zeros(n, 21, 3))
 
 
 def peak_lag(signal: torch.Tensor, reference: torch.Tensor, max_lag: int = 5) -> int:
@@ -83,7 +83,7 @@ def median_time(fn: Callable[[], object], device: torch.device, repeats: int) ->
     return statistics.median(times)
 
 
-def streamed(motion: MotionFrame, options: SmoothingOptions) -> None:
+def streamed(motion: MotionSequence, options: SmoothingOptions) -> None:
     """Run a whole sequence through :class:`MotionSmoother` one frame at a time."""
     smoother = MotionSmoother(options)
     for frame in motion.iter_frames():

@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so ``import talkinghead`` is cheap)::
 
-    from talkinghead import Engine, AnimationOptions, MotionFrame
+    from talkinghead import Engine, AnimationOptions, MotionSequence
 
 Every name in ``__all__`` is public: the engine and its option dataclasses
 (whose fields carry help, range and default: :func:`widget_spec`),
@@ -28,7 +28,7 @@ _EXPORTS = {
     "DrivingCrop": "talkinghead.drivers.video",
     "resolve_device": "talkinghead.devices",
     "AnimationOptions": "talkinghead.motion.animate",
-    "MotionFrame": "talkinghead.motion.frame",
+    "MotionSequence": "talkinghead.motion.frame",
     "KeypointInfo": "talkinghead.motion.frame",
     "SmoothingOptions": "talkinghead.motion.smoothing",
     "CONTROL_SPECS": "talkinghead.motion.controls",

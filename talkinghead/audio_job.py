@@ -22,7 +22,7 @@ from .errors import MediaError
 from .jobs import AudioJobOptions, RenderOptions
 from .media.audio import load_audio
 from .motion.edits import reference_pose, scale_expression, still_head
-from .motion.frame import MotionFrame
+from .motion.frame import MotionSequence
 from .render.source import PreparedSource
 
 Speech = str | os.PathLike | np.ndarray
@@ -46,7 +46,7 @@ def audio_chunks(audio: Speech | Iterable[np.ndarray], sample_rate: int) -> Iter
 
 
 def generate_motion(backend: AudioBackend, source: PreparedSource, audio: Speech, options: AudioJobOptions,
-                    progress: bool = False) -> MotionFrame:
+                    progress: bool = False) -> MotionSequence:
     """The backend's offline motion for the whole clip, before the edits.
 
     Raises:
@@ -61,14 +61,14 @@ def generate_motion(backend: AudioBackend, source: PreparedSource, audio: Speech
         raise MediaError(f"{audio}: {error}") from error
 
 
-def edit_motion(source: PreparedSource, motion: MotionFrame, options: AudioJobOptions, reference: MotionFrame | None,
-                first_frame: int = 0) -> MotionFrame:
+def edit_motion(source: PreparedSource, motion: MotionSequence, options: AudioJobOptions, reference: MotionSequence | None,
+                first_frame: int = 0) -> MotionSequence:
     """``options``' edits on generated motion frames ``first_frame``… (expression scale, then still head or pose).
 
     Args:
         source: the prepared photo; its motion is the base of the edits.
         motion: (T) generated absolute motion frames.
-        options: ``expression_scale``, ``still``, ``pose_blend``.
+        options: ``expression_scale``, ``still_head``, ``pose_blend``.
         reference: a reference clip's motion whose head pose replaces/blends
             with the generated one (played back and forth), or None.
         first_frame: index of ``motion``'s first frame in the whole clip
@@ -76,15 +76,15 @@ def edit_motion(source: PreparedSource, motion: MotionFrame, options: AudioJobOp
     """
     base = source.info.motion
     motion = scale_expression(motion, base, options.expression_scale)
-    if options.still:
+    if options.still_head:
         return still_head(motion, base)
     if reference is not None:
         motion = reference_pose(motion, base, reference, options.pose_blend, first_frame)
     return motion
 
 
-def stream_motion(backend: AudioBackend, source: PreparedSource, chunks: Iterable[np.ndarray], options: AudioJobOptions,
-                  reference: MotionFrame | None, render: RenderOptions) -> Iterator[MotionFrame]:
+def stream_edited_motion(backend: AudioBackend, source: PreparedSource, chunks: Iterable[np.ndarray], options: AudioJobOptions,
+                  reference: MotionSequence | None, render: RenderOptions) -> Iterator[MotionSequence]:
     """The backend's streamed motion, edited and smoothed in streaming form, in chunks ready to render.
 
     ``render.smoothing`` runs in streaming form (:class:`~talkinghead.motion.smoothing.MotionSmoother`,

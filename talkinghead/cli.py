@@ -164,7 +164,7 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
     add_option(p, AudioJobOptions, "blinks")
     add_option(p, AudioJobOptions, "expression_scale", metavar="X")
     head = p.add_mutually_exclusive_group()
-    add_option(head, AudioJobOptions, "still")
+    add_option(head, AudioJobOptions, "still_head")
     head.add_argument("--pose-from", metavar="CLIP",
                       help="short video of the same person whose head motion is used (personalized pose)")
     p.add_argument("--pose-from-landmarks", metavar="FILE.json", help="68-point landmarks of the --pose-from clip")
@@ -297,7 +297,7 @@ def _provenance(args: argparse.Namespace):
     if args.command == "video":
         details.update(region=args.region, relative=args.relative)
     elif args.command == "audio":
-        details.update(emotion=args.emotion, seed=args.seed, still=args.still or None)
+        details.update(emotion=args.emotion, seed=args.seed, still_head=args.still_head or None)
     options = ProvenanceOptions(key=args.c2pa_key, cert=args.c2pa_cert).for_job(kind, **details)
     load_credential(options)
     return options
@@ -348,7 +348,7 @@ def _run_video(args: argparse.Namespace) -> None:
     motion = None
     if args.motion:
         saved = load_motion(args.motion)
-        job = engine.animate_driving_motion(source, saved.motion, saved.fps, options, render)
+        job = engine.animate_relative_motion(source, saved.motion, saved.fps, options, render)
     else:
         if args.save_motion:
             # the whole clip's motion: --max-frames limits the rendering only
@@ -371,7 +371,7 @@ def _audio_options(args: argparse.Namespace):
 
     return AudioJobOptions(
         backend=args.audio_backend, config=args.ditto_config, steps=args.steps, seed=args.seed, emotion=args.emotion, blinks=args.blinks,
-        expression_scale=args.expression_scale, still=args.still, pose_from=args.pose_from,
+        expression_scale=args.expression_scale, still_head=args.still_head, pose_from=args.pose_from,
         pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend,
     )
 

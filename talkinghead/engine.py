@@ -24,23 +24,23 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .audio_job import audio_chunks, edit_motion, generate_motion, stream_motion
+from .audio_job import audio_chunks, edit_motion, generate_motion, stream_edited_motion
 from .devices import resolve_device
 from .drivers.audio import AudioBackend, SourceSettings, audio_backend
 from .drivers.batches import smoothed_batches
-from .drivers.video import CropMode, DrivingBatch, VideoDriver
+from .drivers.video import CropMode, DrivingBatch, DrivingCrop, VideoDriver
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, load_restorer, load_upscaler
 from .enhance.finish import Finisher
 from .errors import ControlError
 from .face.crop import DrivingBoxMode
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
-from .jobs import AudioJobOptions, RenderOptions, VideoJob
+from .jobs import AudioJobOptions, EngineOptions, RenderOptions, VideoJob
 from .media.provenance import ProvenanceOptions
 from .media.video import AudioSource, frames_at_rate, probe_video, write_frames
 from .models.liveportrait import LivePortraitNetworks
 from .motion.animate import AnimationOptions
 from .motion.controls import Controls
-from .motion.frame import MotionFrame
+from .motion.frame import MotionSequence
 from .motion.keyframes import KeyframeTrack, sample_controls
 from .motion.smoothing import SmoothingOptions, smooth_motion
 from .render import Renderer
@@ -74,7 +74,7 @@ class Engine:
         self._upscaler: Upscaler | None = None
 
     @classmethod
-    def from_pretrained(cls, weights: str | os.PathLike | None = None, device: str | torch.device = "auto",
+    def from_pretrained(cls, weights: str | os.PathLike | None = None, device: str | torch.device = EngineOptions.device,
                         landmarks: LandmarkProvider | None = None, precision: str = "fp32",
                         progress: bool = True, revision: str | Mapping[str, str] | None = None) -> "Engine":
         """Build the engine from LivePortrait's checkpoints on ``device`` ("auto", "cuda" or "cpu").
@@ -118,8 +118,8 @@ class Engine:
     # ----------------------------------------------------------- video jobs
     def animate_video(self, source: PreparedSource, driving: str | os.PathLike,
                       options: AnimationOptions = AnimationOptions(), render: RenderOptions = RenderOptions(), *,
-                      driving_landmarks: LandmarkSpec = None, crop_driving: CropMode = "auto",
-                      driving_box: DrivingBoxMode = "average") -> VideoJob:
+                      driving_landmarks: LandmarkSpec = None, crop_driving: CropMode = DrivingCrop.crop_driving,
+                      driving_box: DrivingBoxMode = DrivingCrop.driving_box) -> VideoJob:
         """Animate ``source`` with a driving video's motion: a lazy job at its frame rate, with its audio.
 
         ``crop_driving``: "auto" (crop unless the clip is square), "on", "off".  ``driving_box``: "average"
@@ -141,7 +141,8 @@ class Engine:
     def animate_source_video(self, source_video: str | os.PathLike, driving: str | os.PathLike,
                              options: AnimationOptions = AnimationOptions(), render: RenderOptions = RenderOptions(),
                              *, source_landmarks: LandmarkSpec = None, driving_landmarks: LandmarkSpec = None,
-                             crop_driving: CropMode = "auto", driving_box: DrivingBoxMode = "average") -> VideoJob:
+                             crop_driving: CropMode = DrivingCrop.crop_driving,
+                             driving_box: DrivingBoxMode = DrivingCrop.driving_box) -> VideoJob:
         """Re-animate a video of a face with a driving video (LivePortrait's video-to-video; as :meth:`animate_video`).
 
         Source frame i is driven by driving frame i and pasted back into itself
@@ -164,7 +165,7 @@ class Engine:
                                      self.networks.stitching, options, render.controls)
         yield from self._frames(driven, render)
 
-    def animate_driving_motion(self, source: PreparedSource, driving: MotionFrame, fps: float,
+    def animate_relative_motion(self, source: PreparedSource, driving: MotionSequence, fps: float,
                                options: AnimationOptions = AnimationOptions(),
                                render: RenderOptions = RenderOptions()) -> VideoJob:
         """:meth:`animate_video` with the driving motion given as (T) frames at ``fps`` Hz (frame 0: the anchor).
@@ -173,10 +174,10 @@ class Engine:
         """
         if options.retargeting:
             raise ControlError("eye/lip retargeting needs a driving video (landmarks of its frames), not a motion file")
-        driving = driving.to(self.device)[: render.max_frames or driving.batch_size]
+        driving = driving.to(self.device)[: render.max_frames or driving.n_frames]
         size = self._batch_size(render)
-        batches = (DrivingBatch(driving[i:i + size], None) for i in range(0, driving.batch_size, size))
-        return VideoJob(frames=self._driven_frames(source, batches, options, render), fps=fps, n_frames=driving.batch_size)
+        batches = (DrivingBatch(driving[i:i + size], None) for i in range(0, driving.n_frames, size))
+        return VideoJob(frames=self._driven_frames(source, batches, options, render), fps=fps, n_frames=driving.n_frames)
 
     def _driven_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
                        render: RenderOptions) -> Iterator[np.ndarray]:
@@ -186,38 +187,39 @@ class Engine:
         return self._frames(driven, render)
 
     def extract_motion(self, video: str | os.PathLike, landmarks: LandmarkSpec = None, max_frames: int | None = None,
-                       crop: CropMode = "auto", box: DrivingBoxMode = "average") -> MotionFrame:
+                       crop: CropMode = DrivingCrop.crop_driving,
+                       box: DrivingBoxMode = DrivingCrop.driving_box) -> MotionSequence:
         """Motion of every frame of a video as M sees it (e.g. a head-pose track); ``box``: see :meth:`animate_video`.
 
         Raises MediaError (unreadable video), NoFaceError (no face to crop) or ControlError (an unknown ``box``).
         """
         driver = VideoDriver(video, self.networks.motion, landmarks=self._provider(landmarks) if crop != "off" else None,
                              crop=crop, box=box, max_frames=max_frames, batch_size=8 if self.device.type == "cuda" else 4)
-        return MotionFrame.cat([batch.motion.motion for batch in driver])
+        return MotionSequence.cat([batch.motion.motion for batch in driver])
 
     # ------------------------------------------------- motion-sequence jobs
-    def animate_motion(self, source: PreparedSource, motion: MotionFrame, fps: float,
+    def animate_absolute_motion(self, source: PreparedSource, motion: MotionSequence, fps: float,
                        render: RenderOptions = RenderOptions(), *, audio: AudioSource | None = None,
                        controls: Sequence[Controls] | None = None, stitching: bool = True) -> VideoJob:
         """Render an absolute (T) motion sequence (degrees, any device) at ``fps`` Hz, smoothed whole first.
 
         Raises ControlError when ``controls`` (per frame, replacing ``render.controls``) are not T.
         """
-        if controls is not None and len(controls) != motion.batch_size:
-            raise ControlError(f"{len(controls)} controls for {motion.batch_size} motion frames: give one per frame")
+        if controls is not None and len(controls) != motion.n_frames:
+            raise ControlError(f"{len(controls)} controls for {motion.n_frames} motion frames: give one per frame")
         whole = smooth_motion(motion.to(self.device), render.smoothing)
-        motion = whole[: render.max_frames or whole.batch_size]
-        controls = controls or [render.controls or Controls()] * motion.batch_size
+        motion = whole[: render.max_frames or whole.n_frames]
+        controls = controls or [render.controls or Controls()] * motion.n_frames
         driven = absolute_keypoints(source, motion, controls, self.networks.stitching, self._batch_size(render), stitching)
-        return VideoJob(frames=self._frames(driven, render), fps=fps, n_frames=motion.batch_size, audio=audio,
+        return VideoJob(frames=self._frames(driven, render), fps=fps, n_frames=motion.n_frames, audio=audio,
                         motion=whole)
 
     def animate_keyframes(self, source: PreparedSource, track: KeyframeTrack,
                           render: RenderOptions = RenderOptions()) -> VideoJob:
         """A still photo animated along a pose path (keyframed controls), at the track's fps."""
         controls = sample_controls(track, render.max_frames)  # only the frames rendered
-        motion = MotionFrame.cat([source.info.motion] * len(controls))
-        return self.animate_motion(source, motion, track.fps, render, controls=controls)
+        motion = MotionSequence.cat([source.info.motion] * len(controls))
+        return self.animate_absolute_motion(source, motion, track.fps, render, controls=controls)
 
     def still_image(self, source: PreparedSource, controls: Controls = Controls(), paste_back: bool = True,
                     enhance: EnhanceOptions = EnhanceOptions()) -> np.ndarray:
@@ -226,7 +228,7 @@ class Engine:
         The photo's size, 512×512 without paste-back; twice each side with ``enhance.upscale == 2``.
         """
         render = RenderOptions(paste_back=paste_back, controls=controls, enhance=enhance)
-        return next(iter(self.animate_motion(source, source.info.motion, 25.0, render).frames))
+        return next(iter(self.animate_absolute_motion(source, source.info.motion, 25.0, render).frames))
 
     # ------------------------------------------------------------ audio job
     def audio_backend(self, name: str = "ditto") -> AudioBackend:
@@ -244,7 +246,7 @@ class Engine:
         return self.audio_backend(options.backend).source_settings(options)
 
     def audio_motion(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray,
-                     options: AudioJobOptions = AudioJobOptions(), progress: bool = False) -> MotionFrame:
+                     options: AudioJobOptions = AudioJobOptions(), progress: bool = False) -> MotionSequence:
         """Motion for a speech clip at the backend's rate (Ditto: 25 fps, ceil(duration·25) frames).
 
         ``audio``: a speech file or a (S,) float32 mono waveform at the backend's rate (Ditto: 16 kHz).
@@ -265,19 +267,19 @@ class Engine:
         """
         backend = self.audio_backend(options.backend)
         chunks = audio_chunks(audio, backend.sample_rate)
-        motion = stream_motion(backend, source, chunks, options, self._reference_pose(options), render)
+        motion = stream_edited_motion(backend, source, chunks, options, self._reference_pose(options), render)
         per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
         stitching = backend.stitching(options, online=True)
         for ready in motion:
-            yield from self.animate_motion(source, ready, backend.fps, per_chunk, stitching=stitching).frames
+            yield from self.animate_absolute_motion(source, ready, backend.fps, per_chunk, stitching=stitching).frames
 
-    def _reference_pose(self, options: AudioJobOptions) -> MotionFrame | None:
-        wanted = options.pose_from is not None and not options.still
+    def _reference_pose(self, options: AudioJobOptions) -> MotionSequence | None:
+        wanted = options.pose_from is not None and not options.still_head
         return self.extract_motion(options.pose_from, landmarks=options.pose_from_landmarks) if wanted else None
 
     def animate_audio(self, source: PreparedSource, audio: str | os.PathLike,
                       options: AudioJobOptions = AudioJobOptions(), render: RenderOptions = RenderOptions(), *,
-                      motion: MotionFrame | None = None, fps: float | None = None, progress: bool = False) -> VideoJob:
+                      motion: MotionSequence | None = None, fps: float | None = None, progress: bool = False) -> VideoJob:
         """Photo + speech → talking video at the backend's rate (Ditto: 25 fps) with the speech as its audio track.
 
         The motion (``job.motion``) is generated first, then frames are rendered lazily.  ``motion``:
@@ -291,8 +293,8 @@ class Engine:
             stitching = backend.stitching(options)
         elif fps is None:
             fps = audio_backend(options.backend).fps
-        n = motion.batch_size if render.max_frames is None else min(render.max_frames, motion.batch_size)
-        return self.animate_motion(source, motion, fps, render, audio=AudioSource(audio, duration_s=n / fps),
+        n = motion.n_frames if render.max_frames is None else min(render.max_frames, motion.n_frames)
+        return self.animate_absolute_motion(source, motion, fps, render, audio=AudioSource(audio, duration_s=n / fps),
                                    stitching=stitching)
 
     # ------------------------------------------------- finishing and output

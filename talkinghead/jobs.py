@@ -20,7 +20,7 @@ from .drivers.audio.ditto.driver import DEFAULT_STEPS, AudioDriverOptions
 from .enhance import EnhanceOptions
 from .media.video import AudioSource
 from .motion.controls import Controls
-from .motion.frame import MotionFrame
+from .motion.frame import MotionSequence
 from .motion.smoothing import SmoothingOptions
 from .options import check_options, option, option_like, spec_of
 
@@ -46,7 +46,7 @@ class VideoJob:
     fps: float
     n_frames: int
     audio: AudioSource | None = None
-    motion: MotionFrame | None = None
+    motion: MotionSequence | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class AudioJobOptions:
             :meth:`~talkinghead.drivers.audio.ditto.config.DittoConfig.driver_options`);
             None = the configuration's.
         expression_scale: gain on the generated expression deltas, 0–3 (1 = as generated).
-        still: keep the photo's head pose (only the face moves).
+        still_head: keep the photo's head pose (only the face moves; CLI ``--still-head``).
         pose_from: a short clip of the same person whose head-pose track
             replaces/blends with the generated pose (personalized head motion).
         pose_from_landmarks: 68-point landmarks of that clip (JSON) if it
@@ -104,7 +104,7 @@ class AudioJobOptions:
                                      "2.4-4 s, seeded by --seed; off: the photo's eyes throughout")
     expression_scale: float = option(1.0, what="expression scale", range=(0.0, 3.0),
                                      help="gain on the generated expression")
-    still: bool = option(False, what="still head", help="keep the photo's head pose; only the face moves")
+    still_head: bool = option(False, what="still head", help="keep the photo's head pose; only the face moves")
     pose_from: str | os.PathLike | None = None
     pose_from_landmarks: str | os.PathLike | None = None
     pose_blend: float = option(1.0, what="pose blend", range=(0.0, 1.0),

@@ -206,7 +206,7 @@ def test_job_handlers_take_the_widget_values_by_name_in_the_forms_field_order() 
         assert {"reference_clip", "source_video"} & {f.name for f in dataclasses.fields(form)} <= optional
     options = app.AudioForm(head_motion="from a reference clip", reference_clip="clip.mp4", emotion="happy",
                             steps=3, blinks=app.FROM_CONFIG).options()
-    assert (options.pose_from, options.emotion, options.steps, options.blinks, options.still) == \
+    assert (options.pose_from, options.emotion, options.steps, options.blinks, options.still_head) == \
         ("clip.mp4", "happy", 3, None, False)
     render = app.VideoForm(max_frames=0, upscale="2x", smoothing=0.5).render()
     assert (render.max_frames, render.enhance.upscale, render.smoothing.pose) == (None, 2, 0.5)

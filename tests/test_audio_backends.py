@@ -21,7 +21,7 @@ from talkinghead.drivers.audio.backend import AudioBackend, unregister_audio_bac
 from talkinghead.engine import AudioJobOptions, RenderOptions
 from talkinghead.errors import ControlError, MediaError
 from talkinghead.media.audio import load_audio
-from talkinghead.motion.frame import MotionFrame
+from talkinghead.motion.frame import MotionSequence
 
 SPEECH = TESTDATA / "audio" / "espeak_en_us_with_silence.wav"
 LOWER_LIP = (19, 20)
@@ -51,21 +51,21 @@ class LoudnessBackend:
     def stitching(self, options, online: bool = False) -> bool:
         return True
 
-    def _mouth(self, source, samples: np.ndarray) -> MotionFrame:
+    def _mouth(self, source, samples: np.ndarray) -> MotionSequence:
         """One frame per 400 samples (the last may be shorter): the photo's motion, lower lip moved by the RMS."""
         rms = torch.tensor([float(np.sqrt(np.mean(np.square(samples[i:i + self.frame_samples]))))
                             for i in range(0, samples.size, self.frame_samples)])
-        motion = MotionFrame.cat([source.info.motion] * rms.numel())
+        motion = MotionSequence.cat([source.info.motion] * rms.numel())
         exp = motion.exp.clone()
         exp[:, LOWER_LIP, 1] += self.gain * rms[:, None]
-        return MotionFrame(pitch=motion.pitch, yaw=motion.yaw, roll=motion.roll, t=motion.t, scale=motion.scale, exp=exp)
+        return MotionSequence(pitch=motion.pitch, yaw=motion.yaw, roll=motion.roll, t=motion.t, scale=motion.scale, exp=exp)
 
-    def generate(self, samples: np.ndarray, source, options, progress: bool = False) -> MotionFrame:
+    def generate(self, samples: np.ndarray, source, options, progress: bool = False) -> MotionSequence:
         if samples.size == 0:
             raise MediaError("the audio is empty")
         return self._mouth(source, samples)
 
-    def stream(self, chunks: Iterable[np.ndarray], source, options) -> Iterator[MotionFrame]:
+    def stream(self, chunks: Iterable[np.ndarray], source, options) -> Iterator[MotionSequence]:
         pending = np.zeros(0, np.float32)
         for chunk in chunks:
             self.streamed_chunks += 1
@@ -116,7 +116,7 @@ def test_the_offline_job_runs_through_the_backend(engine, photo, speech) -> None
     options = AudioJobOptions(backend="loudness")
     job = engine.animate_audio(photo, SPEECH, options)  # frames are rendered lazily: none here
     n = math.ceil(speech.size / 400)
-    assert (job.fps, job.n_frames, job.motion.batch_size) == (40.0, n, n)
+    assert (job.fps, job.n_frames, job.motion.n_frames) == (40.0, n, n)
     motion = job.motion
     base = photo.info.motion
     for name in ("pitch", "yaw", "roll", "t", "scale"):

@@ -53,7 +53,7 @@ def _check_motion(motion, n_frames: int, source) -> None:
     softmax.)  Catches motion mixed absolutely or against another anchor, and
     a degree conversion that differs between the driver and the photo.
     """
-    assert motion.batch_size == n_frames
+    assert motion.n_frames == n_frames
     for name in ("pitch", "yaw", "roll", "t", "scale", "exp"):
         assert torch.isfinite(getattr(motion, name)).all(), name
     for name in ("pitch", "yaw", "roll", "t", "scale"):
@@ -88,7 +88,7 @@ def test_same_seed_same_motion_other_seed_differs(audio_engine, astronaut) -> No
 def test_head_motion_choices(audio_engine, astronaut) -> None:
     samples = load_audio(AUDIO / "st_RD_Radio31_000.wav")[:16000]
     model = audio_engine.audio_motion(astronaut, samples, FAST)
-    still = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(driver=FAST.driver, still=True))
+    still = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(driver=FAST.driver, still_head=True))
     assert torch.equal(still.exp, model.exp)
     assert torch.equal(still.yaw, astronaut.info.yaw.expand(25, 1))
     personal = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(
@@ -124,7 +124,7 @@ def test_cli_renders_a_short_cut_with_its_audio_and_saves_motion(tmp_path: Path,
     with av.open(str(out)) as c:
         stream = c.streams.audio[0]
         assert float(stream.duration * stream.time_base) == pytest.approx(0.1, abs=0.03)
-    assert load_motion(saved).motion.batch_size == 3
+    assert load_motion(saved).motion.n_frames == 3
 
     # the saved motion drives the video job too (relative to its first frame); 1 frame is enough
     again = tmp_path / "again.mp4"

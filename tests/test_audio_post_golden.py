@@ -29,7 +29,7 @@ from talkinghead.drivers.audio.ditto.condition import (
 from talkinghead.drivers.audio.ditto.postprocess import (
     EYE_ROWS,
     LIP_ROWS,
-    Controls,
+    DittoControls,
     MotionPostprocessor,
     PostprocessOptions,
     blink_schedule,
@@ -58,11 +58,11 @@ def options_for(variant: str, post_info: dict, ditto_post_golden: dict[str, torc
         return PostprocessOptions()
     info = post_info["shipped"]
     per_frame = {
-        int(frame): Controls(**{k: torch.tensor(v) if k == "delta_exp" else v for k, v in ctrl.items()})
+        int(frame): DittoControls(**{k: torch.tensor(v) if k == "delta_exp" else v for k, v in ctrl.items()})
         for frame, ctrl in info["ctrl_info"].items()
     }
     return PostprocessOptions(blink_template=ditto_post_golden["post.blink_template"], blink_gaps=20,
-                              driven=info["use_d_keys"], overall=Controls(**info["overall_ctrl_info"]),
+                              driven=info["use_d_keys"], overall=DittoControls(**info["overall_ctrl_info"]),
                               per_frame=per_frame)
 
 
@@ -228,8 +228,8 @@ def test_absolute_mode_and_driven_subset(ditto_inputs, ditto_post_golden):
 def test_pose_gains_follow_dittos_order(ditto_inputs, ditto_post_golden):
     """alpha_* alone scales the bin logits; with delta_* it scales degrees after the offset (ctrl_motion)."""
     rows = ditto_post_golden["post.motion_clipped"][:2]
-    options = PostprocessOptions(fix_gaze=False, per_frame={0: Controls(alpha_yaw=0.5),
-                                                            1: Controls(alpha_yaw=0.5, delta_yaw=4.0)})
+    options = PostprocessOptions(fix_gaze=False, per_frame={0: DittoControls(alpha_yaw=0.5),
+                                                            1: DittoControls(alpha_yaw=0.5, delta_yaw=4.0)})
     post = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], options)
     result = post(rows, rows[0])
     mixed = ditto_inputs["src.yaw"][0] + (rows[:, 67:133] - rows[0, 67:133])
@@ -242,7 +242,7 @@ def test_fade_towards_the_source_or_the_first_frame(ditto_inputs, ditto_post_gol
     rows = ditto_post_golden["post.motion_clipped"][:4]
     base = PostprocessOptions(fix_gaze=False)
     faded = PostprocessOptions(fix_gaze=False, fade=target, fade_keys=("exp", "t"),
-                               per_frame={2: Controls(fade_alpha=0.25)})
+                               per_frame={2: DittoControls(fade_alpha=0.25)})
     plain = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], base)(rows, rows[0]).motion
     motion = MotionPostprocessor(ditto_inputs["s_kp_cond"], ditto_inputs["src.kp"], faded)(rows, rows[0]).motion
     exp_to = ditto_inputs["src.exp"].reshape(21, 3) if target == "s" else plain.exp[0]

@@ -22,7 +22,7 @@ from talkinghead.drivers.audio.ditto.windows import SHIPPED_ONLINE, WindowConfig
 from talkinghead.errors import ControlError, MediaError
 from talkinghead.face.crop import transform_points
 from talkinghead.media.audio import load_audio
-from talkinghead.motion.frame import MotionFrame
+from talkinghead.motion.frame import MotionSequence
 
 FAST = AudioDriverOptions(steps=2, seed=0)
 
@@ -43,19 +43,19 @@ def astronaut(audio_engine):
 
 @pytest.fixture(scope="module")
 def stream(audio_engine, astronaut):
-    """``stream(chunks, options, config)`` → the generator of MotionFrame chunks for the astronaut photo."""
+    """``stream(chunks, options, config)`` → the generator of MotionSequence chunks for the astronaut photo."""
     driver = audio_engine.audio_backend("ditto").driver
 
     def run(chunks: Iterable[np.ndarray], options: AudioDriverOptions = FAST,
-            config: WindowConfig = SHIPPED_ONLINE) -> Iterator[MotionFrame]:
+            config: WindowConfig = SHIPPED_ONLINE) -> Iterator[MotionSequence]:
         return stream_motion(driver, chunks, *astronaut, options, config)
 
     return run
 
 
-def _check(chunks: list[MotionFrame], n_frames: int) -> MotionFrame:
-    motion = MotionFrame.cat(chunks)
-    assert motion.batch_size == n_frames
+def _check(chunks: list[MotionSequence], n_frames: int) -> MotionSequence:
+    motion = MotionSequence.cat(chunks)
+    assert motion.n_frames == n_frames
     for name in ("pitch", "yaw", "roll", "t", "scale", "exp"):
         assert torch.isfinite(getattr(motion, name)).all(), name
     return motion
@@ -89,7 +89,7 @@ def test_first_chunk_arrives_after_0_9_s_of_audio(stream, speech) -> None:
 
     motion = stream(counted(iter_audio_chunks(speech, 3200)))
     first = next(motion)
-    assert (pulled, first.batch_size) == (5, 10)  # of 10 chunks; V = 80 − 70 frames per window
+    assert (pulled, first.n_frames) == (5, 10)  # of 10 chunks; V = 80 − 70 frames per window
     motion.close()
 
 

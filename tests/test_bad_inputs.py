@@ -578,7 +578,7 @@ def check_4k(ctx: Ctx, options: dict) -> None:
     info = probe_video(options["--driving"])
     assert (info.width, info.height, info.n_frames) == (3840, 2160, 2)
     big = motion_of(ctx, options["--driving"], options["--driving-landmarks"])
-    assert big.batch_size == 2
+    assert big.n_frames == 2
     small = motion_of(ctx, D9, landmarks_json("lp_d9.mp4"), max_frames=2)
     # the same face cut from the same place: the same pose within a degree
     for name in ("pitch", "yaw", "roll"):
@@ -618,13 +618,13 @@ def check_vfr(ctx: Ctx, options: dict) -> None:
     info = probe_video(options["--driving"])
     with VideoReader(options["--driving"], fps=info.fps) as reader:
         ticks = sum(1 for _ in reader)
-    assert motion.batch_size == ticks >= len(VFR_MS) - 2
+    assert motion.n_frames == ticks >= len(VFR_MS) - 2
 
 
 def check_one_frame_driving(ctx: Ctx, options: dict) -> None:
     """A one-frame driving clip drives one frame (the source as it is, relative to itself)."""
     motion = motion_of(ctx, options["--driving"], options["--driving-landmarks"], crop="auto")
-    assert motion.batch_size == 1
+    assert motion.n_frames == 1
 
 
 def zero_frames(name: str) -> Callable[[Ctx], dict]:
@@ -659,7 +659,7 @@ def check_unchecked_clip(ctx: Ctx, options: dict) -> None:
 
     with pytest.warns(UserWarning, match=r"coffee_square\.mp4 was not checked for a face.*--driving-landmarks"):
         driver = VideoDriver(options["--driving"], ctx.engine().networks.motion, landmarks=_NoDetector())
-    assert not driver.cropped and sum(batch.motion.batch_size for batch in driver) == 5
+    assert not driver.cropped and sum(batch.motion.n_frames for batch in driver) == 5
 
 
 VIDEO_ROWS = [

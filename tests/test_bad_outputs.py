@@ -40,7 +40,7 @@ from talkinghead.errors import MediaError
 from talkinghead.media import _files
 from talkinghead.media.image import load_image, save_image
 from talkinghead.media.video import VideoWriter, probe_video
-from talkinghead.motion.frame import KeypointInfo, MotionFrame
+from talkinghead.motion.frame import KeypointInfo, MotionSequence
 from talkinghead.motion.io import MotionFile, save_motion
 
 FIELDS = ("pitch", "yaw", "roll", "t", "scale", "exp", "kp")
@@ -88,7 +88,7 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
     paths["motion"] = folder / "motion.safetensors"     # the golden run's two driving frames as a motion file
     golden = load_golden(LP_FIXTURES / "golden_pipeline.safetensors")
     frames = [KeypointInfo(**{f: golden[f"synth.driving{i}.{f}"] for f in FIELDS}).motion for i in (0, 1)]
-    save_motion(paths["motion"], MotionFile(MotionFrame.cat(frames), 25.0))
+    save_motion(paths["motion"], MotionFile(MotionSequence.cat(frames), 25.0))
     paths["kf"] = folder / "path.json"
     paths["kf"].write_text(json.dumps({"fps": 25, "keyframes": [{"t": 0.0}, {"t": 0.08, "yaw": 20}]}))
     return paths
@@ -420,11 +420,11 @@ def test_save_motion_is_the_whole_clip_not_cut_to_max_frames(inputs, tmp_path: P
 
 def test_audio_job_motion_is_whole_when_max_frames_cuts_the_render(engine) -> None:
     from talkinghead.engine import RenderOptions
-    from talkinghead.motion.frame import MotionFrame
+    from talkinghead.motion.frame import MotionSequence
 
     source = engine.prepare_source(ASTRONAUT, landmarks=landmarks_json("astronaut.png"))
-    job = engine.animate_motion(source, MotionFrame.cat([source.info.motion] * 7), 25.0, RenderOptions(max_frames=2))
-    assert (job.n_frames, job.motion.batch_size) == (2, 7)
+    job = engine.animate_absolute_motion(source, MotionSequence.cat([source.info.motion] * 7), 25.0, RenderOptions(max_frames=2))
+    assert (job.n_frames, job.motion.n_frames) == (2, 7)
 
 
 def test_long_keyframe_path_is_sampled_only_to_max_frames(engine) -> None:

@@ -20,7 +20,7 @@ from talkinghead.motion.controls import (
     retargeting_offsets, target_ratios,
 )
 from talkinghead.motion.curves import motion_curves, plot_curves
-from talkinghead.motion.frame import MotionFrame
+from talkinghead.motion.frame import MotionSequence
 from talkinghead.motion.keyframes import (
     interpolate_values, keyframe_motion, parse_keyframes, read_keyframes, sample_controls,
 )
@@ -45,11 +45,11 @@ def info(source):
     return source.info
 
 
-def changed_fields(a: MotionFrame, b: MotionFrame) -> set[str]:
+def changed_fields(a: MotionSequence, b: MotionSequence) -> set[str]:
     return {name for name in MOTION_FIELDS if not torch.equal(getattr(a, name), getattr(b, name))}
 
 
-def changed_rows(a: MotionFrame, b: MotionFrame) -> set[int]:
+def changed_rows(a: MotionSequence, b: MotionSequence) -> set[int]:
     return set(torch.nonzero((a.exp - b.exp).abs().amax(dim=(0, 2))).flatten().tolist())
 
 
@@ -68,7 +68,7 @@ def test_neutral_controls_are_bit_exact(info):
     kp = KeypointTransform.from_motion(edited).apply(info.kp)
     assert torch.equal(kp, implicit_keypoints(info))
     sequence = apply_controls(info, [Controls()] * 3)
-    assert sequence.batch_size == 3 and all(changed_fields(f, info) == set() for f in sequence.iter_frames())
+    assert sequence.n_frames == 3 and all(changed_fields(f, info) == set() for f in sequence.iter_frames())
 
 
 def test_neutral_retargeting_offsets_are_exact_zeros(engine, source, info):
@@ -266,7 +266,7 @@ def test_ease_in_out_starts_and_stops_at_rest():
 def test_keyframe_motion_of_a_photo(info):
     track = parse_keyframes(KEYS)
     motion = keyframe_motion(info, track)
-    assert motion.batch_size == track.n_frames
+    assert motion.n_frames == track.n_frames
     assert changed_fields(motion[0], info) == set()  # first key is neutral: the source itself
     assert torch.allclose(motion.yaw[10], info.yaw[0] + 20.0)
 

@@ -287,12 +287,12 @@ def test_cli_refuses_an_unsafe_config(tmp_path, all_weights_dir, capsys):
 
 def test_cli_renders_a_saved_motion_without_any_ditto_file(tmp_path, lp_weights_dir, engine):
     """``audio --motion FILE`` needs no Ditto file (nor its configuration): the motion is not generated."""
-    from talkinghead.motion.frame import MotionFrame
+    from talkinghead.motion.frame import MotionSequence
     from talkinghead.motion.io import MotionFile, save_motion
 
     source = engine.prepare_source(TESTDATA / "images" / "astronaut.png", landmarks=landmarks_json("astronaut.png"))
     saved = tmp_path / "still.motion.safetensors"
-    save_motion(saved, MotionFile(MotionFrame.cat([source.info.motion.to("cpu")] * 2), 25.0))
+    save_motion(saved, MotionFile(MotionSequence.cat([source.info.motion.to("cpu")] * 2), 25.0))
     out = tmp_path / "out.mp4"
     status = main([str(a) for a in (
         "audio", "--source", TESTDATA / "images" / "astronaut.png", "--audio", TESTDATA / "audio" / "espeak_en_us.wav",

@@ -33,7 +33,7 @@ from talkinghead.drivers.audio.ditto.windows import (
     WindowRecord,
     clip_motion,
     generate_offline,
-    smooth_motion,
+    smooth_window,
     stream_online,
 )
 from talkinghead.errors import WeightsError
@@ -313,7 +313,7 @@ def _run_offline(sampler, g, inputs, manifest) -> tuple[Tensor, list[WindowRecor
 def _check_offline(motion: Tensor, records: list[WindowRecord], g: dict[str, Tensor]) -> None:
     _check_records(records, g, "off")
     n = motion.shape[0]
-    final_smoothed = smooth_motion(records[-1].sequence[:n], 0, n, kernel=3)
+    final_smoothed = smooth_window(records[-1].sequence[:n], 0, n, kernel=3)
     assert_rel(final_smoothed, g["off.final_res_smoothed"][0], "off.final_res_smoothed")
     assert_rel(motion, g["off.final_clipped"], "off.final_clipped")
     assert torch.equal(clip_motion(g["off.final_res_smoothed"][0], g["off.v_min_max"]), g["off.final_clipped"])

@@ -23,7 +23,7 @@ from conftest import LP_FIXTURES, assert_close, load_golden, lp_file_entry
 from talkinghead.errors import ControlError, WeightsError
 from talkinghead.models.stitching import StitchingRetargeting
 from talkinghead.motion.animate import AnimationOptions, Animator, EyeLipRatios
-from talkinghead.motion.frame import KeypointInfo, MotionFrame
+from talkinghead.motion.frame import KeypointInfo, MotionSequence
 from talkinghead.motion.keypoints import (
     RAW_HEADS,
     KeypointTransform,
@@ -112,13 +112,13 @@ class Run:
         return self.infos["source"]
 
     @property
-    def anchor(self) -> MotionFrame:
+    def anchor(self) -> MotionSequence:
         return self.infos["driving0"].motion
 
     @property
-    def driving(self) -> MotionFrame:
+    def driving(self) -> MotionSequence:
         """Both driving frames as one batch."""
-        return MotionFrame.cat([self.infos["driving0"].motion, self.infos["driving1"].motion])
+        return MotionSequence.cat([self.infos["driving0"].motion, self.infos["driving1"].motion])
 
     def frames(self, field: str) -> torch.Tensor:
         """Golden ``frame{i}.<field>`` for both frames, concatenated on the batch axis."""

@@ -10,7 +10,7 @@ from conftest import LP_FIXTURES, load_golden
 from safetensors.torch import load_file, save_file
 
 from talkinghead.errors import ControlError
-from talkinghead.motion.frame import KeypointInfo, MotionFrame
+from talkinghead.motion.frame import KeypointInfo, MotionSequence
 from talkinghead.motion.io import FORMAT, FORMAT_VERSION, MotionFile, load_motion, save_motion
 
 FIELDS = ("pitch", "yaw", "roll", "t", "scale", "exp")
@@ -28,7 +28,7 @@ def _info(golden: dict[str, torch.Tensor], who: str) -> KeypointInfo:
 @pytest.fixture(scope="module")
 def motion_file(golden) -> MotionFile:
     """The synthetic golden run: two driving frames and the source's keypoint info."""
-    motion = MotionFrame.cat([_info(golden, "driving0").motion, _info(golden, "driving1").motion])
+    motion = MotionSequence.cat([_info(golden, "driving0").motion, _info(golden, "driving1").motion])
     return MotionFile(motion=motion, fps=29.97002997002997, producer="talkinghead test", source=_info(golden, "source"))
 
 
@@ -39,7 +39,7 @@ def saved(tmp_path, motion_file) -> Path:
     return path
 
 
-def _assert_bit_exact(actual: MotionFrame, expected: MotionFrame) -> None:
+def _assert_bit_exact(actual: MotionSequence, expected: MotionSequence) -> None:
     assert type(actual) is type(expected)
     for name in FIELDS + (("kp",) if isinstance(expected, KeypointInfo) else ()):
         a, e = getattr(actual, name), getattr(expected, name)
@@ -66,7 +66,7 @@ def test_round_trip_without_source_and_from_keypoint_info(tmp_path, golden) -> N
 def test_fields_sharing_memory_are_saved(tmp_path) -> None:
     """A neutral motion built from one shared zero tensor (pitch = yaw = roll) still saves."""
     zero = torch.zeros(3, 1)
-    neutral = MotionFrame(zero, zero, zero, torch.zeros(3, 3), zero + 1.5, torch.zeros(3, 21, 3))
+    neutral = MotionSequence(zero, zero, zero, torch.zeros(3, 3), zero + 1.5, torch.zeros(3, 21, 3))
     save_motion(tmp_path / "neutral.safetensors", MotionFile(motion=neutral, fps=25.0))
     _assert_bit_exact(load_motion(tmp_path / "neutral.safetensors").motion, neutral)
 

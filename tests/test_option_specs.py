@@ -97,7 +97,7 @@ SWITCHES = [  # (command, flags, options class, the field values they give)
      {"region": "lip", "driving_multiplier": 1.5}),
     ("video", ["--crop-driving", "on", "--driving-box", "track"], DrivingCrop,
      {"crop_driving": "on", "driving_box": "track"}),
-    ("audio", ["--still"], AudioJobOptions, {"still": True}),
+    ("audio", ["--still-head"], AudioJobOptions, {"still_head": True}),
     ("audio", ["--steps", "10", "--seed", "3", "--pose-blend", "0.5"], AudioJobOptions,
      {"steps": 10, "seed": 3, "pose_blend": 0.5}),
     ("pose", ["--no-paste-back", "--batch-size", "2"], RenderOptions, {"paste_back": False, "batch_size": 2}),

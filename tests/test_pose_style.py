@@ -33,7 +33,7 @@ from safetensors.numpy import load_file, save_file
 from talkinghead.errors import ControlError
 from talkinghead.face.landmarks import JsonLandmarks
 from talkinghead.motion.edits import reference_pose
-from talkinghead.motion.frame import KeypointInfo, MotionFrame
+from talkinghead.motion.frame import KeypointInfo, MotionSequence
 from talkinghead.motion.pose_style import AXES, MIN_SPREAD, PoseStyle, transfer_pose_style
 
 from conftest import TESTDATA, landmarks_json
@@ -85,7 +85,7 @@ def real_track(name: str) -> tuple[KeypointInfo, float]:
     return info, float(marks.fps)
 
 
-def pose(motion: MotionFrame) -> np.ndarray:
+def pose(motion: MotionSequence) -> np.ndarray:
     """(N, 6) float64 pitch, yaw, roll, t."""
     return torch.cat([motion.pitch, motion.yaw, motion.roll, motion.t], 1).double().numpy()
 
@@ -120,7 +120,7 @@ def test_statistics_match_the_reference(model_name: str, reference_name: str) ->
     reference, reference_fps = real_track(reference_name)
     out = transfer_pose_style(motion, reference, fps, reference_fps)
     got, want = pose(out), pose(reference)
-    assert out.batch_size == motion.batch_size
+    assert out.n_frames == motion.n_frames
     np.testing.assert_allclose(got.mean(0), want.mean(0), rtol=0, atol=1e-3)
     np.testing.assert_allclose(got.std(0), want.std(0), rtol=1e-3, atol=0)
 
@@ -198,7 +198,7 @@ def test_deterministic_and_a_saved_style_gives_the_same_result(tmp_path) -> None
 def test_a_still_reference_axis_gives_a_constant_track_and_no_blow_up() -> None:
     motion, fps = real_track("hdtf_WDA_KatieHill_000.mp4")
     reference, reference_fps = real_track("lp_d3.mp4")
-    n = reference.batch_size
+    n = reference.n_frames
     still = reference.replace(yaw=torch.full((n, 1), 4.0),  # exactly still, and nearly still (below MIN_SPREAD)
                               roll=2.0 + 1e-4 * torch.sin(torch.arange(n, dtype=torch.float32)).unsqueeze(1))
     y = pose(transfer_pose_style(motion, still, fps, reference_fps))
@@ -211,7 +211,7 @@ def test_a_still_reference_axis_gives_a_constant_track_and_no_blow_up() -> None:
 def test_a_still_model_axis_is_moved_not_amplified() -> None:
     motion, fps = real_track("hdtf_WDA_KatieHill_000.mp4")
     reference, reference_fps = real_track("lp_d3.mp4")
-    n = motion.batch_size
+    n = motion.n_frames
     wobble = 1e-3 * torch.sin(torch.arange(n, dtype=torch.float32)).unsqueeze(1)  # std 7e-4° < MIN_SPREAD
     flat = motion.replace(pitch=torch.full((n, 1), -3.0), roll=-1.0 + wobble)
     y = pose(transfer_pose_style(flat, reference, fps, reference_fps))
@@ -319,7 +319,7 @@ def test_the_engine_call_on_an_extracted_reference(engine) -> None:
     reference = engine.extract_motion(clip, landmarks=landmarks_json(clip.name), max_frames=12)
     motion, fps = real_track("hdtf_WDA_KatieHill_000.mp4")
     out = transfer_pose_style(motion.motion, reference, fps, JsonLandmarks(landmarks_json(clip.name)).fps)
-    assert type(out) is MotionFrame and out.batch_size == motion.batch_size
+    assert type(out) is MotionSequence and out.n_frames == motion.n_frames
     want = pose(reference)
     spread = want.std(0) >= MIN_SPREAD
     np.testing.assert_allclose(pose(out).mean(0), want.mean(0), atol=1e-3)

@@ -11,7 +11,7 @@ import torch
 from conftest import LP_FIXTURES, landmarks_json, load_golden
 
 from talkinghead.errors import ControlError
-from talkinghead.motion.frame import KeypointInfo, MotionFrame
+from talkinghead.motion.frame import KeypointInfo, MotionSequence
 from talkinghead.motion.smoothing import (
     EXPRESSION_FIELDS, POSE_FIELDS, MotionSmoother, SmoothingOptions, jitter, smooth_motion,
 )
@@ -44,12 +44,12 @@ def _noisy_motion(golden_motion: dict[str, KeypointInfo], n: int, seed: int = 0)
     return KeypointInfo(**{f: blend(f) for f in FIELDS}, kp=a.kp.expand(n, -1, -1).clone())
 
 
-def _assert_same(actual: MotionFrame, expected: MotionFrame) -> None:
+def _assert_same(actual: MotionSequence, expected: MotionSequence) -> None:
     for f in FIELDS:
         assert torch.equal(getattr(actual, f), getattr(expected, f)), f
 
 
-def _stream(frames: MotionFrame, options: SmoothingOptions, chunks: list[int]) -> MotionFrame:
+def _stream(frames: MotionSequence, options: SmoothingOptions, chunks: list[int]) -> MotionSequence:
     smoother, out, start = MotionSmoother(options), [], 0
     for size in chunks:
         pushed = frames[start:start + size]
@@ -87,7 +87,7 @@ def test_invalid_strength_raises_control_error(value) -> None:
 
 
 def test_constant_sequence_is_unchanged_bit_exact(golden_motion) -> None:
-    constant = MotionFrame.cat([golden_motion["driving1"].motion] * 50)
+    constant = MotionSequence.cat([golden_motion["driving1"].motion] * 50)
     _assert_same(smooth_motion(constant, SmoothingOptions(1.0, 1.0)), constant)
 
 
@@ -95,7 +95,7 @@ def test_linear_ramp_has_no_lag_or_drift(golden_motion) -> None:
     """A local quadratic fit reproduces a ramp, also at the ends of the sequence."""
     a, b = golden_motion["driving0"], golden_motion["driving1"]
     s = torch.linspace(0, 1, 60, dtype=torch.float64)
-    ramp = MotionFrame(**{
+    ramp = MotionSequence(**{
         f: (getattr(a, f) + (getattr(b, f) - getattr(a, f)) * s.view(-1, *[1] * (getattr(a, f).dim() - 1))).double()
         for f in FIELDS
     })
@@ -130,7 +130,7 @@ def test_noisy_sine_loses_jitter_without_lag_or_amplitude_loss() -> None:
 
     def smoothed(yaw: torch.Tensor) -> torch.Tensor:
         zeros = torch.zeros(n, 1, dtype=yaw.dtype)
-        motion = MotionFrame(zeros, yaw[:, None], zeros, zeros.expand(n, 3), zeros + 1.5,
+        motion = MotionSequence(zeros, yaw[:, None], zeros, zeros.expand(n, 3), zeros + 1.5,
                              torch.zeros(n, 21, 3, dtype=yaw.dtype))
         return smooth_motion(motion, SmoothingOptions(pose=0.5)).yaw[:, 0]
 
@@ -155,7 +155,7 @@ def test_jitter_drops_on_real_landmark_tracks(clip) -> None:
     roll = torch.rad2deg(torch.atan2(eye_line[:, 1], eye_line[:, 0]))[:, None]
     centre = (left + right) / 2
     n = len(pts)
-    motion = MotionFrame(torch.zeros(n, 1), torch.zeros(n, 1), roll, torch.cat([centre, torch.zeros(n, 1)], 1),
+    motion = MotionSequence(torch.zeros(n, 1), torch.zeros(n, 1), roll, torch.cat([centre, torch.zeros(n, 1)], 1),
                          torch.ones(n, 1), torch.zeros(n, 21, 3))
     out = smooth_motion(motion, SmoothingOptions(pose=0.5))
     assert jitter(roll) / jitter(out.roll) >= 3.0  # measured 4.5–10×

@@ -38,7 +38,7 @@ from talkinghead.media.image import load_image
 from talkinghead.media.video import VideoWriter, probe_video
 from talkinghead.motion.animate import AnimationOptions
 from talkinghead.motion.controls import Controls
-from talkinghead.motion.frame import MotionFrame
+from talkinghead.motion.frame import MotionSequence
 from talkinghead.motion.keypoints import implicit_keypoints, rotation_matrix
 from talkinghead.motion.retarget import stitch
 
@@ -101,7 +101,7 @@ def relative(engine) -> Run:
 
 
 @pytest.fixture(scope="module")
-def driving(engine) -> MotionFrame:
+def driving(engine) -> MotionSequence:
     """(3) motion of lp_d6's first frames (square clip: not cropped)."""
     (batch,) = list(VideoDriver(DRIVING, engine.networks.motion, crop="off", max_frames=3, batch_size=3))
     return batch.motion.motion
@@ -145,7 +145,7 @@ def pykalman_smooth(sequence: list[np.ndarray]) -> list[torch.Tensor]:
     return [torch.tensor(m.reshape(sequence[0].shape[-2:]), dtype=torch.float32) for m in means]
 
 
-def by_hand(engine, sources: list[PreparedSource], driving: MotionFrame, relative: bool,
+def by_hand(engine, sources: list[PreparedSource], driving: MotionSequence, relative: bool,
             stitching: bool = True) -> list[torch.Tensor]:
     """x_d of every frame by LivePortrait's source-video rules, written out from the motion tensors."""
     n = len(sources)

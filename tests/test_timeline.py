@@ -21,7 +21,7 @@ from conftest import TESTDATA, landmarks_json
 
 from talkinghead.errors import ControlError
 from talkinghead.motion.controls import ControlClampWarning, Controls, apply_controls
-from talkinghead.motion.frame import MotionFrame
+from talkinghead.motion.frame import MotionSequence
 from talkinghead.motion.keyframes import (
     CHANNELS, DEFAULT_FADE, interpolate_values, parse_keyframes, read_keyframes, sample_controls,
 )
@@ -36,21 +36,21 @@ SMILE_PATH = '{"keyframes": [{"t": 1.0}, {"t": 2.0, "smile": 0.8, "yaw": 10, "li
 """A version-1 (pose-job) file: neutral first and last keys, an edit between 1 s and 3 s."""
 
 
-def _motion(golden: dict[str, torch.Tensor], variant: str) -> MotionFrame:
+def _motion(golden: dict[str, torch.Tensor], variant: str) -> MotionSequence:
     prefix = f"post.{variant}."
     angles = {name: golden[f"{prefix}{name}_deg"][:, None] for name in ("pitch", "yaw", "roll")}
-    return MotionFrame(**angles, t=golden[prefix + "t"], scale=golden[prefix + "scale"],
+    return MotionSequence(**angles, t=golden[prefix + "t"], scale=golden[prefix + "scale"],
                        exp=golden[prefix + "exp"].reshape(-1, 21, 3))
 
 
 @pytest.fixture(scope="module")
-def audio_motion(ditto_post_golden) -> MotionFrame:
+def audio_motion(ditto_post_golden) -> MotionSequence:
     """(150) absolute motion of the audio driver at 25 Hz."""
     return _motion(ditto_post_golden, "default")
 
 
 @pytest.fixture(scope="module")
-def own_motion(ditto_post_golden) -> MotionFrame:
+def own_motion(ditto_post_golden) -> MotionSequence:
     """(150) another real motion sequence, standing in for a source video's own per-frame motion."""
     return _motion(ditto_post_golden, "shipped")
 
@@ -69,7 +69,7 @@ def _series(controls, name: str) -> np.ndarray:
     return np.array([getattr(c, name) for c in controls])
 
 
-def _same_frames(a: MotionFrame, b: MotionFrame, frames: np.ndarray) -> bool:
+def _same_frames(a: MotionSequence, b: MotionSequence, frames: np.ndarray) -> bool:
     index = torch.as_tensor(np.flatnonzero(frames))
     return all(torch.equal(getattr(a, f)[index], getattr(b, f)[index]) for f in ("pitch", "yaw", "roll", "t", "scale", "exp"))
 
@@ -77,7 +77,7 @@ def _same_frames(a: MotionFrame, b: MotionFrame, frames: np.ndarray) -> bool:
 # ------------------------------------------------- outside: bit for bit
 @pytest.mark.parametrize("job", [None, Controls(yaw=5.0, smile=0.2, scale=1.1), "per-frame"])
 def test_outside_the_keyframes_the_job_is_unchanged_and_inside_it_follows_the_ease(audio_motion, source_info, job):
-    n = audio_motion.batch_size
+    n = audio_motion.n_frames
     if job == "per-frame":
         job = [Controls(pitch=float(np.sin(k / 10)), purse=0.1) for k in range(n)]
     track = parse_keyframes(SMILE_PATH)
@@ -165,9 +165,9 @@ def test_a_span_without_fade_is_a_step_on_from_le_t_lt_to():
 # --------------------------------------------------------- neutralize
 def test_neutralize_at_strength_one_gives_the_neutral_on_the_span(audio_motion, source_info):
     track = parse_keyframes('{"version": 2, "spans": [{"from": 2.0, "to": 4.0, "neutralize": 1.0}]}')
-    edits = sample_timeline(track, FPS, audio_motion.batch_size)
+    edits = sample_timeline(track, FPS, audio_motion.n_frames)
     motion, stacked = apply_timeline(audio_motion, source_info, edits)
-    at = _times(audio_motion.batch_size)
+    at = _times(audio_motion.n_frames)
     full = (at >= 2.0 + DEFAULT_FADE) & (at <= 4.0 - DEFAULT_FADE)
     outside = (at <= 2.0) | (at >= 4.0)
     assert torch.equal(motion.exp[torch.as_tensor(full)], source_info.exp.expand(int(full.sum()), -1, -1))

@@ -18,7 +18,7 @@ from talkinghead.engine import RenderOptions
 from talkinghead.face.landmarks import JsonLandmarks
 from talkinghead.motion.animate import AnimationOptions, Animator
 from talkinghead.motion.controls import Controls, retargeting_offsets
-from talkinghead.motion.frame import MotionFrame
+from talkinghead.motion.frame import MotionSequence
 from talkinghead.motion.retarget import stitch
 
 from conftest import TESTDATA, landmarks_json
@@ -53,7 +53,7 @@ def mlp_calls(engine) -> Iterator[dict[str, int]]:
         hook.remove()
 
 
-def job_keypoints(engine, source, motion: MotionFrame, monkeypatch, controls: Controls | None,
+def job_keypoints(engine, source, motion: MotionSequence, monkeypatch, controls: Controls | None,
                   options: AnimationOptions = AnimationOptions()) -> torch.Tensor:
     """(T, 21, 3) x_d that a video-driven job hands to the renderer (renderer stubbed out)."""
     seen: list[torch.Tensor] = []
@@ -63,9 +63,9 @@ def job_keypoints(engine, source, motion: MotionFrame, monkeypatch, controls: Co
         return np.zeros((x_d.shape[0], 512, 512, 3), np.uint8)
 
     monkeypatch.setattr(engine.renderer, "render", render)
-    job = engine.animate_driving_motion(source, motion, 25.0, options,
+    job = engine.animate_relative_motion(source, motion, 25.0, options,
                                         RenderOptions(controls=controls, batch_size=2, paste_back=False))
-    assert len(list(job.frames)) == motion.batch_size
+    assert len(list(job.frames)) == motion.n_frames
     return torch.cat(seen)
 
 

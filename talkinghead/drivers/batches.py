@@ -9,12 +9,12 @@ from typing import Iterable, Iterator
 import torch
 
 from ..motion.animate import EyeLipRatios
-from ..motion.frame import KeypointInfo, MotionFrame
+from ..motion.frame import KeypointInfo, MotionSequence
 from ..motion.smoothing import MotionSmoother, SmoothingOptions
 from .video import DrivingBatch
 
 
-def plain_motion(motion: MotionFrame) -> MotionFrame:
+def plain_motion(motion: MotionSequence) -> MotionSequence:
     """The plain motion frames of M's keypoint info (or of plain motion, returned as it is)."""
     return motion.motion if isinstance(motion, KeypointInfo) else motion
 
@@ -37,12 +37,12 @@ def smoothed_batches(batches: Iterable[DrivingBatch], options: SmoothingOptions)
     smoother = MotionSmoother(options)
     pending: deque[EyeLipRatios] = deque()
 
-    def emit(motion: MotionFrame | None) -> Iterator[DrivingBatch]:
+    def emit(motion: MotionSequence | None) -> Iterator[DrivingBatch]:
         if motion is None:
             return
         ratios = None
         if pending:
-            taken = [pending.popleft() for _ in range(motion.batch_size)]
+            taken = [pending.popleft() for _ in range(motion.n_frames)]
             ratios = EyeLipRatios(eye=torch.cat([r.eye for r in taken]), lip=torch.cat([r.lip for r in taken]))
         yield DrivingBatch(motion, ratios)
 
@@ -56,21 +56,21 @@ def smoothed_batches(batches: Iterable[DrivingBatch], options: SmoothingOptions)
 def single_frames(batches: Iterable[DrivingBatch]) -> Iterator[DrivingBatch]:
     """Driving batches split into batches of one frame (eye/lip ratios split alike)."""
     for batch in batches:
-        ratios = [None] * batch.motion.batch_size if batch.ratios is None else _split_ratios(batch.ratios)
-        for i in range(batch.motion.batch_size):
+        ratios = [None] * batch.motion.n_frames if batch.ratios is None else _split_ratios(batch.ratios)
+        for i in range(batch.motion.n_frames):
             yield DrivingBatch(batch.motion[i], ratios[i])
 
 
-def frame_offsets(chunks: Iterable[MotionFrame]) -> Iterator[tuple[int, MotionFrame]]:
+def frame_offsets(chunks: Iterable[MotionSequence]) -> Iterator[tuple[int, MotionSequence]]:
     """(index of the chunk's first frame in the stream, chunk) for a stream of motion chunks."""
     first = 0
     for chunk in chunks:
         yield first, chunk
-        first += chunk.batch_size
+        first += chunk.n_frames
 
 
-def smoothed_chunks(chunks: Iterable[MotionFrame], options: SmoothingOptions,
-                    max_frames: int | None = None) -> Iterator[MotionFrame]:
+def smoothed_chunks(chunks: Iterable[MotionSequence], options: SmoothingOptions,
+                    max_frames: int | None = None) -> Iterator[MotionSequence]:
     """A stream of motion chunks smoothed in streaming form (a few frames late), cut to ``max_frames``.
 
     Stops reading ``chunks`` as soon as ``max_frames`` frames have come out.
@@ -82,7 +82,7 @@ def smoothed_chunks(chunks: Iterable[MotionFrame], options: SmoothingOptions,
             continue
         if max_frames is not None:
             ready = ready[: max(max_frames - emitted, 0)]
-            if ready.batch_size == 0:
+            if ready.n_frames == 0:
                 return
-        emitted += ready.batch_size
+        emitted += ready.n_frames
         yield ready

@@ -33,7 +33,7 @@ from ..media.video import AudioSource, VideoReader, probe_video
 from ..models.images import image_to_tensor
 from ..models.motion_extractor import MotionExtractor
 from ..motion.animate import EyeLipRatios
-from ..motion.frame import MotionFrame
+from ..motion.frame import MotionSequence
 from ..motion.keypoints import keypoint_info_from_raw
 from ..options import check_options, option
 
@@ -89,7 +89,7 @@ class DrivingBatch:
             when they were not asked for.
     """
 
-    motion: MotionFrame
+    motion: MotionSequence
     ratios: EyeLipRatios | None
 
 

@@ -43,7 +43,7 @@ import torch
 
 from ..errors import ControlError
 from .controls import EXPRESSION_CONTROLS, ControlClampWarning, Controls, expression_offsets
-from .frame import MotionFrame
+from .frame import MotionSequence
 
 ACTION_UNITS: dict[str, tuple[str, dict[str, float]]] = {
     "AU1": ("inner brow raiser", {"brow": 0.5}),
@@ -132,7 +132,7 @@ def project_expression(delta: torch.Tensor, direction: torch.Tensor) -> torch.Te
     return (delta * direction).sum(dim=(1, 2)) / (direction * direction).sum()
 
 
-def estimate_intensities(motion: MotionFrame, reference: MotionFrame) -> dict[str, torch.Tensor]:
+def estimate_intensities(motion: MotionSequence, reference: MotionSequence) -> dict[str, torch.Tensor]:
     """Approximate AU intensities of motion frames relative to a reference frame.
 
     Args:

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ControlError
 from ..options import option
-from .frame import KeypointInfo, MotionFrame
+from .frame import KeypointInfo, MotionSequence
 from .keypoints import KeypointTransform, implicit_keypoints
 from .retarget import MLP, combined_ratios, lip_normalization_delta, retargeting_delta, scale_motion, stitch
 from .transfer import (REGIONS, SourceVideoTargets, absolute_transform, check_region, expression_friendly,
@@ -135,7 +135,7 @@ class Animator:
         source: KeypointInfo,
         networks: RetargetingNetworks,
         options: AnimationOptions = AnimationOptions(),
-        anchor: MotionFrame | None = None,
+        anchor: MotionSequence | None = None,
         source_ratios: EyeLipRatios | None = None,
     ) -> None:
         normalize_lip = options.normalize_lip and options.relative and not options.retargeting
@@ -155,13 +155,13 @@ class Animator:
             lip_normalization_delta(networks.lip, self.x_s, source_ratios.lip) if normalize_lip else None
         )
 
-    def transfer(self, driving: MotionFrame) -> KeypointTransform:
+    def transfer(self, driving: MotionSequence) -> KeypointTransform:
         """(B) driving motion → (B) new source motion (relative or absolute, region applied)."""
         if self.options.relative:
             return relative_transform(self.source, driving, self.anchor, self.options.region)
         return absolute_transform(self.source, driving, self.options.region)
 
-    def driven_keypoints(self, driving: MotionFrame) -> torch.Tensor:
+    def driven_keypoints(self, driving: MotionSequence) -> torch.Tensor:
         """(B, 21, 3) keypoints of the transferred motion, expression-friendly rescaled if on."""
         x_d = self.transfer(driving).apply(self.source.kp)
         if self.reference is not None:
@@ -169,14 +169,14 @@ class Animator:
             x_d = expression_friendly(x_d, x_d0, self.x_s, multiplier)
         return x_d
 
-    def retargeted_keypoints(self, driving: MotionFrame, driving_ratios: EyeLipRatios) -> torch.Tensor:
+    def retargeted_keypoints(self, driving: MotionSequence, driving_ratios: EyeLipRatios) -> torch.Tensor:
         """(B, 21, 3) base keypoints plus Δ_eye and/or Δ_lip (before stitching).
 
         The base is x_s in relative mode (the driving motion is discarded) and
         the driven keypoints in absolute mode. Only the driving LEFT eye ratio
         is used.
         """
-        x_d = self.x_s.expand(driving.batch_size, -1, -1) if self.options.relative else self.driven_keypoints(driving)
+        x_d = self.x_s.expand(driving.n_frames, -1, -1) if self.options.relative else self.driven_keypoints(driving)
         if self.options.eye_retargeting:
             ratios = combined_ratios(self.source_ratios.eye, driving_ratios.eye[:, :1])
             x_d = x_d + retargeting_delta(self.networks.eye, self.x_s, ratios)
@@ -185,7 +185,7 @@ class Animator:
             x_d = x_d + retargeting_delta(self.networks.lip, self.x_s, ratios)
         return x_d
 
-    def __call__(self, driving: MotionFrame, driving_ratios: EyeLipRatios | None = None,
+    def __call__(self, driving: MotionSequence, driving_ratios: EyeLipRatios | None = None,
                  offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Final driven keypoints for B driving frames (spec §8).
 
@@ -249,18 +249,18 @@ class SourceVideoAnimator(Animator):
     """
 
     def __init__(self, source: KeypointInfo, networks: RetargetingNetworks, options: AnimationOptions,
-                 targets: SourceVideoTargets, own: MotionFrame | None = None,
+                 targets: SourceVideoTargets, own: MotionSequence | None = None,
                  source_ratios: EyeLipRatios | None = None) -> None:
         super().__init__(source, networks, options, anchor=None, source_ratios=source_ratios)
         self.targets = targets
         self.own = source if own is None else own
 
-    def transfer(self, driving: MotionFrame) -> KeypointTransform:
+    def transfer(self, driving: MotionSequence) -> KeypointTransform:
         """(1) driving frame → (1) new motion of this source frame (region applied)."""
         return source_video_transform(self.own, self.targets, driving, self.options.region, self.options.relative)
 
 
-def keypoints_from_motion(motion: MotionFrame, source: KeypointInfo, stitching: MLP | None = None,
+def keypoints_from_motion(motion: MotionSequence, source: KeypointInfo, stitching: MLP | None = None,
                           offsets: torch.Tensor | None = None) -> torch.Tensor:
     """Driven keypoints of an absolute motion sequence on the source's canonical keypoints.
 

@@ -64,7 +64,7 @@ import torch
 
 from ..errors import ControlError
 from .animate import EyeLipRatios
-from .frame import NUM_KP, MotionFrame
+from .frame import NUM_KP, MotionSequence
 from .retarget import MLP, combined_ratios, retargeting_delta
 
 
@@ -316,7 +316,7 @@ def expression_offsets(values: torch.Tensor) -> torch.Tensor:
     return offsets.reshape(-1, NUM_KP, 3)
 
 
-def apply_controls(frames: MotionFrame, controls: ControlsLike) -> MotionFrame:
+def apply_controls(frames: MotionSequence, controls: ControlsLike) -> MotionSequence:
     """Edit the pose and expression of motion frames with controls.
 
     pitch/yaw/roll += control degrees; t[:, 0:2] += (x, y); scale ×= scale;
@@ -335,19 +335,19 @@ def apply_controls(frames: MotionFrame, controls: ControlsLike) -> MotionFrame:
         controls: one :class:`Controls` or a sequence of N (N = B, or B = 1).
 
     Returns:
-        (max(B, N)) :class:`MotionFrame` (canonical keypoints dropped); the
+        (max(B, N)) :class:`MotionSequence` (canonical keypoints dropped); the
         edits broadcast over the batch axis.
 
     Raises:
         ValueError: N and B differ and neither is 1.
     """
     n = 1 if isinstance(controls, Controls) else len(controls)
-    if n not in (1, frames.batch_size) and frames.batch_size != 1:
-        raise ValueError(f"{n} sets of controls for {frames.batch_size} motion frames")
+    if n not in (1, frames.n_frames) and frames.n_frames != 1:
+        raise ValueError(f"{n} sets of controls for {frames.n_frames} motion frames")
     pose = control_tensor(controls, list(POSE_CONTROLS), frames.exp)
     expression = control_tensor(controls, list(EXPRESSION_CONTROLS), frames.exp)
     shift = torch.cat([pose[:, 3:5], torch.zeros_like(pose[:, :1])], dim=1)
-    return MotionFrame(
+    return MotionSequence(
         pitch=frames.pitch + pose[:, 0:1],
         yaw=frames.yaw + pose[:, 1:2],
         roll=frames.roll + pose[:, 2:3],

@@ -24,7 +24,7 @@ import numpy as np
 
 from .action_units import estimate_intensities, project_expression
 from .controls import expression_direction
-from .frame import MotionFrame
+from .frame import MotionSequence
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,7 +33,7 @@ POSE_CURVES = ("pitch", "yaw", "roll")
 OPENING_CURVES = ("eyes_open", "mouth_open")
 
 
-def motion_curves(motion: MotionFrame, reference: MotionFrame | None = None) -> dict[str, np.ndarray]:
+def motion_curves(motion: MotionSequence, reference: MotionSequence | None = None) -> dict[str, np.ndarray]:
     """Per-frame curves of a motion sequence (see the module docstring).
 
     Args:

@@ -1,6 +1,6 @@
 """Edits on whole motion sequences: expression scale, still head, personalized head pose.
 
-A motion sequence is a :class:`~talkinghead.motion.frame.MotionFrame` whose
+A motion sequence is a :class:`~talkinghead.motion.frame.MotionSequence` whose
 batch axis is time.  All edits are relative to the source photo's own motion
 (``source``, a batch of one): zero/neutral settings return the input.
 
@@ -18,13 +18,13 @@ from __future__ import annotations
 import torch
 
 from ..errors import ControlError
-from .frame import MotionFrame
+from .frame import MotionSequence
 
 POSE_FIELDS = ("pitch", "yaw", "roll", "t")
 """Fields that make up the rigid head motion (scale stays the source's)."""
 
 
-def scale_expression(motion: MotionFrame, source: MotionFrame, scale: float) -> MotionFrame:
+def scale_expression(motion: MotionSequence, source: MotionSequence, scale: float) -> MotionSequence:
     """Scale the expression deltas relative to the source: exp = exp_s + (exp − exp_s)·scale.
 
     Args:
@@ -43,9 +43,9 @@ def scale_expression(motion: MotionFrame, source: MotionFrame, scale: float) -> 
     return motion.replace(exp=source.exp + (motion.exp - source.exp) * scale)
 
 
-def still_head(motion: MotionFrame, source: MotionFrame) -> MotionFrame:
+def still_head(motion: MotionSequence, source: MotionSequence) -> MotionSequence:
     """Keep the source's head pose (pitch/yaw/roll/t) on every frame; expression untouched."""
-    n = motion.batch_size
+    n = motion.n_frames
     return motion.replace(**{f: getattr(source, f).expand(n, -1).clone() for f in POSE_FIELDS})
 
 
@@ -64,8 +64,8 @@ def ping_pong_indices(length: int, period: int, start: int = 0) -> torch.Tensor:
     return cycle[(start + torch.arange(length)) % len(cycle)]
 
 
-def reference_pose(motion: MotionFrame, source: MotionFrame, reference: MotionFrame, blend: float = 1.0,
-                   first_frame: int = 0) -> MotionFrame:
+def reference_pose(motion: MotionSequence, source: MotionSequence, reference: MotionSequence, blend: float = 1.0,
+                   first_frame: int = 0) -> MotionSequence:
     """Replace (blend=1) or mix (0<blend<1) the head pose with a reference clip's pose track.
 
     The reference track's mean is removed and the source pose added, so
@@ -88,7 +88,7 @@ def reference_pose(motion: MotionFrame, source: MotionFrame, reference: MotionFr
         raise ControlError(f"pose blend must be between 0 and 1, got {blend}")
     if blend == 0.0:
         return motion
-    index = ping_pong_indices(motion.batch_size, reference.batch_size, first_frame).to(motion.exp.device)
+    index = ping_pong_indices(motion.n_frames, reference.n_frames, first_frame).to(motion.exp.device)
     changes = {}
     for field in POSE_FIELDS:
         track = getattr(reference, field).to(motion.exp)

@@ -12,7 +12,7 @@ Metadata (safetensors header, all strings):
 ``producer``      free text, e.g. ``"talkinghead 0.1.0 video driver"``
 ================  ==========================================================
 
-Tensors (float32, N ≥ 1 frames, fields of :class:`~.frame.MotionFrame`):
+Tensors (float32, N ≥ 1 frames, fields of :class:`~.frame.MotionSequence`):
 
 =====================  =============  ========================================
 ``motion.pitch``       (N, 1)         degrees
@@ -46,7 +46,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import ControlError
-from .frame import KeypointInfo, MotionFrame
+from .frame import KeypointInfo, MotionSequence
 
 FORMAT = "talkinghead.motion"
 """Value of the ``format`` metadata key."""
@@ -73,18 +73,18 @@ class MotionFile:
             a single frame.
     """
 
-    motion: MotionFrame
+    motion: MotionSequence
     fps: float
     producer: str = "talkinghead"
     source: KeypointInfo | None = None
 
     def __post_init__(self) -> None:
-        if self.motion.batch_size == 0:
+        if self.motion.n_frames == 0:
             raise ControlError("a motion file needs at least one frame of motion.")
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise ControlError(f"motion frame rate must be a positive number of frames per second, got {self.fps!r}.")
-        if self.source is not None and self.source.batch_size != 1:
-            raise ControlError(f"a motion file holds one source image, got {self.source.batch_size}.")
+        if self.source is not None and self.source.n_frames != 1:
+            raise ControlError(f"a motion file holds one source image, got {self.source.n_frames}.")
 
 
 def save_motion(path: str | Path, data: MotionFile) -> None:
@@ -94,7 +94,7 @@ def save_motion(path: str | Path, data: MotionFile) -> None:
         ControlError: if the file cannot be written (missing folder, no
             permission, disk full).
     """
-    tensors = _flatten(_MOTION_PREFIX, MotionFrame, data.motion)
+    tensors = _flatten(_MOTION_PREFIX, MotionSequence, data.motion)
     if data.source is not None:
         tensors.update(_flatten(_SOURCE_PREFIX, KeypointInfo, data.source))
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "fps": repr(float(data.fps)),
@@ -120,7 +120,7 @@ def load_motion(path: str | Path) -> MotionFile:
 
     Returns:
         The :class:`MotionFile`, tensors float32 on the CPU (move them with
-        ``MotionFrame.to``).
+        ``MotionSequence.to``).
 
     Raises:
         ControlError: if the file is missing or unreadable, is not a
@@ -137,7 +137,7 @@ def load_motion(path: str | Path) -> MotionFile:
         raise ControlError(f"motion file {path} does not exist; check the path.") from exc
     except (OSError, SafetensorError) as exc:
         raise _bad_file(path, f"not a readable safetensors file ({exc})") from exc
-    motion = _unflatten(path, MotionFrame, _MOTION_PREFIX, tensors)
+    motion = _unflatten(path, MotionSequence, _MOTION_PREFIX, tensors)
     has_source = any(key.startswith(_SOURCE_PREFIX) for key in tensors)
     source = _unflatten(path, KeypointInfo, _SOURCE_PREFIX, tensors) if has_source else None
     if tensors:
@@ -153,7 +153,7 @@ def _bad_file(path: str | Path, problem: str) -> ControlError:
     return ControlError(f"{path}: {problem}; export the motion again.")
 
 
-def _flatten(prefix: str, cls: type[MotionFrame], frames: MotionFrame) -> dict[str, torch.Tensor]:
+def _flatten(prefix: str, cls: type[MotionSequence], frames: MotionSequence) -> dict[str, torch.Tensor]:
     """The ``cls`` fields of ``frames`` as fresh float32 contiguous CPU copies named ``prefix + field``.
 
     Copies, because safetensors refuses tensors that share memory (e.g. one
@@ -181,8 +181,8 @@ def _check_metadata(path: str | Path, metadata: dict[str, str]) -> float:
         raise _bad_file(path, f"invalid motion frame rate {metadata.get('fps')!r}") from exc
 
 
-def _unflatten(path: str | Path, cls: type[MotionFrame], prefix: str,
-               tensors: dict[str, torch.Tensor]) -> MotionFrame:
+def _unflatten(path: str | Path, cls: type[MotionSequence], prefix: str,
+               tensors: dict[str, torch.Tensor]) -> MotionSequence:
     """Build ``cls`` from the ``prefix`` tensors, removing them from ``tensors``.  Raises ControlError."""
     values = {}
     for f in fields(cls):

@@ -92,7 +92,7 @@ from scipy.interpolate import PchipInterpolator
 
 from ..errors import ControlError
 from .controls import CONTROL_SPECS, ControlClampWarning, Controls, apply_controls
-from .frame import MotionFrame
+from .frame import MotionSequence
 
 EASES = ("linear", "ease-in-out", "cubic")
 """Interpolation modes of a keyframe segment."""
@@ -461,7 +461,7 @@ def sample_controls(track: KeyframeTrack, max_frames: int | None = None) -> list
     return controls_from_values(frames)  # clipping is rounding only without spans: interpolation stays between keys
 
 
-def keyframe_motion(source: MotionFrame, track: KeyframeTrack) -> MotionFrame:
+def keyframe_motion(source: MotionSequence, track: KeyframeTrack) -> MotionSequence:
     """Motion sequence of a photo animated along a pose path.
 
     Args:

@@ -19,7 +19,7 @@ from typing import Mapping
 
 import torch
 
-from .frame import NUM_KP, KeypointInfo, MotionFrame
+from .frame import NUM_KP, KeypointInfo, MotionSequence
 
 NUM_BINS = 66
 """Number of 3-degree bins of M's pitch/yaw/roll heads."""
@@ -115,7 +115,7 @@ class KeypointTransform:
 
     This is the "new motion" (R_new, exp_new, scale_new, t_new) that maps a
     source's canonical keypoints to implicit keypoints; unlike
-    :class:`MotionFrame` it holds a matrix, because relative rotations
+    :class:`MotionSequence` it holds a matrix, because relative rotations
     (R_i·R_0ᵀ·R_s) are not kept as Euler angles.
 
     Attributes:
@@ -139,8 +139,8 @@ class KeypointTransform:
                 raise ValueError(f"KeypointTransform.{name} must have shape {shape}, got {got}")
 
     @classmethod
-    def from_motion(cls, motion: MotionFrame) -> "KeypointTransform":
-        """Transform of a :class:`MotionFrame` (rotation from its angles)."""
+    def from_motion(cls, motion: MotionSequence) -> "KeypointTransform":
+        """Transform of a :class:`MotionSequence` (rotation from its angles)."""
         return cls(rotation_matrix(motion.pitch, motion.yaw, motion.roll), motion.exp, motion.scale, motion.t)
 
     def apply(self, kp: torch.Tensor) -> torch.Tensor:

@@ -85,7 +85,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from ..errors import ControlError
-from .frame import MotionFrame
+from .frame import MotionSequence
 
 AXES = ("pitch", "yaw", "roll", "t_x", "t_y", "t_z")
 """The six pose axes, in the order of every (…, 6) array here."""
@@ -152,7 +152,7 @@ class PoseStyle:
         return self.n_frames / self.fps
 
     @classmethod
-    def from_motion(cls, motion: MotionFrame, fps: float) -> "PoseStyle":
+    def from_motion(cls, motion: MotionSequence, fps: float) -> "PoseStyle":
         """Statistics of ``motion``'s pose track (pitch, yaw, roll, t; N ≥ 1 frames at ``fps`` Hz).
 
         Raises:
@@ -211,9 +211,9 @@ class PoseStyle:
             raise ControlError(f"{path}: {exc}") from None
 
 
-def transfer_pose_style(motion: MotionFrame, reference: MotionFrame | PoseStyle, fps: float,
+def transfer_pose_style(motion: MotionSequence, reference: MotionSequence | PoseStyle, fps: float,
                         reference_fps: float | None = None, *, tempo: float = 1.0, smoothing_hz: float = 0.25,
-                        max_gain: float = 4.0, keep_mean: bool = False) -> MotionFrame:
+                        max_gain: float = 4.0, keep_mean: bool = False) -> MotionSequence:
     """The model's head motion with the reference clip's pose style (method: module docstring).
 
     Args:
@@ -223,7 +223,7 @@ def transfer_pose_style(motion: MotionFrame, reference: MotionFrame | PoseStyle,
             used), or its precomputed :class:`PoseStyle`.
         fps: frame rate of ``motion`` in Hz.
         reference_fps: frame rate of ``reference`` in Hz; required for a
-            MotionFrame, ignored for a PoseStyle (it carries its own).
+            MotionSequence, ignored for a PoseStyle (it carries its own).
         tempo: strength of the spectral (tempo) match in [0, 1]; 0 matches
             mean and spread only, 1 the full envelope.
         smoothing_hz: Gaussian width of the spectral envelopes in Hz (> 0).
@@ -241,7 +241,7 @@ def transfer_pose_style(motion: MotionFrame, reference: MotionFrame | PoseStyle,
     style = _reference_style(reference, reference_fps)
     _check_fps(fps, "motion")
     _check_options(tempo, smoothing_hz, max_gain)
-    if motion.batch_size == 0:
+    if motion.n_frames == 0:
         return motion
     pose = _pose_array(motion, "motion")
     own = _style(pose, float(fps))
@@ -278,7 +278,7 @@ def _check_options(tempo: float, smoothing_hz: float, max_gain: float) -> None:
         raise ControlError(f"pose style max gain must be a number ≥ 1, got {max_gain!r}.")
 
 
-def _reference_style(reference: MotionFrame | PoseStyle, reference_fps: float | None) -> PoseStyle:
+def _reference_style(reference: MotionSequence | PoseStyle, reference_fps: float | None) -> PoseStyle:
     if isinstance(reference, PoseStyle):
         return reference
     if reference_fps is None:
@@ -286,9 +286,9 @@ def _reference_style(reference: MotionFrame | PoseStyle, reference_fps: float | 
     return PoseStyle.from_motion(reference, reference_fps)
 
 
-def _pose_array(motion: MotionFrame, what: str) -> np.ndarray:
+def _pose_array(motion: MotionSequence, what: str) -> np.ndarray:
     """(N, 6) float64 pitch, yaw, roll, t_x, t_y, t_z on the CPU."""
-    if what == "reference" and motion.batch_size == 0:
+    if what == "reference" and motion.n_frames == 0:
         raise ControlError("the pose style reference has no frames.")
     parts = [getattr(motion, name) for name in ("pitch", "yaw", "roll", "t")]
     pose = torch.cat([p.detach().to("cpu", torch.float64) for p in parts], 1).numpy()
@@ -352,7 +352,7 @@ def _match_spread(track: np.ndarray, mean: float, std: float, floor: float) -> n
     return (track - own_mean) * (std / own_std) + mean
 
 
-def _with_pose(motion: MotionFrame, pose: np.ndarray) -> MotionFrame:
+def _with_pose(motion: MotionSequence, pose: np.ndarray) -> MotionSequence:
     like = motion.pitch
     values = torch.from_numpy(pose).to(device=like.device, dtype=like.dtype)
     return motion.replace(pitch=values[:, 0:1].clone(), yaw=values[:, 1:2].clone(), roll=values[:, 2:3].clone(),

@@ -1,6 +1,6 @@
 """Temporal smoothing of motion sequences, offline or streamed with a bounded delay.
 
-A motion sequence (a :class:`~talkinghead.motion.frame.MotionFrame` batch, one
+A motion sequence (a :class:`~talkinghead.motion.frame.MotionSequence` batch, one
 frame per batch element) picks up frame-to-frame jitter from the motion
 extractor or a sampler; rendered, that jitter reads as a trembling head.  This
 module removes it before rendering, with separate strengths for the head pose
@@ -49,16 +49,16 @@ import torch
 from torch import Tensor
 
 from ..options import check_options, option
-from .frame import MotionFrame
+from .frame import MotionSequence
 
 MAX_SIGMA_FRAMES = 4.0
 """Gaussian width σ, in frames, at strength 1 (160 ms at 25 fps)."""
 
 POSE_FIELDS = ("pitch", "yaw", "roll", "t", "scale")
-"""MotionFrame fields smoothed with the pose strength."""
+"""MotionSequence fields smoothed with the pose strength."""
 
 EXPRESSION_FIELDS = ("exp",)
-"""MotionFrame fields smoothed with the expression strength."""
+"""MotionSequence fields smoothed with the expression strength."""
 
 _DEGREE = 2
 """Degree of the local polynomial (quadratic)."""
@@ -87,7 +87,7 @@ class SmoothingOptions:
         check_options(self)
 
     def sigma(self, field: str) -> float:
-        """Gaussian width σ in frames for a MotionFrame field (e.g. "yaw", "exp")."""
+        """Gaussian width σ in frames for a MotionSequence field (e.g. "yaw", "exp")."""
         strength = self.expression if field in EXPRESSION_FIELDS else self.pose
         return strength * MAX_SIGMA_FRAMES
 
@@ -97,7 +97,7 @@ class SmoothingOptions:
         return max(_half_width(self.pose * MAX_SIGMA_FRAMES), _half_width(self.expression * MAX_SIGMA_FRAMES))
 
 
-def smooth_motion(motion: MotionFrame, options: SmoothingOptions) -> MotionFrame:
+def smooth_motion(motion: MotionSequence, options: SmoothingOptions) -> MotionSequence:
     """Smooth a whole motion sequence (offline).
 
     Args:
@@ -112,7 +112,7 @@ def smooth_motion(motion: MotionFrame, options: SmoothingOptions) -> MotionFrame
     """
     if options.delay == 0:
         return motion
-    n = motion.batch_size
+    n = motion.n_frames
     return motion.replace(**_smooth_fields(motion, 0, 0, n, n, options))
 
 
@@ -144,7 +144,7 @@ class MotionSmoother:
         """Frames an output trails the input (the look-ahead K)."""
         return self.options.delay
 
-    def push(self, frames: MotionFrame) -> MotionFrame | None:
+    def push(self, frames: MotionSequence) -> MotionSequence | None:
         """Add the next frames of the stream (same type, dtype, device as before).
 
         Returns:
@@ -152,22 +152,22 @@ class MotionSmoother:
             or more than pushed), or None if none is ready yet.
         """
         self._buffer = frames if self._buffer is None else type(frames).cat([self._buffer, frames])
-        self._received += frames.batch_size
+        self._received += frames.n_frames
         return self._emit(self._received - self.delay, total=None)
 
-    def flush(self) -> MotionFrame | None:
+    def flush(self) -> MotionSequence | None:
         """End the stream: return the last frames (or None), then start afresh."""
         out = self._emit(self._received, total=self._received)
         self._reset()
         return out
 
     def _reset(self) -> None:
-        self._buffer: MotionFrame | None = None
+        self._buffer: MotionSequence | None = None
         self._buffer_start = 0  # stream index of self._buffer[0]
         self._received = 0  # frames pushed so far
         self._next = 0  # stream index of the next frame to emit
 
-    def _emit(self, stop: int, total: int | None) -> MotionFrame | None:
+    def _emit(self, stop: int, total: int | None) -> MotionSequence | None:
         """Smooth and return frames [self._next, stop), then drop unneeded history."""
         if self._buffer is None or stop <= self._next:
             return None
@@ -214,7 +214,7 @@ def _local_fit_weights(before: int, after: int, sigma: float) -> tuple[float, ..
     return tuple(float(w) for w in np.linalg.pinv(root_w[:, None] * design)[0] * root_w)
 
 
-def _smooth_fields(frames: MotionFrame, frames_start: int, out_start: int, out_stop: int, total: int | None,
+def _smooth_fields(frames: MotionSequence, frames_start: int, out_start: int, out_stop: int, total: int | None,
                    options: SmoothingOptions) -> dict[str, Tensor]:
     """Smoothed frames [out_start, out_stop) of every pose and expression field (see :func:`_smooth_span`)."""
     return {name: _smooth_span(getattr(frames, name), frames_start, out_start, out_stop, total, options.sigma(name))

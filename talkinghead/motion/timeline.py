@@ -36,7 +36,7 @@ import torch
 
 from ..errors import ControlError
 from .controls import Controls, ControlsLike
-from .frame import MotionFrame
+from .frame import MotionSequence
 from .keyframes import (
     CHANNELS, DEFAULT_EASE, DEFAULT_FADE, FADE_EASES, NEUTRAL, KeyframeTrack, Span, smoothstep,
     controls_from_values, interpolate_values, span_values, stack_values,
@@ -206,8 +206,8 @@ def _strengths(strength: float | np.ndarray | torch.Tensor, n: int, like: torch.
     return s
 
 
-def neutralize_expression(motion: MotionFrame, neutral: MotionFrame,
-                          strength: float | np.ndarray | torch.Tensor) -> MotionFrame:
+def neutralize_expression(motion: MotionSequence, neutral: MotionSequence,
+                          strength: float | np.ndarray | torch.Tensor) -> MotionSequence:
     """Move the expression deltas toward a neutral expression: exp = n + (exp − n)·(1 − s), per frame.
 
     The neutral n is the source's own expression, not exp = 0 (the bare
@@ -234,15 +234,15 @@ def neutralize_expression(motion: MotionFrame, neutral: MotionFrame,
             exactly; pose, t and scale are never changed.
 
     Returns:
-        (T) :class:`MotionFrame`, ``motion`` itself when every strength is 0.
+        (T) :class:`MotionSequence`, ``motion`` itself when every strength is 0.
 
     Raises:
         ControlError: a strength not finite or outside [0, 1].
         ValueError: ``neutral`` or ``strength`` has another length than 1 or T.
     """
-    n = motion.batch_size
-    if neutral.batch_size not in (1, n):
-        raise ValueError(f"a neutral of {neutral.batch_size} frames for {n} motion frames")
+    n = motion.n_frames
+    if neutral.n_frames not in (1, n):
+        raise ValueError(f"a neutral of {neutral.n_frames} frames for {n} motion frames")
     s = _strengths(strength, n, motion.exp)
     active = s > 0
     if not bool(active.any()):
@@ -253,9 +253,9 @@ def neutralize_expression(motion: MotionFrame, neutral: MotionFrame,
     return motion.replace(exp=exp)
 
 
-def neutralize_span(motion: MotionFrame, neutral: MotionFrame, fps: float, start: float, end: float,
+def neutralize_span(motion: MotionSequence, neutral: MotionSequence, fps: float, start: float, end: float,
                     strength: float = 1.0, fade: float = DEFAULT_FADE, ease: str = DEFAULT_EASE,
-                    first_frame: int = 0) -> MotionFrame:
+                    first_frame: int = 0) -> MotionSequence:
     """Neutralize the expression over [start, end) seconds of a motion sequence, with eased edges.
 
     The strength at frame k (time (first_frame + k) / fps) is
@@ -282,24 +282,24 @@ def neutralize_span(motion: MotionFrame, neutral: MotionFrame, fps: float, start
                            f"(need 0 ≤ from < to, 0 ≤ fade ≤ half the span, ease one of {', '.join(FADE_EASES)}).")
     if not 0 <= strength <= 1:
         raise ControlError(f"neutralize strength must be between 0 and 1, got {strength}.")
-    at = (first_frame + np.arange(motion.batch_size)) / fps
+    at = (first_frame + np.arange(motion.n_frames)) / fps
     weights = Span(start=start, end=end, neutralize=strength, fade=fade, ease=ease).weights(at)
     return neutralize_expression(motion, neutral, strength * weights)
 
 
-def apply_timeline(motion: MotionFrame, neutral: MotionFrame, edits: TimelineEdits,
-                   controls: ControlsLike | None = None) -> tuple[MotionFrame, list[Controls]]:
+def apply_timeline(motion: MotionSequence, neutral: MotionSequence, edits: TimelineEdits,
+                   controls: ControlsLike | None = None) -> tuple[MotionSequence, list[Controls]]:
     """A job's (T) motion and controls with a timeline's edits: (neutralized motion, stacked per-frame controls).
 
     For an absolute motion sequence (audio, motion file): pass the result to
-    ``Engine.animate_motion(..., controls=...)`` after smoothing; frames the
+    ``Engine.animate_absolute_motion(..., controls=...)`` after smoothing; frames the
     timeline does not edit keep their motion and controls bit for bit.
 
     Raises:
         ValueError: ``edits`` or ``controls`` not one per frame of ``motion``.
     """
-    if len(edits) != motion.batch_size:
-        raise ValueError(f"{len(edits)} timeline frames for {motion.batch_size} motion frames")
+    if len(edits) != motion.n_frames:
+        raise ValueError(f"{len(edits)} timeline frames for {motion.n_frames} motion frames")
     return neutralize_expression(motion, neutral, edits.neutralize), stack_job_controls(controls, edits)
 
 

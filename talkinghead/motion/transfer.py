@@ -35,7 +35,7 @@ import torch
 from scipy.spatial import ConvexHull
 
 from ..errors import ControlError
-from .frame import NUM_KP, MotionFrame
+from .frame import NUM_KP, MotionSequence
 from .kalman import OBSERVATION_VARIANCE, PROCESS_VARIANCE, kalman_smooth
 from .keypoints import KeypointTransform
 
@@ -157,9 +157,9 @@ def lip_array(like: torch.Tensor) -> torch.Tensor:
 
 
 def relative_transform(
-    source: MotionFrame,
-    driving: MotionFrame,
-    anchor: MotionFrame | None = None,
+    source: MotionSequence,
+    driving: MotionSequence,
+    anchor: MotionSequence | None = None,
     region: str = "all",
 ) -> KeypointTransform:
     """Relative motion transfer (LivePortrait's default; spec §8).
@@ -184,7 +184,7 @@ def relative_transform(
     """
     own = KeypointTransform.from_motion(source)
     if anchor is None:
-        batch = driving.batch_size
+        batch = driving.n_frames
         driven = KeypointTransform(
             rotation=own.rotation.expand(batch, 3, 3),
             exp=source.exp + (driving.exp - lip_array(driving.exp)),
@@ -203,7 +203,7 @@ def relative_transform(
     return _select_region(own, driven, region, whole_face=ALL_EXP_ENTRIES)
 
 
-def absolute_transform(source: MotionFrame, driving: MotionFrame, region: str = "all") -> KeypointTransform:
+def absolute_transform(source: MotionSequence, driving: MotionSequence, region: str = "all") -> KeypointTransform:
     """Absolute motion transfer (``flag_relative_motion`` off; spec §8).
 
     R_new = R_i, t_new = t_i (z := 0), scale = scale_s, and exp = exp_s with
@@ -252,7 +252,7 @@ class SourceVideoTargets:
         return SourceVideoTargets(self.rotation[index], self.exp[index])
 
 
-def source_video_targets(source: MotionFrame, driving: MotionFrame, anchor: MotionFrame | None,
+def source_video_targets(source: MotionSequence, driving: MotionSequence, anchor: MotionSequence | None,
                          relative: bool = True) -> SourceVideoTargets:
     """The rotation and expression sequences LivePortrait smooths for a source video.
 
@@ -277,8 +277,8 @@ def source_video_targets(source: MotionFrame, driving: MotionFrame, anchor: Moti
     Raises:
         ValueError: the two sequences differ in length, or relative mode without an anchor.
     """
-    if source.batch_size != driving.batch_size:
-        raise ValueError(f"{source.batch_size} source frames but {driving.batch_size} driving frames")
+    if source.n_frames != driving.n_frames:
+        raise ValueError(f"{source.n_frames} source frames but {driving.n_frames} driving frames")
     drive = KeypointTransform.from_motion(driving)
     if not relative:
         return SourceVideoTargets(drive.rotation, driving.exp)
@@ -317,7 +317,7 @@ def smooth_targets(targets: SourceVideoTargets, observation_variance: float = OB
     return SourceVideoTargets(smooth(targets.rotation), smooth(targets.exp))
 
 
-def source_video_transform(source: MotionFrame, targets: SourceVideoTargets, driving: MotionFrame,
+def source_video_transform(source: MotionSequence, targets: SourceVideoTargets, driving: MotionSequence,
                            region: str = "all", relative: bool = True) -> KeypointTransform:
     """The new motion of source-video frames (LivePortrait's ``flag_is_source_video`` rules).
 

@@ -28,7 +28,7 @@ from ..face.landmarks import LandmarkProvider
 from ..models.stitching import StitchingRetargeting
 from ..motion.animate import AnimationOptions, Animator, SourceVideoAnimator, keypoints_from_motion
 from ..motion.controls import Controls, apply_controls, retargeting_offsets
-from ..motion.frame import MotionFrame
+from ..motion.frame import MotionSequence
 from ..motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from ..motion.transfer import smooth_targets, source_video_targets
 from .renderer import Renderer
@@ -61,12 +61,12 @@ def _ratio_offsets(s: StitchingRetargeting, x_s: torch.Tensor, source: PreparedS
         return retargeting_offsets(s.eye, s.lip, x_s, source.ratios, controls)
 
 
-def absolute_keypoints(source: PreparedSource, motion: MotionFrame, controls: Sequence[Controls],
+def absolute_keypoints(source: PreparedSource, motion: MotionSequence, controls: Sequence[Controls],
                        s: StitchingRetargeting, batch_size: int, stitching: bool = True) -> Iterator[Driven]:
     """x_d of a (T) absolute motion sequence with T per-frame ``controls``, in batches of ``batch_size``."""
     x_s = implicit_keypoints(source.info)
     stitch_mlp = s.stitching if stitching else None
-    for start in range(0, motion.batch_size, batch_size):
+    for start in range(0, motion.n_frames, batch_size):
         chunk, chunk_controls = motion[start:start + batch_size], controls[start:start + batch_size]
         with torch.inference_mode():
             offsets = retargeting_offsets(s.eye, s.lip, x_s, source.ratios, chunk_controls)
@@ -119,9 +119,9 @@ def source_video_keypoints(sources: Iterable[PreparedSource], raws: Sequence[dic
     (``x``/``y``/``scale``, which would otherwise be dropped with the
     driving t and scale).
     """
-    plain = MotionFrame.cat([batch.motion for batch in drive])
+    plain = MotionSequence.cat([batch.motion for batch in drive])
     moved = plain if controls is None else apply_controls(plain, controls)
-    own = MotionFrame.cat([keypoint_info_from_raw(raw).motion for raw in raws])
+    own = MotionSequence.cat([keypoint_info_from_raw(raw).motion for raw in raws])
     targets = smooth_targets(source_video_targets(own, moved, plain[0], options.relative))
     if controls is not None:
         shift = torch.tensor([controls.x, controls.y, 0.0], dtype=own.t.dtype, device=own.t.device)

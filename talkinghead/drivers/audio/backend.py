@@ -1,7 +1,7 @@
 """Audio backends: speech → a motion sequence in LivePortrait's space, behind one protocol.
 
 A backend turns 16 kHz (or its own ``sample_rate``) mono speech into
-:class:`~talkinghead.motion.frame.MotionFrame` rows at its own frame rate
+:class:`~talkinghead.motion.frame.MotionSequence` rows at its own frame rate
 (``fps``), for one prepared source photo, either offline (the whole clip at
 once, :meth:`AudioBackend.generate`) or while the audio arrives
 (:meth:`AudioBackend.stream`).  The engine edits (expression scale, still
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import torch
 
     from ...face.crop import FaceCrop
-    from ...motion.frame import KeypointInfo, MotionFrame
+    from ...motion.frame import KeypointInfo, MotionSequence
     from ...weights import WeightStore
 
 DEFAULT_CHUNK_SAMPLES = 3200
@@ -128,7 +128,7 @@ class AudioBackend(Protocol):
         """Whether LivePortrait's stitching runs on this backend's motion."""
         ...
 
-    def generate(self, samples: np.ndarray, source: SourceFace, options: Any, progress: bool = False) -> MotionFrame:
+    def generate(self, samples: np.ndarray, source: SourceFace, options: Any, progress: bool = False) -> MotionSequence:
         """Motion of a whole speech clip (offline).
 
         Args:
@@ -145,7 +145,7 @@ class AudioBackend(Protocol):
         """
         ...
 
-    def stream(self, chunks: Iterable[np.ndarray], source: SourceFace, options: Any) -> Iterator[MotionFrame]:
+    def stream(self, chunks: Iterable[np.ndarray], source: SourceFace, options: Any) -> Iterator[MotionSequence]:
         """Motion of a speech stream, chunk by chunk while the audio arrives.
 
         Args:

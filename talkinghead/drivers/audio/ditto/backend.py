@@ -19,7 +19,7 @@ import torch
 from ....errors import WeightsError
 from ....face.crop import transform_points
 from ....models.lmdm import LMDM
-from ....motion.frame import MotionFrame
+from ....motion.frame import MotionSequence
 from ....weights import HubFile, WeightSource, WeightStore, read_checkpoint, weights_source
 from ..backend import SourceFace, SourceSettings
 from .condition import EyeConditionProvider, EyeConditions, LandmarkEyeConditions, MediaPipeEyeConditions
@@ -183,7 +183,7 @@ class DittoBackend:
         """Whether the configuration (or ``options.driver``) asks for LivePortrait's stitching."""
         return self.driver_options(options, online=online).post.stitching
 
-    def generate(self, samples: np.ndarray, source: SourceFace, options: Any, progress: bool = False) -> MotionFrame:
+    def generate(self, samples: np.ndarray, source: SourceFace, options: Any, progress: bool = False) -> MotionSequence:
         """Motion of a speech clip, 25 fps, ceil(duration·25) frames (see :meth:`AudioDriver.generate`).
 
         Args:
@@ -203,7 +203,7 @@ class DittoBackend:
             return driver.generate(samples, source.raw, self.eye_conditions(source), settings,
                                    on_window=lambda _: bar.update())
 
-    def stream(self, chunks: Iterable[np.ndarray], source: SourceFace, options: Any) -> Iterator[MotionFrame]:
+    def stream(self, chunks: Iterable[np.ndarray], source: SourceFace, options: Any) -> Iterator[MotionSequence]:
         """Motion chunks of a speech stream with Ditto's online windows (see :func:`.stream.stream_motion`).
 
         The online configuration's settings; with ``options.driver`` set, its

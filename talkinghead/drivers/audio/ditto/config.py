@@ -72,7 +72,7 @@ from .postprocess import (
     DRIVABLE_KEYS,
     IMAGE_DRIVEN,
     MOTION_DIM,
-    Controls,
+    DittoControls,
     PostprocessOptions,
     blink_options,
 )
@@ -107,8 +107,8 @@ def _array(value: Any, source: str, key: str, shape: tuple[int | None, ...]) -> 
     return array
 
 
-def _controls(value: Any, source: str, key: str) -> Controls:
-    """One Ditto ``ctrl_kwargs`` dict → :class:`Controls` (motion_stitch.py ``ctrl_motion``, ``ctrl_vad``, ``fade``)."""
+def _controls(value: Any, source: str, key: str) -> DittoControls:
+    """One Ditto ``ctrl_kwargs`` dict → :class:`DittoControls` (motion_stitch.py ``ctrl_motion``, ``ctrl_vad``, ``fade``)."""
     if not isinstance(value, Mapping):
         raise _fail(source, f"{key} must be a dict of controls, got {type(value).__name__}")
     unknown = sorted(set(value) - _CONTROL_KEYS)
@@ -122,12 +122,12 @@ def _controls(value: Any, source: str, key: str) -> Controls:
         else:
             values[name] = float(value[name])
     try:
-        return Controls(**values)
+        return DittoControls(**values)
     except ControlError as error:
         raise _fail(source, f"{key}: {error}") from error
 
 
-def _per_frame(value: Any, source: str) -> dict[int, Controls]:
+def _per_frame(value: Any, source: str) -> dict[int, DittoControls]:
     """``ctrl_info``: a dict frame → controls, or a list with one entry per frame (``StreamSDK._get_ctrl_info``)."""
     if isinstance(value, Mapping):
         items = value.items()

@@ -5,7 +5,7 @@ audio encoder features at 25 Hz (:mod:`.features`) → per-frame conditions
 (:mod:`.condition`) → DDIM sampling over 80-frame windows (:mod:`.windows`,
 :mod:`.diffusion`) → 265-d motion rows → relative mixing onto the source,
 expression masks and gaze fix (:mod:`.postprocess`) → a
-:class:`~talkinghead.motion.frame.MotionFrame` per video frame (degrees).
+:class:`~talkinghead.motion.frame.MotionSequence` per video frame (degrees).
 
 Keypoints, stitching and rendering are left to the caller, so that the same
 edits (expression scale, head pose choices, smoothing, controls) apply to
@@ -22,7 +22,7 @@ import torch
 
 from ....errors import MediaError
 from ....models.lmdm import LMDM
-from ....motion.frame import MotionFrame
+from ....motion.frame import MotionSequence
 from ....options import option
 from .condition import NEUTRAL, ConditionBuilder, ConditionParts, Emotion, EyeConditions, ReferenceCharacter
 from .diffusion import DDIMSampler
@@ -109,7 +109,7 @@ class AudioDriver:
 
     def generate(self, samples: np.ndarray, source_raw: Mapping[str, torch.Tensor], eyes: EyeConditions,
                  options: AudioDriverOptions = AudioDriverOptions(),
-                 on_window: Callable[[WindowRecord], None] | None = None) -> MotionFrame:
+                 on_window: Callable[[WindowRecord], None] | None = None) -> MotionSequence:
         """Motion of every video frame of the clip.
 
         Args:

@@ -1,8 +1,10 @@
 """Ditto's motion post-processing: 265-d motion rows → LivePortrait keypoints.
 
-Spec ``ditto-audio2motion.md`` §4, §7.2, §7.3 (Ditto's motion stitcher for an
-image source).  Per generated frame d, with the source's own motion s and the
-anchor d0 (the first generated frame offline, the online anchor otherwise):
+Spec ``ditto-audio2motion.md`` §4, §7.2, §7.3 (what Ditto's ``motion_stitch.py``
+does for an image source; called post-processing here, because it is not
+LivePortrait's stitching network, which runs later on the driven keypoints).
+Per generated frame d, with the source's own motion s and the anchor d0 (the
+first generated frame offline, the online anchor otherwise):
 
 1. split the row into scale = v[0] + 1, pitch/yaw/roll bin logits (66 each),
    t (3) and exp (63) (§4);
@@ -33,7 +35,7 @@ from torch import Tensor
 
 from ....errors import ControlError
 from ....motion.controls import expression_direction
-from ....motion.frame import NUM_KP, MotionFrame
+from ....motion.frame import NUM_KP, MotionSequence
 from ....motion.keypoints import NUM_BINS, KeypointTransform, degrees_from_bins
 from ....motion.retarget import MLP, stitch
 
@@ -112,7 +114,7 @@ def motion_row_from_raw(raw: Mapping[str, Tensor]) -> Tensor:
 
 
 DRIVABLE_KEYS = ("scale", "pitch", "yaw", "roll", "t", "exp")
-"""Motion fields Ditto's stitcher can take from the generated motion (``use_d_keys``)."""
+"""Motion fields Ditto's post-processing can take from the generated motion (``use_d_keys``)."""
 
 IMAGE_DRIVEN = {"exp": 1.0, "pitch": 1.0, "yaw": 1.0, "roll": 1.0, "t": 1.0}
 """Ditto's driven keys for an image source, each with gain 1 (motion_stitch.py ``setup``)."""
@@ -125,7 +127,7 @@ FADE_TARGETS = ("", "d0", "s")
 
 
 @dataclass(frozen=True, eq=False)
-class Controls:
+class DittoControls:
     """Manual adjustments of one frame, or of every frame (Ditto's ``ctrl_info``, §7.3).
 
     ``None`` means "not set", so per-frame controls can override the overall
@@ -170,15 +172,15 @@ class Controls:
             raise ControlError(f"delta_exp must have {3 * NUM_KP} values (21 keypoints × 3), "
                                f"got shape {tuple(self.delta_exp.shape)}")
 
-    def over(self, base: "Controls") -> "Controls":
+    def over(self, base: "DittoControls") -> "DittoControls":
         """These controls, with unset fields taken from ``base``."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Controls(**{name: getattr(base, name) if value is None else value for name, value in values.items()})
+        return DittoControls(**{name: getattr(base, name) if value is None else value for name, value in values.items()})
 
 
 @dataclass(frozen=True, eq=False)
 class PostprocessOptions:
-    """Settings of the motion stitcher (Ditto's setup kwargs, spec §7.2, §7.3, §8).
+    """Settings of the motion post-processing (Ditto's setup kwargs, spec §7.2, §7.3, §8).
 
     Defaults are Ditto's code defaults for an image source (motion_stitch.py
     ``setup``): relative motion, exp/pitch/yaw/roll/t driven with gain 1,
@@ -233,8 +235,8 @@ class PostprocessOptions:
     fade: str = ""
     fade_keys: Sequence[str] = ("exp",)
     stitching: bool = True
-    overall: Controls = field(default_factory=Controls)
-    per_frame: Mapping[int, Controls] = field(default_factory=dict)
+    overall: DittoControls = field(default_factory=DittoControls)
+    per_frame: Mapping[int, DittoControls] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         template = self.blink_template
@@ -361,20 +363,20 @@ class PostprocessResult:
             when a stitching MLP is set, else ``x_d_raw``).
     """
 
-    motion: MotionFrame
+    motion: MotionSequence
     x_s: Tensor
     x_d_raw: Tensor
     x_d: Tensor
 
 
 class MotionPostprocessor:
-    """Ditto's image-source motion stitcher (spec §7.2, §7.3), batched over frames.
+    """Ditto's image-source motion post-processing (``motion_stitch.py``; spec §7.2, §7.3), batched over frames.
 
     Args:
         source_row: (1, 265) or (265,) float32 motion row of the source image
             (:func:`motion_row_from_raw` of M's output), pose as bin logits.
         source_kp: (1, 21, 3) or (1, 63) source canonical keypoints.
-        options: stitcher settings.
+        options: post-processing settings.
         stitching: LivePortrait's stitching MLP (126 → 65), or ``None`` to
             skip stitching.
         num_frames: clip length for the blink schedule; ``None`` = 3000 as
@@ -421,7 +423,7 @@ class MotionPostprocessor:
             ControlError: a "d0" fade whose first call does not start at frame 0.
         """
         frames = range(first_frame, first_frame + rows.shape[0])
-        controls = [self.options.per_frame.get(f, Controls()).over(self.options.overall) for f in frames]
+        controls = [self.options.per_frame.get(f, DittoControls()).over(self.options.overall) for f in frames]
         mixed = self._mix(MotionRows.split(rows), MotionRows.split(anchor))
         exp = self._apply_vad(self._mask_expression(mixed.exp, frames), controls)
         exp = exp + self._stack(controls, "delta_exp", torch.zeros(3 * NUM_KP), exp)
@@ -451,7 +453,7 @@ class MotionPostprocessor:
 
         return MotionRows(*(mix(name) for name in DRIVABLE_KEYS))
 
-    def _control_pose(self, mixed: MotionRows, controls: list[Controls]) -> tuple[MotionRows, dict[str, Tensor]]:
+    def _control_pose(self, mixed: MotionRows, controls: list[DittoControls]) -> tuple[MotionRows, dict[str, Tensor]]:
         """Degrees of each angle with ``delta_*`` added and ``alpha_*`` applied (Ditto ``ctrl_motion``).
 
         Where only ``alpha_*`` is set, Ditto scales the bin logits; the
@@ -473,7 +475,7 @@ class MotionPostprocessor:
             degrees[name], logits[name] = deg, values
         return replace(mixed, **logits), degrees
 
-    def _fade(self, mixed: MotionRows, degrees: dict[str, Tensor], controls: list[Controls],
+    def _fade(self, mixed: MotionRows, degrees: dict[str, Tensor], controls: list[DittoControls],
               first_frame: int) -> tuple[MotionRows, dict[str, Tensor]]:
         """value·α + target·(1 − α) on frames with ``fade_alpha`` (Ditto ``fade``, §7.3).
 
@@ -517,7 +519,7 @@ class MotionPostprocessor:
             out[:, EYE_ROWS] = out[:, EYE_ROWS] + blink[:, EYE_ROWS]
         return out.reshape(exp.shape)
 
-    def _apply_vad(self, exp: Tensor, controls: list[Controls]) -> Tensor:
+    def _apply_vad(self, exp: Tensor, controls: list[DittoControls]) -> Tensor:
         """exp·α + source exp·(1 − α) on frames with ``vad_alpha`` < 1."""
         alpha = self._stack(controls, "vad_alpha", 1.0, exp)[:, None]
         return torch.where(alpha < 1, exp * alpha + self.source.exp * (1 - alpha), exp)
@@ -541,13 +543,13 @@ class MotionPostprocessor:
 
     # ------------------------------------------------------------ helpers
     @staticmethod
-    def _stack(controls: list[Controls], name: str, default: float | Tensor, like: Tensor) -> Tensor:
+    def _stack(controls: list[DittoControls], name: str, default: float | Tensor, like: Tensor) -> Tensor:
         """Per-frame values of one control field, ``default`` where unset: (B,) or (B, 63)."""
         values = [getattr(c, name) for c in controls]
         return torch.stack([torch.as_tensor(default if v is None else v).reshape(-1).to(like)
                             for v in values]).squeeze(1)
 
     @staticmethod
-    def _frame(rows: MotionRows, degrees: dict[str, Tensor]) -> MotionFrame:
-        return MotionFrame(pitch=degrees["pitch"], yaw=degrees["yaw"], roll=degrees["roll"], t=rows.t,
+    def _frame(rows: MotionRows, degrees: dict[str, Tensor]) -> MotionSequence:
+        return MotionSequence(pitch=degrees["pitch"], yaw=degrees["yaw"], roll=degrees["roll"], t=rows.t,
                            scale=rows.scale, exp=rows.exp.reshape(-1, NUM_KP, 3))

@@ -6,7 +6,7 @@ audio chunks of any size (a microphone, a file read piece by piece) →
 :func:`.features.online_features` (5 features per 3200 samples) →
 :func:`.windows.stream_online` (one LMDM window per V new features) →
 :class:`.postprocess.MotionPostprocessor` with the online anchor →
-:class:`~talkinghead.motion.frame.MotionFrame` chunks (degrees, source scale).
+:class:`~talkinghead.motion.frame.MotionSequence` chunks (degrees, source scale).
 
 Window settings: Ditto's shipped online config (:data:`.windows.SHIPPED_ONLINE`:
 overlap 70, kernel 3, ``fix_kp_cond`` 1 on dims [0, 202)), so V = 10 new
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ....errors import ControlError, MediaError
-from ....motion.frame import MotionFrame
+from ....motion.frame import MotionSequence
 from .condition import ConditionBuilder, EyeConditions
 from .diffusion import DDIMSampler
 from .driver import AudioDriver, AudioDriverOptions
@@ -76,7 +76,7 @@ def _feature_rows(encoder: AudioEncoder, audio: _AudioTally, min_rows: int, devi
 
 def stream_motion(driver: AudioDriver, audio_chunks: Iterable[np.ndarray], source_raw: Mapping[str, Tensor],
                   eyes: EyeConditions, options: AudioDriverOptions = AudioDriverOptions(),
-                  config: WindowConfig = SHIPPED_ONLINE) -> Iterator[MotionFrame]:
+                  config: WindowConfig = SHIPPED_ONLINE) -> Iterator[MotionSequence]:
     """Motion of a speech stream, yielded chunk by chunk while the audio arrives.
 
     Settings are checked, the sampler is seeded and the warm-up features
@@ -96,7 +96,7 @@ def stream_motion(driver: AudioDriver, audio_chunks: Iterable[np.ndarray], sourc
             emitted frame is frame 0.  Default: Ditto's shipped online config.
 
     Yields:
-        :class:`MotionFrame` chunks of consecutive frames (degrees, source
+        :class:`MotionSequence` chunks of consecutive frames (degrees, source
         scale), 10 frames each with the default config; N frames in all,
         N = ⌈duration·25⌉ of the audio read.
 
@@ -126,7 +126,7 @@ def stream_motion(driver: AudioDriver, audio_chunks: Iterable[np.ndarray], sourc
 @torch.inference_mode()
 def _stream(sampler: DDIMSampler, features: Iterator[Tensor], audio: _AudioTally, first_condition: Tensor,
             condition: ConditionBuilder, post: MotionPostprocessor, warmup: Tensor,
-            config: WindowConfig) -> Iterator[MotionFrame]:
+            config: WindowConfig) -> Iterator[MotionSequence]:
     """Run the online window loop and post-process each emitted chunk, cut at the audio's end."""
     for chunk in stream_online(sampler, features, first_condition, condition, warmup, config):
         frames = chunk.frames

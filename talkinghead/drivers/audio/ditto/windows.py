@@ -105,7 +105,7 @@ class MotionChunk:
     anchor: Tensor
 
 
-def smooth_motion(motion: Tensor, start: int, end: int, kernel: int) -> Tensor:
+def smooth_window(motion: Tensor, start: int, end: int, kernel: int) -> Tensor:
     """Centred moving average of frames [start, end) on dims 0..201 (Ditto's ``_smo``).
 
     Each output averages the ±kernel//2 neighbouring input frames (fewer at
@@ -205,12 +205,12 @@ class _WindowLoop:
         x_T = self._initial_noise()
         prediction = self.sampler.sample(self.cond_frame[None], condition[None], x_T)[0]
         if self.windows == 0:
-            self.sequence = smooth_motion(prediction, 0, self.seq_len, self.config.smoothing_kernel)
+            self.sequence = smooth_window(prediction, 0, self.seq_len, self.config.smoothing_kernel)
         else:
             fused = fuse_window(self.sequence, prediction, self.valid, self.fuse_length)
             n = fused.shape[0]
             seam = (n - self.valid - self.fuse_length, n - self.valid + 1)
-            self.sequence = smooth_motion(fused, *seam, self.config.smoothing_kernel)
+            self.sequence = smooth_window(fused, *seam, self.config.smoothing_kernel)
         if self._on_window is not None:
             self._on_window(WindowRecord(self.windows, self.cond_frame, condition, x_T, prediction, self.sequence))
         self.windows += 1
@@ -275,7 +275,7 @@ def generate_offline(sampler: DDIMSampler, condition: Tensor, source_motion: Ten
     loop = _WindowLoop(sampler, source_motion, config, False, initial_noise, on_window)
     for start in range(0, num_frames, loop.valid):
         loop.run(_pad_rows(condition[start:start + loop.seq_len], loop.seq_len))
-    motion = smooth_motion(loop.sequence[:num_frames], 0, num_frames, config.smoothing_kernel)
+    motion = smooth_window(loop.sequence[:num_frames], 0, num_frames, config.smoothing_kernel)
     return clip_motion(motion, config.clip_range)
 
 
