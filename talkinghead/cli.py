@@ -169,6 +169,12 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
                       help="short video of the same person whose head motion is used (personalized pose)")
     p.add_argument("--pose-from-landmarks", metavar="FILE.json", help="68-point landmarks of the --pose-from clip")
     add_option(p, AudioJobOptions, "pose_blend", metavar="B")
+    head.add_argument("--pose-style", metavar="CLIP",
+                      help="keep the generated, speech-synchronised head motion but give it the style (mean pose, "
+                           "spread, tempo) of CLIP, a video of the person or a saved pose style (.safetensors)")
+    p.add_argument("--pose-style-landmarks", metavar="FILE.json", help="68-point landmarks of the --pose-style clip")
+    add_option(p, AudioJobOptions, "pose_style_tempo", metavar="T")
+    add_option(p, AudioJobOptions, "pose_style_keep_mean")
     p.add_argument("--save-motion", metavar="FILE.safetensors", help="also save the generated motion sequence")
     p.add_argument("--motion", metavar="FILE.safetensors",
                    help="render this motion file (from --save-motion) instead of generating motion; --audio is the soundtrack")
@@ -372,7 +378,9 @@ def _audio_options(args: argparse.Namespace):
     return AudioJobOptions(
         backend=args.audio_backend, config=args.ditto_config, steps=args.steps, seed=args.seed, emotion=args.emotion, blinks=args.blinks,
         expression_scale=args.expression_scale, still_head=args.still_head, pose_from=args.pose_from,
-        pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend,
+        pose_from_landmarks=args.pose_from_landmarks, pose_blend=args.pose_blend, pose_style=args.pose_style,
+        pose_style_landmarks=args.pose_style_landmarks, pose_style_tempo=args.pose_style_tempo,
+        pose_style_keep_mean=args.pose_style_keep_mean,
     )
 
 
@@ -430,7 +438,8 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 _INPUTS = {
     "video": ("source", "driving", "motion", "source_landmarks", "driving_landmarks"),
-    "audio": ("source", "audio", "motion", "source_landmarks", "ditto_config", "pose_from", "pose_from_landmarks"),
+    "audio": ("source", "audio", "motion", "source_landmarks", "ditto_config", "pose_from", "pose_from_landmarks",
+              "pose_style", "pose_style_landmarks"),
     "pose": ("source", "keyframes", "source_landmarks"),
 }
 """Input-file options of each job (an output may be none of them)."""

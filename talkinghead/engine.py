@@ -24,7 +24,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .audio_job import audio_chunks, edit_motion, generate_motion, stream_edited_motion
+from .audio_job import HeadReference, audio_chunks, edit_motion, generate_motion, head_reference, stream_edited_motion
 from .devices import resolve_device
 from .drivers.audio import AudioBackend, SourceSettings, audio_backend
 from .drivers.batches import smoothed_batches
@@ -253,8 +253,9 @@ class Engine:
         Raises MediaError (unreadable, empty or silent audio; unreadable pose clip), ControlError (an
         option out of range) or DiffusionError (an unsafe step count).
         """
-        motion = generate_motion(self.audio_backend(options.backend), source, audio, options, progress)
-        return edit_motion(source, motion, options, self._reference_pose(options))
+        backend = self.audio_backend(options.backend)
+        motion = generate_motion(backend, source, audio, options, progress)
+        return edit_motion(source, motion, options, self._reference_pose(options), fps=backend.fps)
 
     def stream_audio(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray | Iterable[np.ndarray],
                      options: AudioJobOptions = AudioJobOptions(),
@@ -267,15 +268,14 @@ class Engine:
         """
         backend = self.audio_backend(options.backend)
         chunks = audio_chunks(audio, backend.sample_rate)
-        motion = stream_edited_motion(backend, source, chunks, options, self._reference_pose(options), render)
+        motion = stream_edited_motion(backend, source, chunks, options, self._reference_pose(options, True), render)
         per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
         stitching = backend.stitching(options, online=True)
         for ready in motion:
             yield from self.animate_absolute_motion(source, ready, backend.fps, per_chunk, stitching=stitching).frames
 
-    def _reference_pose(self, options: AudioJobOptions) -> MotionSequence | None:
-        wanted = options.pose_from is not None and not options.still_head
-        return self.extract_motion(options.pose_from, landmarks=options.pose_from_landmarks) if wanted else None
+    def _reference_pose(self, options: AudioJobOptions, streamed: bool = False) -> HeadReference:
+        return head_reference(options, lambda clip, marks: self.extract_motion(clip, landmarks=marks), streamed)
 
     def animate_audio(self, source: PreparedSource, audio: str | os.PathLike,
                       options: AudioJobOptions = AudioJobOptions(), render: RenderOptions = RenderOptions(), *,

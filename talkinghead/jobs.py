@@ -18,6 +18,7 @@ from .drivers.audio import AUDIO_BACKENDS, audio_backend
 from .drivers.audio.ditto.condition import EMOTIONS
 from .drivers.audio.ditto.driver import DEFAULT_STEPS, AudioDriverOptions
 from .enhance import EnhanceOptions
+from .errors import ControlError
 from .media.video import AudioSource
 from .motion.controls import Controls
 from .motion.frame import MotionSequence
@@ -84,6 +85,19 @@ class AudioJobOptions:
         pose_from_landmarks: 68-point landmarks of that clip (JSON) if it
             needs cropping and no detector should run.
         pose_blend: 0 = generated pose, 1 = the clip's pose.
+        pose_style: a clip of the person, or its saved
+            :class:`~talkinghead.motion.pose_style.PoseStyle` (``.safetensors``),
+            whose head-motion *style* (per-axis mean pose, spread and tempo of
+            yaw/pitch/roll and t) the generated, speech-synchronised head
+            motion takes on (:func:`~talkinghead.motion.pose_style.transfer_pose_style`);
+            unlike ``pose_from`` the clip's own track is not replayed.
+        pose_style_landmarks: 68-point landmarks of the ``pose_style`` clip (JSON).
+        pose_style_tempo: 0 = match mean and spread only, 1 = also the clip's
+            tempo (its spectrum envelope).
+        pose_style_keep_mean: keep the photo's own mean head pose (the clip
+            gives spread and tempo only).
+
+    ``still_head``, ``pose_from`` and ``pose_style`` exclude each other.
     """
 
     backend: str = "ditto"
@@ -110,6 +124,14 @@ class AudioJobOptions:
     pose_blend: float = option(1.0, what="pose blend", range=(0.0, 1.0),
                                label="Pose blend (0 = model, 1 = reference clip)",
                                help="0 = generated head pose, 1 = the --pose-from clip's pose")
+    pose_style: str | os.PathLike | None = None
+    pose_style_landmarks: str | os.PathLike | None = None
+    pose_style_tempo: float = option(1.0, what="pose style tempo", range=(0.0, 1.0),
+                                     help="0 = match the --pose-style clip's mean and spread only, 1 = also its tempo "
+                                          "(spectrum envelope)")
+    pose_style_keep_mean: bool = option(False, what="keep the photo's mean pose",
+                                        help="with --pose-style: keep the photo's own mean head pose (the clip gives "
+                                             "spread and tempo only)")
 
     def __post_init__(self) -> None:
         """Check the numeric options at once, before any work.
@@ -118,8 +140,13 @@ class AudioJobOptions:
             ControlError: ``expression_scale`` outside 0..3, ``pose_blend``
                 outside 0..1, ``steps`` below 1, ``blinks`` not one of its
                 choices (the ranges are the fields' :func:`~talkinghead.options.option`
-                specs), or an unregistered ``backend``.
+                specs), an unregistered ``backend``, or more than one of
+                ``still_head``, ``pose_from``, ``pose_style``.
         """
+        heads = [name for name, on in (("still head", self.still_head), ("pose from", self.pose_from is not None),
+                                       ("pose style", self.pose_style is not None)) if on]
+        if len(heads) > 1:
+            raise ControlError(f"{' and '.join(heads)} exclude each other: choose one way to drive the head")
         if self.backend not in AUDIO_BACKENDS:
             audio_backend(self.backend)  # raises, naming the registered backends
         check_options(self)  # ranges and choices of the option fields

@@ -182,3 +182,55 @@ def test_blink_modes(audio_engine, astronaut) -> None:
     assert torch.equal(motion("template").exp, template.exp)               # same seed, same blinks
     assert not torch.equal(motion("template", seed=5).exp, template.exp)
     assert not torch.equal(motion("model").exp, template.exp)
+
+
+def test_pose_style_gives_the_clip_style_to_the_generated_head(audio_engine, astronaut, tmp_path) -> None:
+    """--pose-style (issue 13 item 4) through the engine: the generated head motion takes the clip's
+    mean and spread (its own track is not replayed), the expression is untouched, and a saved
+    PoseStyle gives the same motion as the clip it was measured on.  Catches the style not reaching
+    the job, being applied to the expression, or measured at the wrong frame rate."""
+    from talkinghead.motion.pose_style import PoseStyle
+
+    clip, marks = TESTDATA / "talking" / "vr_face2.mp4", landmarks_json("vr_face2.mp4")
+    samples = load_audio(AUDIO / "st_RD_Radio31_000.wav")[:3 * 16000]
+    model = audio_engine.audio_motion(astronaut, samples, FAST)
+    styled = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(
+        driver=FAST.driver, pose_style=clip, pose_style_landmarks=marks))
+    style = PoseStyle.from_motion(audio_engine.extract_motion(clip, landmarks=marks), probe_video(clip).fps)
+    assert torch.equal(styled.exp, model.exp) and torch.equal(styled.scale, model.scale)
+    pose = torch.cat([styled.pitch, styled.yaw, styled.roll, styled.t], 1).double().numpy()
+    np.testing.assert_allclose(pose.mean(0), style.mean, atol=1e-3)
+    np.testing.assert_allclose(pose.std(0), style.std, rtol=1e-3, atol=1e-5)
+    model_yaw = model.yaw[:, 0].double().numpy()
+    if model_yaw.std() > 0.01:  # the styled yaw follows the model's timing, not the clip's track
+        assert np.corrcoef(model_yaw, pose[:, 1])[0, 1] > 0.7
+    saved = tmp_path / "style.safetensors"
+    style.save(saved)
+    again = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(driver=FAST.driver, pose_style=saved))
+    assert torch.equal(again.yaw, styled.yaw) and torch.equal(again.t, styled.t)
+    kept = audio_engine.audio_motion(astronaut, samples, AudioJobOptions(
+        driver=FAST.driver, pose_style=saved, pose_style_keep_mean=True))
+    torch.testing.assert_close(kept.yaw.mean(), model.yaw.mean(), atol=1e-3, rtol=0)
+
+
+def test_pose_style_choices_are_checked(audio_engine, astronaut) -> None:
+    """One way to drive the head; the streamed job refuses a pose style before reading the clip."""
+    from talkinghead.errors import ControlError
+
+    with pytest.raises(ControlError, match="exclude each other"):
+        AudioJobOptions(still_head=True, pose_style="clip.mp4")
+    with pytest.raises(ControlError, match="exclude each other"):
+        AudioJobOptions(pose_from="a.mp4", pose_style="b.mp4")
+    with pytest.raises(ControlError, match="pose style tempo"):
+        AudioJobOptions(pose_style="b.mp4", pose_style_tempo=1.5)
+    stream = audio_engine.stream_audio(astronaut, np.zeros(16000, np.float32),
+                                       AudioJobOptions(driver=FAST.driver, pose_style="missing.mp4"))
+    with pytest.raises(ControlError, match="streamed job cannot use it"):
+        next(iter(stream))
+
+
+def test_cli_pose_style_and_pose_from_exclude_each_other(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["audio", "--source", str(TESTDATA / "images" / "astronaut.png"), "--audio",
+              str(AUDIO / "st_RD_Radio31_000.wav"), "--out", "x.mp4", "--pose-from", "a.mp4", "--pose-style", "b.mp4"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
