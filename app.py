@@ -102,8 +102,9 @@ SOURCE_CACHE_SIZE = 4
 """Prepared photos kept in memory (keyed by file content), so slider previews run only W + G."""
 FROM_CONFIG = "config"
 """Choice value of the audio tab's Blinks and Emotion inputs meaning: as Ditto's configuration says."""
-HEAD_MOTIONS = ("from the model", "from a reference clip", "still")
-"""Choices of the audio tab's Head motion input: the generated pose, the --pose-from clip's, or a still head."""
+HEAD_MOTIONS = ("from the model", "from a reference clip", "still", "from the model, in a reference clip's style")
+"""Choices of the audio tab's Head motion input: the generated pose, the --pose-from clip's, a still head, or the
+generated pose with the clip's style (--pose-style: its mean pose, spread and tempo)."""
 
 EXAMPLE_KEYFRAMES = """{"fps": 25, "keyframes": [
   {"t": 0.0, "yaw": 0},
@@ -250,13 +251,14 @@ class AudioForm:
 
     def options(self) -> AudioJobOptions:
         """The audio-job options these values ask for."""
-        from_clip = self.head_motion == HEAD_MOTIONS[1]
+        from_clip, styled = self.head_motion == HEAD_MOTIONS[1], self.head_motion == HEAD_MOTIONS[3]
         return AudioJobOptions(
             steps=int(self.steps) or None, seed=int(self.seed),
             emotion=None if self.emotion == FROM_CONFIG else self.emotion,
             blinks=None if self.blinks == FROM_CONFIG else self.blinks, expression_scale=self.expression_scale,
             still_head=self.head_motion == HEAD_MOTIONS[2], pose_from=self.reference_clip if from_clip else None,
             pose_from_landmarks=landmarks_for(self.reference_clip), pose_blend=self.pose_blend,
+            pose_style=self.reference_clip if styled else None, pose_style_landmarks=landmarks_for(self.reference_clip),
         )
 
     def render(self) -> RenderOptions:
@@ -320,7 +322,7 @@ def _audio_request(form: AudioForm) -> AudioRequest:
     """
     photo, audio = _required(form.photo, "photo"), _required(form.audio, "audio")
     _check_audio_length(audio)
-    if form.head_motion == HEAD_MOTIONS[1]:
+    if form.head_motion in (HEAD_MOTIONS[1], HEAD_MOTIONS[3]):
         _required(form.reference_clip, "reference clip")
     engine = ENGINE.get()
     options = form.options()
@@ -359,6 +361,9 @@ def stream_audio(*, reference_clip: str | None = None, **widgets: Any) -> Iterat
         gr.Error: as :func:`_audio_request`; FFmpeg's ``ffmpeg``/``ffprobe`` are not on PATH.
     """
     _require_ffmpeg()
+    if widgets.get("head_motion") == HEAD_MOTIONS[3]:
+        raise gr.Error("The live preview cannot give the head a reference clip's style (the style filter needs the "
+                       "whole clip): use Generate, or choose another head motion.")
     engine, source, audio, options, render = _audio_request(AudioForm(reference_clip=reference_clip, **widgets))
     yield from stream_segments(engine, source, audio, output_path("live.mp4"), STREAM_SEGMENT_FRAMES, options, render,
                                PROVENANCE.for_job("live"))
@@ -510,7 +515,7 @@ def _audio_tab() -> None:
             audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath")
             head_motion = gr.Radio(list(HEAD_MOTIONS), value=AudioForm.head_motion, label="Head motion",
                                    info=f"still: {widget_spec(AudioJobOptions, 'still_head').info}")
-            reference_clip = gr.Video(label="Reference clip (same person; for 'from a reference clip')")
+            reference_clip = gr.Video(label="Reference clip (same person; for the head motions that name it)")
             pose_blend = option_slider(AudioJobOptions, "pose_blend")
             with gr.Accordion("More options", open=False):
                 expression_scale = option_slider(AudioJobOptions, "expression_scale")

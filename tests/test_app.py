@@ -208,5 +208,9 @@ def test_job_handlers_take_the_widget_values_by_name_in_the_forms_field_order() 
                             steps=3, blinks=app.FROM_CONFIG).options()
     assert (options.pose_from, options.emotion, options.steps, options.blinks, options.still_head) == \
         ("clip.mp4", "happy", 3, None, False)
+    styled = app.AudioForm(head_motion=app.HEAD_MOTIONS[3], reference_clip="clip.mp4").options()
+    assert (styled.pose_style, styled.pose_from, styled.still_head) == ("clip.mp4", None, False)
+    with pytest.raises(app.gr.Error, match="live preview cannot"):
+        next(app.stream_audio(head_motion=app.HEAD_MOTIONS[3], reference_clip="clip.mp4"))
     render = app.VideoForm(max_frames=0, upscale="2x", smoothing=0.5).render()
     assert (render.max_frames, render.enhance.upscale, render.smoothing.pose) == (None, 2, 0.5)
