@@ -11,7 +11,8 @@ sequence is rendered by :meth:`~talkinghead.engine.Engine.animate_absolute_motio
                                RegionSources(head="video", eyes="video", brows="video", mouth="audio", rest="audio"))
 
 Soundtrack: the speech when one is given, else the driving video's sound when the video drives a
-region, else none.  The relative video rule is applied in motion space, so the video job's
+region, else none.  ``render.smoothing`` and ``render.controls`` act on the mixed sequence as a whole
+(as on the audio job's motion).  The relative video rule is applied in motion space, so the video job's
 expression-friendly rescaling and eye/lip retargeting do not apply to a mixed job.
 """
 
@@ -164,7 +165,7 @@ def animate_mixed(engine: "Engine", source: PreparedSource, drivers: MixedDriver
     n = motion.n_frames if render.max_frames is None else min(render.max_frames, motion.n_frames)
     stitching = drivers.stitching
     if stitching is None:
-        audio = resolved.mouth == "audio"
-        stitching = engine.audio_backend(drivers.audio_options.backend).stitching(drivers.audio_options) if audio else True
+        backend = engine.audio_backend(drivers.audio_options.backend) if resolved.mouth == "audio" else None
+        stitching = backend.stitching(drivers.audio_options) if backend is not None else True
     return engine.animate_absolute_motion(source, motion, fps, render, audio=_soundtrack(drivers, resolved, n / fps),
                                           stitching=stitching)

@@ -6,8 +6,6 @@ single frame to check that the mixed job reaches an output file with the speech 
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import pytest
 import torch
 
@@ -19,7 +17,7 @@ from talkinghead.media.audio import load_audio
 from talkinghead.media.video import probe_video
 from talkinghead.mixed_job import MixedDrivers, mixed_motion, resolve_regions
 from talkinghead.motion.frame import NUM_KP
-from talkinghead.motion.io import MotionFile, load_motion, save_motion
+from talkinghead.motion.io import load_motion
 from talkinghead.motion.keypoints import KeypointTransform, rotation_matrix
 from talkinghead.motion.regions import (FACE_REGIONS, HEAD_FIELDS, DriverMotion, RegionSources, absolute_on_source,
                                         align, angles_from_rotation, frame_indices, lead_driver, mix_drivers,
@@ -47,7 +45,8 @@ def speech():
 
 @pytest.fixture(scope="module")
 def drivers(audio_engine, source, speech) -> dict[str, DriverMotion]:
-    """The three drivers on their own time lines: lp_d0 (video, 25 fps), speech (25 fps), lp_d3 as a motion file (30 fps)."""
+    """The three drivers on their own time lines: lp_d0 (video, 25 fps), speech (25 fps), lp_d3's first 2 s
+    as a motion file (30 fps)."""
     video = audio_engine.extract_motion(D0, landmarks=landmarks_json("lp_d0.mp4"))
     clip = audio_engine.extract_motion(D3, landmarks=landmarks_json("lp_d3.mp4"), max_frames=60)
     return {"video": DriverMotion(video, 25.0, relative=True),
