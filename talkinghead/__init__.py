@@ -31,6 +31,8 @@ _EXPORTS = {
     "MotionSequence": "talkinghead.motion.frame",
     "KeypointInfo": "talkinghead.motion.frame",
     "SmoothingOptions": "talkinghead.motion.smoothing",
+    "RegionSources": "talkinghead.motion.regions",
+    "MixedDrivers": "talkinghead.mixed_job",
     "CONTROL_SPECS": "talkinghead.motion.controls",
     "Controls": "talkinghead.motion.controls",
     "ACTION_UNITS": "talkinghead.motion.action_units",

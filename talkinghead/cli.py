@@ -127,10 +127,10 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video", help="photo + driving video -> talking-head video",
                        description="Animate a portrait photo with the head motion and expressions of a driving video.")
     _add_common(p)
-    driver = p.add_mutually_exclusive_group(required=True)
-    driver.add_argument("--driving", help="driving video (any container/codec FFmpeg reads)")
-    driver.add_argument("--motion", metavar="FILE.safetensors",
-                        help="a motion file (from --save-motion of either job) to use as the driving motion")
+    p.add_argument("--driving", help="driving video (any container/codec FFmpeg reads)")
+    p.add_argument("--motion", metavar="FILE.safetensors",
+                   help="a motion file (from --save-motion of either job) to use as the driving motion "
+                        "(with --driving too: only for the regions that name it, e.g. --eyes motion)")
     p.add_argument("--save-motion", metavar="FILE.safetensors",
                    help="also save the driving video's motion (a reusable driving template)")
     p.add_argument("--driving-landmarks", metavar="FILE.json",
@@ -144,6 +144,24 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     add_option(p, AnimationOptions, "lip_retargeting")
     add_option(p, DrivingCrop, "crop_driving")
     add_option(p, DrivingCrop, "driving_box")
+    _add_regions(p, "video")
+
+
+def _add_regions(p: argparse.ArgumentParser, job: str) -> None:
+    """``--head/--eyes/--brows/--mouth/--rest {source,video,audio,motion}`` and the other job's driver input."""
+    from .motion.regions import RegionSources
+    from .options import option_fields
+
+    group = p.add_argument_group("driver mixing by face region (README: Mixing drivers by face region)")
+    for name in option_fields(RegionSources):
+        add_option(group, RegionSources, name)
+    if job == "video":
+        group.add_argument("--audio", metavar="SPEECH", help="speech whose generated motion drives the regions "
+                                                             "set to audio (e.g. --mouth audio); also the soundtrack")
+    else:
+        group.add_argument("--driving", metavar="CLIP", help="a driving video for the regions set to video "
+                                                             "(e.g. --head video --eyes video)")
+        group.add_argument("--driving-landmarks", metavar="FILE.json", help="68-point landmarks of the --driving clip")
 
 
 def _add_audio(sub: argparse._SubParsersAction) -> None:
@@ -178,6 +196,7 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-motion", metavar="FILE.safetensors", help="also save the generated motion sequence")
     p.add_argument("--motion", metavar="FILE.safetensors",
                    help="render this motion file (from --save-motion) instead of generating motion; --audio is the soundtrack")
+    _add_regions(p, "audio")
 
 
 def _add_pose(sub: argparse._SubParsersAction) -> None:
@@ -343,6 +362,8 @@ def _run_video(args: argparse.Namespace) -> None:
     from .media.video import probe_video
     from .motion.io import MotionFile, load_motion, save_motion
 
+    if args.mixed_drivers is not None:
+        return _run_mixed(args)
     options, crop, render = args.animation_options, args.driving_crop, args.render_options
     source_video = _is_video(args.source)
     if source_video and args.motion:
@@ -387,6 +408,8 @@ def _audio_options(args: argparse.Namespace):
 def _run_audio(args: argparse.Namespace) -> None:
     from .motion.io import MotionFile, load_motion, save_motion
 
+    if args.mixed_drivers is not None:
+        return _run_mixed(args)
     options, render = args.audio_options, args.render_options
     saved = load_motion(args.motion) if args.motion else None
     engine = _engine(args)
@@ -395,6 +418,56 @@ def _run_audio(args: argparse.Namespace) -> None:
     source = _prepare(engine, args, settings)
     job = engine.animate_audio(source, args.audio, options, render, motion=saved.motion if saved else None,
                                fps=saved.fps if saved else None, progress=not args.quiet)
+    _write(engine, job, args)
+    if args.save_motion:  # after the video: a failed or stopped job writes nothing
+        _make_parent(args.save_motion)
+        save_motion(args.save_motion, MotionFile(job.motion.to("cpu"), job.fps, source=source.info.to("cpu")))
+
+
+def _mixed_drivers(args: argparse.Namespace):
+    """The job's :class:`~talkinghead.mixed_job.MixedDrivers` when regions are mixed, else None (today's job).
+
+    Checked here, before any work: a region naming a driver whose input is
+    missing, an input no region uses, options the mixed job does not take.
+    Raises ControlError (one line).
+    """
+    from .mixed_job import MixedDrivers, resolve_regions
+    from .motion.regions import RegionSources
+    from .options import option_fields
+
+    regions = RegionSources(**{name: getattr(args, name) for name in option_fields(RegionSources)})
+    video = args.command == "video"
+    extra = (args.audio is not None) if video else (args.driving is not None)
+    if video and not (args.driving or args.motion):
+        raise ControlError("give the driving motion: --driving CLIP or --motion FILE")
+    if regions.is_default and not extra and not (video and args.driving and args.motion):
+        return None
+    if video and (args.region != "all" or args.animation_options.retargeting or args.driving_multiplier != 1.0):
+        raise ControlError("--region, --eye/--lip-retargeting and --driving-multiplier do not apply to a job mixed by "
+                           "face region (--head/--eyes/--brows/--mouth/--rest)")
+    own = ("video" if args.driving else "motion") if video else ("motion" if args.motion else "audio")
+    drivers = MixedDrivers(driving=args.driving, driving_landmarks=args.driving_landmarks,
+                           crop=args.driving_crop if video else MixedDrivers().crop,
+                           video_relative=args.relative if video else True, audio=args.audio,
+                           audio_options=args.audio_options if not video else MixedDrivers().audio_options,
+                           motion=args.motion, default=own, stitching=None if not video or args.stitching else False)
+    args.region_sources = resolve_regions(regions, drivers)
+    if video and args.audio and "audio" not in args.region_sources.drivers():
+        raise ControlError("--audio is given but no region uses it: choose it for a region, e.g. --mouth audio")
+    if _is_video(args.source):
+        raise ControlError(f"--source {args.source} is a video: mixing drivers by face region needs a photo")
+    return drivers
+
+
+def _run_mixed(args: argparse.Namespace) -> None:
+    """A video or audio job whose face regions come from different drivers (:meth:`Engine.animate_mixed`)."""
+    from .motion.io import MotionFile, save_motion
+
+    drivers, regions = args.mixed_drivers, args.region_sources
+    engine = _engine(args)
+    speech = "audio" in regions.drivers()  # the audio job's size and crop rules when speech drives a region
+    source = _prepare(engine, args, engine.audio_source_settings(drivers.audio_options) if speech else None)
+    job = engine.animate_mixed(source, drivers, regions, args.render_options, progress=not args.quiet)
     _write(engine, job, args)
     if args.save_motion:  # after the video: a failed or stopped job writes nothing
         _make_parent(args.save_motion)
@@ -437,9 +510,9 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 _INPUTS = {
-    "video": ("source", "driving", "motion", "source_landmarks", "driving_landmarks"),
+    "video": ("source", "driving", "motion", "source_landmarks", "driving_landmarks", "audio"),
     "audio": ("source", "audio", "motion", "source_landmarks", "ditto_config", "pose_from", "pose_from_landmarks",
-              "pose_style", "pose_style_landmarks"),
+              "pose_style", "pose_style_landmarks", "driving", "driving_landmarks"),
     "pose": ("source", "keyframes", "source_landmarks"),
 }
 """Input-file options of each job (an output may be none of them)."""
@@ -507,6 +580,8 @@ def check_job(args: argparse.Namespace) -> None:
         if not math.isfinite(args.driving_multiplier):
             raise ControlError(f"--driving-multiplier must be a finite number, got {args.driving_multiplier}")
         args.animation_options, args.driving_crop = _animation_options(args)
+    if args.command in ("video", "audio"):
+        args.mixed_drivers = _mixed_drivers(args)  # driver mixing by face region: None = the job as it is
     resolve_device(args.device)
     inputs = [(_flag(name), getattr(args, name)) for name in _INPUTS[args.command] if getattr(args, name, None)]
     for option, path, suffixes, kind in _outputs(args):

@@ -37,6 +37,7 @@ from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvi
 from .jobs import AudioJobOptions, EngineOptions, RenderOptions, VideoJob
 from .media.provenance import ProvenanceOptions
 from .media.video import AudioSource, frames_at_rate, probe_video, write_frames
+from .mixed_job import MixedDrivers, RegionSources, animate_mixed
 from .models.liveportrait import LivePortraitNetworks
 from .motion.animate import AnimationOptions
 from .motion.controls import Controls
@@ -296,6 +297,11 @@ class Engine:
         n = motion.n_frames if render.max_frames is None else min(render.max_frames, motion.n_frames)
         return self.animate_absolute_motion(source, motion, fps, render, audio=AudioSource(audio, duration_s=n / fps),
                                    stitching=stitching)
+
+    def animate_mixed(self, source: PreparedSource, drivers: MixedDrivers, regions: RegionSources = RegionSources(),
+                      render: RenderOptions = RenderOptions(), progress: bool = False) -> VideoJob:
+        """Each face region driven by the driver ``regions`` names (:mod:`talkinghead.mixed_job`; errors there)."""
+        return animate_mixed(self, source, drivers, regions, render, progress)
 
     # ------------------------------------------------- finishing and output
     def _frames(self, driven: Iterable[Driven], render: RenderOptions) -> Iterator[np.ndarray]:

@@ -11,13 +11,15 @@ from talkinghead import (AnimationOptions, AudioJobOptions, DrivingCrop, EngineO
                          SmoothingOptions)
 from talkinghead.cli import build_parser, check_job, main
 from talkinghead.errors import ControlError
+from talkinghead.motion.regions import RegionSources
 from talkinghead.options import OptionSpec, check_value, option, option_fields, spec_of, widget_spec
 
 OPTION_CLASSES = (EngineOptions, RenderOptions, SmoothingOptions, EnhanceOptions, AnimationOptions, DrivingCrop,
-                  AudioJobOptions)
+                  AudioJobOptions, RegionSources)
 """Every options dataclass a job's flags and the app's widgets are generated from."""
 COMMON = (EngineOptions, RenderOptions, SmoothingOptions, EnhanceOptions)
-JOBS = {"video": (*COMMON, AnimationOptions, DrivingCrop), "audio": (*COMMON, AudioJobOptions), "pose": COMMON}
+JOBS = {"video": (*COMMON, AnimationOptions, DrivingCrop, RegionSources), "audio": (*COMMON, AudioJobOptions, RegionSources),
+        "pose": COMMON}
 """The options dataclasses whose fields each job's flags set (the pose job's --still OUT.png is no field)."""
 NO_FLAG = {(AnimationOptions, "normalize_lip")}
 """Option fields with no CLI flag (LivePortrait's lip normalisation: API only)."""
