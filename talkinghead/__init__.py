@@ -23,6 +23,7 @@ _EXPORTS = {
     "PreparedSource": "talkinghead.engine",
     "VideoJob": "talkinghead.jobs",
     "AudioJobOptions": "talkinghead.jobs",
+    "DubOptions": "talkinghead.dub_job",
     "RenderOptions": "talkinghead.jobs",
     "EngineOptions": "talkinghead.jobs",
     "DrivingCrop": "talkinghead.drivers.video",

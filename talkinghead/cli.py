@@ -4,6 +4,7 @@ Usage::
 
     python -m talkinghead video --source PHOTO|VIDEO --driving CLIP --out OUT.mp4 [options]
     python -m talkinghead audio --source PHOTO --audio SPEECH --out OUT.mp4 [options]
+    python -m talkinghead dub   --source VIDEO --audio SPEECH --out OUT.mp4 [options]
     python -m talkinghead pose  --source PHOTO (--keyframes FILE.json --out OUT.mp4 | --still OUT.png) [--yaw 15 --smile 0.5 …]
     python -m talkinghead verify FILE [--json]
 
@@ -199,6 +200,33 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
     _add_regions(p, "audio")
 
 
+def _add_dub(sub: argparse._SubParsersAction) -> None:
+    from .dub_job import DubOptions
+    from .jobs import AudioJobOptions
+
+    p = sub.add_parser("dub", help="video of a face + new speech -> dubbed video (the mouth follows the speech)",
+                       description="Put new speech on a video of a face (--source VIDEO): each frame keeps its own "
+                                   "head pose, eyes and expression, the mouth follows the speech (back to the video's "
+                                   "own in silence); the output has the speech's length (a shorter video is played "
+                                   "back and forth, a longer one cut) and carries the speech as its audio track.")
+    _add_common(p)
+    p.add_argument("--audio", required=True, help="the new speech (wav, mp3, m4a, ogg, flac, webm…)")
+    p.add_argument("--audio-backend", choices=tuple(AUDIO_BACKENDS), default=AudioJobOptions.backend,
+                   help="speech-to-motion model (default ditto)")
+    p.add_argument("--ditto-config", metavar="FILE.pkl", help="a Ditto configuration pickle (as for the audio job)")
+    add_option(p, AudioJobOptions, "steps", metavar="N")
+    add_option(p, AudioJobOptions, "seed", metavar="SEED")
+    add_option(p, AudioJobOptions, "emotion", metavar="EMOTION")
+    add_option(p, AudioJobOptions, "blinks")
+    add_option(p, AudioJobOptions, "expression_scale", metavar="X")
+    add_option(p, DubOptions, "mouth_gain", metavar="G")
+    add_option(p, DubOptions, "mouth_base")
+    # the head comes from the video: the audio job's head options keep their defaults
+    p.set_defaults(**{name: getattr(AudioJobOptions, name) for name in (
+        "still_head", "pose_from", "pose_from_landmarks", "pose_blend", "pose_style", "pose_style_landmarks",
+        "pose_style_tempo", "pose_style_keep_mean")})
+
+
 def _add_pose(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pose", help="photo + pose/expression controls -> image or video",
                        description="Turn the head, open/close eyes and mouth, smile, wink, look aside: "
@@ -223,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     # "python -m talkinghead" when run as a module, "talkinghead" for the installed command (pyproject scripts).
     prog = "python -m talkinghead" if Path(sys.argv[0]).name == "__main__.py" else "talkinghead"
     parser = argparse.ArgumentParser(prog=prog, description="One portrait photo in, a talking-head video out.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,pose,verify}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,dub,pose,verify}")
     _add_video(sub)
     _add_audio(sub)
+    _add_dub(sub)
     _add_pose(sub)
     _add_verify(sub)
     return parser
@@ -316,12 +345,12 @@ def _provenance(args: argparse.Namespace):
               file=sys.stderr)
         return ProvenanceOptions(enabled=False)
     kind = {"video": "motion" if getattr(args, "motion", None) else "video",
-            "audio": "audio", "pose": "still" if getattr(args, "still", None) else "pose"}[args.command]
+            "audio": "audio", "dub": "dub", "pose": "still" if getattr(args, "still", None) else "pose"}[args.command]
     details = {"enhance": args.enhance if args.enhance != "none" else None,
                "upscale": args.upscale if args.upscale != 1 else None}
     if args.command == "video":
         details.update(region=args.region, relative=args.relative)
-    elif args.command == "audio":
+    elif args.command in ("audio", "dub"):
         details.update(emotion=args.emotion, seed=args.seed, still_head=args.still_head or None)
     options = ProvenanceOptions(key=args.c2pa_key, cert=args.c2pa_cert).for_job(kind, **details)
     load_credential(options)
@@ -474,6 +503,13 @@ def _run_mixed(args: argparse.Namespace) -> None:
         save_motion(args.save_motion, MotionFile(job.motion.to("cpu"), job.fps, source=source.info.to("cpu")))
 
 
+def _run_dub(args: argparse.Namespace) -> None:
+    engine = _engine(args)
+    job = engine.dub(args.source, args.audio, args.audio_options, args.render_options, args.dub_options,
+                     source_landmarks=args.source_landmarks, progress=not args.quiet)
+    _write(engine, job, args)
+
+
 def _run_pose(args: argparse.Namespace) -> None:
     from .media.image import save_image
     from .motion.controls import Controls
@@ -514,6 +550,7 @@ _INPUTS = {
     "audio": ("source", "audio", "motion", "source_landmarks", "ditto_config", "pose_from", "pose_from_landmarks",
               "pose_style", "pose_style_landmarks", "driving", "driving_landmarks"),
     "pose": ("source", "keyframes", "source_landmarks"),
+    "dub": ("source", "audio", "source_landmarks", "ditto_config"),
 }
 """Input-file options of each job (an output may be none of them)."""
 
@@ -570,12 +607,16 @@ def check_job(args: argparse.Namespace) -> None:
     if args.command == "pose" and args.keyframes and not args.out:
         raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
     args.render_options = _render_options(args)  # ranges of controls, smoothing and enhancement
-    if args.command == "audio":
+    if args.command in ("audio", "dub"):
         from .drivers.audio.ditto.condition import emotion_sequence
 
         args.audio_options = _audio_options(args)  # ranges of --expression-scale, --pose-blend
         if args.emotion is not None:
             emotion_sequence(args.emotion)
+    if args.command == "dub":
+        from .dub_job import DubOptions
+
+        args.dub_options = DubOptions(mouth_gain=args.mouth_gain, mouth_base=args.mouth_base)
     if args.command == "video":
         if not math.isfinite(args.driving_multiplier):
             raise ControlError(f"--driving-multiplier must be a finite number, got {args.driving_multiplier}")
@@ -612,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_verify(args)
         check_job(args)
         args.provenance_options = _provenance(args)
-        {"video": _run_video, "audio": _run_audio, "pose": _run_pose}[args.command](args)
+        {"video": _run_video, "audio": _run_audio, "dub": _run_dub, "pose": _run_pose}[args.command](args)
         ok = True
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)

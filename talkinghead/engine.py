@@ -29,6 +29,7 @@ from .devices import resolve_device
 from .drivers.audio import AudioBackend, SourceSettings, audio_backend
 from .drivers.batches import smoothed_batches
 from .drivers.video import CropMode, DrivingBatch, DrivingCrop, VideoDriver
+from .dub_job import DubOptions, dub_video
 from .enhance import EnhanceOptions, FaceRestorer, Upscaler, load_restorer, load_upscaler
 from .enhance.finish import Finisher
 from .errors import ControlError
@@ -302,6 +303,12 @@ class Engine:
                       render: RenderOptions = RenderOptions(), progress: bool = False) -> VideoJob:
         """Each face region driven by the driver ``regions`` names (:mod:`talkinghead.mixed_job`; errors there)."""
         return animate_mixed(self, source, drivers, regions, render, progress)
+
+    def dub(self, source_video: str | os.PathLike, audio: str | os.PathLike | np.ndarray,
+            options: AudioJobOptions = AudioJobOptions(), render: RenderOptions = RenderOptions(),
+            dubbing: DubOptions = DubOptions(), *, source_landmarks: LandmarkSpec = None, progress: bool = False) -> VideoJob:
+        """Dubbing: new speech on a face video, the mouth from the audio driver (rules, errors: :mod:`.dub_job`)."""
+        return dub_video(self, source_video, audio, options, render, dubbing, self._provider(source_landmarks), progress)
 
     # ------------------------------------------------- finishing and output
     def _frames(self, driven: Iterable[Driven], render: RenderOptions) -> Iterator[np.ndarray]:
