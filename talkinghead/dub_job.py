@@ -268,41 +268,38 @@ def frames_in_order(video: str | os.PathLike, fps: float, order: Sequence[int],
                     block: int = BACKWARD_BLOCK) -> Iterator[np.ndarray]:
     """Frames ``order[0]``, ``order[1]``, … of ``video`` read at ``fps`` Hz, (H, W, 3) uint8 RGB.
 
-    Forward steps stream from one open reader; a backward step decodes the
-    ``block`` frames ending at it again from the start (kept until used), so
-    at most ``block`` decoded frames are held whatever the order.
+    Forward steps stream from one open reader (a repeated index is served
+    again without decoding); a backward step decodes the video again from the
+    start and keeps the ``block`` frames ending at it (the next backward
+    steps are served from them), so at most ``block`` decoded frames are held
+    whatever the order.
 
     Raises:
         MediaError: an index past the video's end.
     """
     kept: dict[int, np.ndarray] = {}
-    reader, frames, position = None, iter(()), 0
+    reader: VideoReader | None = None
+    frames: Iterator[np.ndarray] = iter(())
+    position = 0  # index of the next frame ``frames`` yields
     try:
         for wanted in order:
-            if wanted not in kept and wanted < position:  # backward: decode the block ending here again
-                if reader is not None:
-                    reader.close()
-                reader, position, kept = VideoReader(video, fps=fps), 0, {}
-                frames = iter(reader)
-                low = max(0, wanted - block + 1)
-                for position, frame in zip(range(wanted + 1), frames):
+            if wanted not in kept:
+                backward = wanted < position
+                if reader is None or backward:  # (re)start at the beginning
+                    if reader is not None:
+                        reader.close()
+                    reader = VideoReader(video, fps=fps)
+                    frames, position = iter(reader), 0
+                low = wanted - block + 1 if backward else wanted
+                kept = {}
+                while position <= wanted:
+                    frame = next(frames, None)
+                    if frame is None:
+                        raise MediaError(f"{video} has no frame {wanted} at {fps:g} fps")
                     if position >= low:
                         kept[position] = frame
-                position = wanted + 1
-            if wanted in kept:
-                yield kept[wanted]
-                continue
-            if reader is None:
-                reader = VideoReader(video, fps=fps)
-                frames = iter(reader)
-            frame = None
-            while position <= wanted:
-                frame = next(frames, None)
-                if frame is None:
-                    raise MediaError(f"{video} has no frame {wanted} at {fps:g} fps")
-                position += 1
-            kept = {wanted: frame}  # a repeated index is served again without decoding
-            yield frame
+                    position += 1
+            yield kept[wanted]
     finally:
         if reader is not None:
             reader.close()

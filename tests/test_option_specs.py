@@ -10,16 +10,17 @@ import pytest
 from talkinghead import (AnimationOptions, AudioJobOptions, DrivingCrop, EngineOptions, EnhanceOptions, RenderOptions,
                          SmoothingOptions)
 from talkinghead.cli import build_parser, check_job, main
+from talkinghead.dub_job import DubOptions
 from talkinghead.errors import ControlError
 from talkinghead.motion.regions import RegionSources
 from talkinghead.options import OptionSpec, check_value, option, option_fields, spec_of, widget_spec
 
 OPTION_CLASSES = (EngineOptions, RenderOptions, SmoothingOptions, EnhanceOptions, AnimationOptions, DrivingCrop,
-                  AudioJobOptions, RegionSources)
+                  AudioJobOptions, RegionSources, DubOptions)
 """Every options dataclass a job's flags and the app's widgets are generated from."""
 COMMON = (EngineOptions, RenderOptions, SmoothingOptions, EnhanceOptions)
 JOBS = {"video": (*COMMON, AnimationOptions, DrivingCrop, RegionSources), "audio": (*COMMON, AudioJobOptions, RegionSources),
-        "pose": COMMON}
+        "pose": COMMON, "dub": (*COMMON, AudioJobOptions, DubOptions)}
 """The options dataclasses whose fields each job's flags set (the pose job's --still OUT.png is no field)."""
 NO_FLAG = {(AnimationOptions, "normalize_lip")}
 """Option fields with no CLI flag (LivePortrait's lip normalisation: API only)."""
@@ -103,14 +104,17 @@ SWITCHES = [  # (command, flags, options class, the field values they give)
     ("audio", ["--steps", "10", "--seed", "3", "--pose-blend", "0.5"], AudioJobOptions,
      {"steps": 10, "seed": 3, "pose_blend": 0.5}),
     ("pose", ["--no-paste-back", "--batch-size", "2"], RenderOptions, {"paste_back": False, "batch_size": 2}),
+    ("dub", ["--mouth-gain", "1.5", "--mouth-base", "frame"], DubOptions, {"mouth_gain": 1.5, "mouth_base": "frame"}),
+    ("dub", ["--steps", "2", "--emotion", "happy"], AudioJobOptions, {"steps": 2, "emotion": "happy"}),
 ]
 JOB_OPTIONS = {AnimationOptions: "animation_options", DrivingCrop: "driving_crop", AudioJobOptions: "audio_options",
-               RenderOptions: "render_options"}
+               RenderOptions: "render_options", DubOptions: "dub_options"}
 """Where :func:`check_job` leaves each options dataclass it built on the parsed arguments."""
 
 
 def _job_args(command: str, tmp_path, *flags: str) -> argparse.Namespace:
-    inputs = {"video": ["--driving", "d.mp4"], "audio": ["--audio", "a.wav"], "pose": ["--keyframes", "k.json"]}
+    inputs = {"video": ["--driving", "d.mp4"], "audio": ["--audio", "a.wav"], "pose": ["--keyframes", "k.json"],
+              "dub": ["--audio", "a.wav"]}
     args = build_parser().parse_args([command, "--source", "p.png", "--out", str(tmp_path / "o.mp4"),
                                       *inputs[command], *flags])
     check_job(args)  # checks and builds the job's options once (the inputs need not exist)
@@ -125,8 +129,10 @@ def test_a_command_line_without_option_flags_gives_the_dataclass_defaults(comman
     assert EngineOptions(device=args.device) == EngineOptions()
     if command == "video":
         assert (args.animation_options, args.driving_crop) == (AnimationOptions(), DrivingCrop())
-    if command == "audio":
+    if command in ("audio", "dub"):
         assert args.audio_options == AudioJobOptions()
+    if command == "dub":
+        assert args.dub_options == DubOptions()
 
 
 @pytest.mark.parametrize(("command", "flags", "options", "values"), SWITCHES, ids=[" ".join(r[1]) for r in SWITCHES])
