@@ -22,7 +22,9 @@ from .errors import MediaError
 from .jobs import AudioJobOptions, RenderOptions
 from .media.audio import load_audio
 from .motion.edits import reference_pose, scale_expression, still_head
+from .motion.controls import Controls
 from .motion.frame import MotionSequence
+from .motion.timeline import lay_timeline
 from .render.source import PreparedSource
 
 Speech = str | os.PathLike | np.ndarray
@@ -84,13 +86,29 @@ def edit_motion(source: PreparedSource, motion: MotionSequence, options: AudioJo
 
 
 def stream_edited_motion(backend: AudioBackend, source: PreparedSource, chunks: Iterable[np.ndarray], options: AudioJobOptions,
-                  reference: MotionSequence | None, render: RenderOptions) -> Iterator[MotionSequence]:
+                         reference: MotionSequence | None,
+                         render: RenderOptions) -> Iterator[tuple[MotionSequence, list[Controls]]]:
     """The backend's streamed motion, edited and smoothed in streaming form, in chunks ready to render.
 
     ``render.smoothing`` runs in streaming form (:class:`~talkinghead.motion.smoothing.MotionSmoother`,
     a few frames late); at most ``render.max_frames`` frames come out in all, and the backend's
-    stream stops being read once they have.
+    stream stops being read once they have.  Then ``render.timeline`` is laid on each chunk
+    (:func:`timeline_chunks`): yields (motion chunk, its per-frame controls).
     """
     edited = (edit_motion(source, motion, options, reference, first)
               for first, motion in frame_offsets(backend.stream(chunks, source, options)))
-    return smoothed_chunks(edited, render.smoothing, render.max_frames)
+    return timeline_chunks(source, smoothed_chunks(edited, render.smoothing, render.max_frames), render, backend.fps)
+
+
+def timeline_chunks(source: PreparedSource, chunks: Iterable[MotionSequence], render: RenderOptions,
+                    fps: float) -> Iterator[tuple[MotionSequence, list[Controls]]]:
+    """Streamed (smoothed) motion chunks with ``render.timeline`` laid on them: (motion, per-frame controls).
+
+    Each chunk is edited at its own frames' times (frame offsets counted along
+    the stream; :func:`~talkinghead.motion.timeline.lay_timeline`), so the
+    edits and stacked controls of frame k are those of the offline job's frame
+    k; neutralize moves toward the photo's expression.  Without a timeline:
+    the chunks and ``render.controls`` on every frame, as before.
+    """
+    for first, motion in frame_offsets(chunks):
+        yield lay_timeline(render.timeline, motion, source.info, fps, render.controls, first)
