@@ -50,10 +50,10 @@ class Stub:
         self.controls: list[Controls] = []
         real = engine_module.absolute_keypoints
 
-        def absolute(source, motion, controls, *args, **kwargs):
+        def absolute(source, motion, controls, *args, **kwargs):  # a generator: records once the frames are pulled
             self.motion.append(motion)
             self.controls.extend(controls)
-            return real(source, motion, controls, *args, **kwargs)
+            yield from real(source, motion, controls, *args, **kwargs)
 
         def render(feature_3d, x_s, x_d):
             self.x_d.append(x_d)
