@@ -3,7 +3,8 @@
 Keypoint-level checks with the renderer stubbed out (W + G return blank faces;
 nothing is rendered): the audio job (astronaut.png, real speech, the filled
 Ditto weights as in test_audio_job.py), the motion-file job, the streamed audio
-job and the video job (the real clip lp_d0.mp4 with its testdata landmarks).
+job and the video job (the real clip lp_d0.mp4 with its testdata landmarks) and the source-video job
+(talking/vr_face2.mp4 driven by lp_d6.mp4).
 Frames outside the edit are compared bit for bit (``torch.equal``) with the same
 job without a timeline; inside they follow the span's ease.
 """
@@ -205,3 +206,26 @@ def test_cli_refuses_a_missing_keyframe_file(tmp_path: Path, capsys) -> None:
                                 "--keyframes", tmp_path / "missing.json", "--weights", tmp_path / "w", "--quiet")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "missing.json" in err, err
+
+
+# ------------------------------------------------------------------------------ source video
+def test_source_video_job_keeps_frames_outside_the_edit(engine, monkeypatch) -> None:
+    """vr_face2.mp4 re-animated by lp_d6.mp4 (30 fps): a step span from 0.05 s edits frames 2 and 3 only.
+
+    The whole-clip Kalman smoother would spread an edit to frames 0 and 1; they stay bit-identical.
+    """
+    track = parse_keyframes(json.dumps({"version": 2, "spans": [
+        {"from": 0.05, "to": 1.0, "yaw": 10, "neutralize": 1.0, "fade": 0}]}))
+    stub = Stub(engine, monkeypatch)
+    source, driving = TESTDATA / "talking" / "vr_face2.mp4", TESTDATA / "driving" / "lp_d6.mp4"
+
+    def job(timeline):
+        return engine.animate_source_video(source, driving, AnimationOptions(), _render(max_frames=4, timeline=timeline),
+                                           source_landmarks=landmarks_json(source.name))
+
+    plain, edited = stub.run(job(None)), stub.run(job(track))
+    assert plain.shape[0] == 4
+    for k in (0, 1):
+        assert torch.equal(plain[k], edited[k])
+    for k in (2, 3):
+        assert not torch.equal(plain[k], edited[k])
