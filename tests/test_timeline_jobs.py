@@ -221,7 +221,8 @@ def test_source_video_job_keeps_frames_outside_the_edit(engine, monkeypatch) -> 
 
     def job(timeline):
         return engine.animate_source_video(source, driving, AnimationOptions(), _render(max_frames=4, timeline=timeline),
-                                           source_landmarks=landmarks_json(source.name))
+                                           source_landmarks=landmarks_json(source.name),
+                                           driving_landmarks=landmarks_json(driving.name))
 
     plain, edited = stub.run(job(None)), stub.run(job(track))
     assert plain.shape[0] == 4
