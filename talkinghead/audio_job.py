@@ -24,8 +24,10 @@ from .jobs import AudioJobOptions, RenderOptions
 from .media.audio import load_audio
 from .media.video import probe_video
 from .motion.edits import reference_pose, scale_expression, still_head
+from .motion.controls import Controls
 from .motion.frame import MotionSequence
 from .motion.pose_style import PoseStyle, transfer_pose_style
+from .motion.timeline import lay_timeline
 from .render.source import PreparedSource
 
 Speech = str | os.PathLike | np.ndarray
@@ -130,12 +132,13 @@ _STREAMED_STYLE = ("a pose style (--pose-style) filters the whole head-motion se
 
 def stream_edited_motion(backend: AudioBackend, source: PreparedSource, chunks: Iterable[np.ndarray],
                          options: AudioJobOptions, reference: HeadReference,
-                         render: RenderOptions) -> Iterator[MotionSequence]:
+                         render: RenderOptions) -> Iterator[tuple[MotionSequence, list[Controls]]]:
     """The backend's streamed motion, edited and smoothed in streaming form, in chunks ready to render.
 
     ``render.smoothing`` runs in streaming form (:class:`~talkinghead.motion.smoothing.MotionSmoother`,
     a few frames late); at most ``render.max_frames`` frames come out in all, and the backend's
-    stream stops being read once they have.
+    stream stops being read once they have.  Then ``render.timeline`` is laid on each chunk
+    (:func:`timeline_chunks`): yields (motion chunk, its per-frame controls).
 
     Raises:
         ControlError: ``reference`` is a pose style (it needs the whole sequence).
@@ -144,4 +147,18 @@ def stream_edited_motion(backend: AudioBackend, source: PreparedSource, chunks: 
         raise ControlError(_STREAMED_STYLE)
     edited = (edit_motion(source, motion, options, reference, first, backend.fps)
               for first, motion in frame_offsets(backend.stream(chunks, source, options)))
-    return smoothed_chunks(edited, render.smoothing, render.max_frames)
+    return timeline_chunks(source, smoothed_chunks(edited, render.smoothing, render.max_frames), render, backend.fps)
+
+
+def timeline_chunks(source: PreparedSource, chunks: Iterable[MotionSequence], render: RenderOptions,
+                    fps: float) -> Iterator[tuple[MotionSequence, list[Controls]]]:
+    """Streamed (smoothed) motion chunks with ``render.timeline`` laid on them: (motion, per-frame controls).
+
+    Each chunk is edited at its own frames' times (frame offsets counted along
+    the stream; :func:`~talkinghead.motion.timeline.lay_timeline`), so the
+    edits and stacked controls of frame k are those of the offline job's frame
+    k; neutralize moves toward the photo's expression.  Without a timeline:
+    the chunks and ``render.controls`` on every frame, as before.
+    """
+    for first, motion in frame_offsets(chunks):
+        yield lay_timeline(render.timeline, motion, source.info, fps, render.controls, first)

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m talkinghead video --source PHOTO|VIDEO --driving CLIP --out OUT.mp4 [options]
-    python -m talkinghead audio --source PHOTO --audio SPEECH --out OUT.mp4 [options]
-    python -m talkinghead dub   --source VIDEO --audio SPEECH --out OUT.mp4 [options]
+    python -m talkinghead video --source PHOTO|VIDEO --driving CLIP --out OUT.mp4 [--keyframes EDITS.json] [options]
+    python -m talkinghead audio --source PHOTO --audio SPEECH --out OUT.mp4 [--keyframes EDITS.json] [options]
+    python -m talkinghead dub   --source VIDEO --audio SPEECH --out OUT.mp4 [--keyframes EDITS.json] [options]
     python -m talkinghead pose  --source PHOTO (--keyframes FILE.json --out OUT.mp4 | --still OUT.png) [--yaw 15 --smile 0.5 …]
     python -m talkinghead verify FILE [--json]
 
@@ -18,7 +18,7 @@ was wrong; no output file is left behind), 130 when interrupted (Ctrl-C),
 output is removed as for Ctrl-C).
 
 Every option and output path is checked before any work (:func:`check_job`):
-value ranges, the output suffix, an output that is one of the inputs, an
+value ranges, the video, audio and dub jobs' ``--keyframes`` file (read once, there), the output suffix, an output that is one of the inputs, an
 output location that cannot be written (read-only, full disk), ``--device
 cuda`` without a GPU.  Missing folders of an output path are created.
 """
@@ -146,6 +146,7 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     add_option(p, DrivingCrop, "crop_driving")
     add_option(p, DrivingCrop, "driving_box")
     _add_regions(p, "video")
+    _add_timeline(p)
 
 
 def _add_regions(p: argparse.ArgumentParser, job: str) -> None:
@@ -198,6 +199,7 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--motion", metavar="FILE.safetensors",
                    help="render this motion file (from --save-motion) instead of generating motion; --audio is the soundtrack")
     _add_regions(p, "audio")
+    _add_timeline(p)
 
 
 def _add_dub(sub: argparse._SubParsersAction) -> None:
@@ -225,6 +227,14 @@ def _add_dub(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(**{name: getattr(AudioJobOptions, name) for name in (
         "still_head", "pose_from", "pose_from_landmarks", "pose_blend", "pose_style", "pose_style_landmarks",
         "pose_style_tempo", "pose_style_keep_mean")})
+    _add_timeline(p)
+
+
+def _add_timeline(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keyframes", metavar="FILE.json",
+                   help="edits along the timeline: keyframed controls and spans (JSON, see talkinghead/motion/keyframes.py; "
+                        "version 2 adds spans, fade and neutralize), stacked on the job's controls at the times they "
+                        "name; nothing changes outside them")
 
 
 def _add_pose(sub: argparse._SubParsersAction) -> None:
@@ -276,7 +286,19 @@ def _render_options(args: argparse.Namespace):
                              upscale=args.upscale, tile=args.tile)
     return RenderOptions(smoothing=SmoothingOptions(pose=args.smooth, expression=expression), controls=controls,
                          paste_back=args.paste_back, batch_size=args.batch_size, max_frames=args.max_frames,
-                         enhance=enhance)
+                         enhance=enhance, timeline=_timeline(args))
+
+
+def _timeline(args: argparse.Namespace):
+    """The video/audio job's ``--keyframes`` file, read and checked now (ControlError: one line); None without one.
+
+    The pose job's ``--keyframes`` is its pose path (read when it runs), not a timeline.
+    """
+    from .motion.keyframes import read_keyframes
+
+    if args.command == "pose" or not getattr(args, "keyframes", None):
+        return None
+    return read_keyframes(args.keyframes)
 
 
 def _engine(args: argparse.Namespace):
@@ -546,11 +568,11 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 _INPUTS = {
-    "video": ("source", "driving", "motion", "source_landmarks", "driving_landmarks", "audio"),
+    "video": ("source", "driving", "motion", "source_landmarks", "driving_landmarks", "audio", "keyframes"),
     "audio": ("source", "audio", "motion", "source_landmarks", "ditto_config", "pose_from", "pose_from_landmarks",
-              "pose_style", "pose_style_landmarks", "driving", "driving_landmarks"),
+              "pose_style", "pose_style_landmarks", "driving", "driving_landmarks", "keyframes"),
     "pose": ("source", "keyframes", "source_landmarks"),
-    "dub": ("source", "audio", "source_landmarks", "ditto_config"),
+    "dub": ("source", "audio", "source_landmarks", "ditto_config", "keyframes"),
 }
 """Input-file options of each job (an output may be none of them)."""
 
@@ -590,11 +612,13 @@ def check_job(args: argparse.Namespace) -> None:
 
     The job's option dataclasses are built here, once (their checks are the
     option checks), and kept on ``args`` for the job: ``render_options``
-    (every job), ``audio_options`` (audio), ``animation_options`` and
+    (every job; on video and audio jobs with the ``--keyframes`` timeline,
+    read here), ``audio_options`` (audio), ``animation_options`` and
     ``driving_crop`` (video).
 
     Raises:
-        TalkingHeadError: an option out of range (ControlError), ``--device
+        TalkingHeadError: an option out of range or a bad ``--keyframes``
+            file (ControlError), ``--device
             cuda`` without a usable GPU, an output with an unsupported
             suffix, an output that is one of the job's input files (it would
             be destroyed), or an output location that cannot be written
@@ -606,7 +630,7 @@ def check_job(args: argparse.Namespace) -> None:
 
     if args.command == "pose" and args.keyframes and not args.out:
         raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
-    args.render_options = _render_options(args)  # ranges of controls, smoothing and enhancement
+    args.render_options = _render_options(args)  # ranges of controls, smoothing, enhancement; video/audio --keyframes
     if args.command in ("audio", "dub"):
         from .drivers.audio.ditto.condition import emotion_sequence
 

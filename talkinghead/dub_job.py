@@ -86,6 +86,7 @@ from .motion.edits import ping_pong_indices
 from .motion.frame import MotionSequence
 from .motion.keypoints import keypoint_info_from_raw
 from .motion.smoothing import smooth_motion
+from .motion.timeline import lay_timeline
 from .motion.transfer import LIP_ROWS
 from .options import check_options, option
 from .render.frames import Driven, absolute_keypoints, render_frames
@@ -310,12 +311,14 @@ def dub_keypoints(engine: Engine, video: str | os.PathLike, dubbed: DubMotion,
     """x_d of every output frame of ``dubbed``, one :class:`PreparedSource` (crop + F) per source frame shown.
 
     Output frame j warps source frame ``dubbed.index[j]`` (its own x_s and
-    features) to the keypoints of ``dubbed.motion[j]`` (controls stacked,
-    stitching as the backend says); consecutive frames showing the same
-    source frame share its prepared source.
+    features) to the keypoints of ``dubbed.motion[j]`` (controls and
+    ``render.timeline`` stacked, the timeline's neutralize moving toward
+    source frame ``index[j]``'s own expression; stitching as the backend
+    says); consecutive frames showing the same source frame share its
+    prepared source.
     """
     order = dubbed.index.tolist()
-    controls = [render.controls or Controls()]
+    motion, controls = lay_timeline(render.timeline, dubbed.motion, dubbed.own[order], dubbed.fps, render.controls)
     stitching = engine.networks.stitching
     source: PreparedSource | None = None
     shown = -1
@@ -324,7 +327,7 @@ def dub_keypoints(engine: Engine, video: str | os.PathLike, dubbed: DubMotion,
             source = prepare_image(frame, dubbed.points[i], engine.networks.motion, engine.renderer,
                                    raw=dubbed.raws[i])
             shown = i
-        yield from absolute_keypoints(source, dubbed.motion[j], controls, stitching, 1, dubbed.stitching)
+        yield from absolute_keypoints(source, motion[j], controls[j:j + 1], stitching, 1, dubbed.stitching)
 
 
 def dub_video(engine: Engine, video: str | os.PathLike, audio: Speech, options: AudioJobOptions,

@@ -45,6 +45,7 @@ from .motion.controls import Controls
 from .motion.frame import MotionSequence
 from .motion.keyframes import KeyframeTrack, sample_controls
 from .motion.smoothing import SmoothingOptions, smooth_motion
+from .motion.timeline import lay_timeline
 from .render import Renderer
 from .render.frames import Driven, absolute_keypoints, driven_keypoints, render_frames, source_video_driven
 from .render.source import PreparedSource, photo_landmarks, prepare_image
@@ -130,7 +131,7 @@ class Engine:
         missing or not a video) or ControlError (an unknown ``driving_box``).
         """
         driver = self._video_driver(driving, options, render, driving_landmarks, crop_driving, driving_box, render.max_frames)
-        return VideoJob(frames=self._driven_frames(source, driver, options, render),
+        return VideoJob(frames=self._driven_frames(source, driver, options, render, driver.fps),
                         fps=driver.fps, n_frames=driver.n_frames, audio=driver.audio())
 
     def _video_driver(self, driving: str | os.PathLike, options: AnimationOptions, render: RenderOptions,
@@ -164,7 +165,7 @@ class Engine:
                              options: AnimationOptions, render: RenderOptions) -> Iterator[np.ndarray]:
         driven = source_video_driven(video, self._provider(landmarks), smoothed_batches(driving, render.smoothing),
                                      driving.fps, driving.n_frames, self.networks.motion, self.renderer,
-                                     self.networks.stitching, options, render.controls)
+                                     self.networks.stitching, options, render.controls, render.timeline)
         yield from self._frames(driven, render)
 
     def animate_relative_motion(self, source: PreparedSource, driving: MotionSequence, fps: float,
@@ -179,13 +180,13 @@ class Engine:
         driving = driving.to(self.device)[: render.max_frames or driving.n_frames]
         size = self._batch_size(render)
         batches = (DrivingBatch(driving[i:i + size], None) for i in range(0, driving.n_frames, size))
-        return VideoJob(frames=self._driven_frames(source, batches, options, render), fps=fps, n_frames=driving.n_frames)
+        return VideoJob(frames=self._driven_frames(source, batches, options, render, fps), fps=fps, n_frames=driving.n_frames)
 
     def _driven_frames(self, source: PreparedSource, batches: Iterable[DrivingBatch], options: AnimationOptions,
-                       render: RenderOptions) -> Iterator[np.ndarray]:
-        """Relative/absolute transfer of driving batches (smoothed, controls stacked), rendered."""
+                       render: RenderOptions, fps: float) -> Iterator[np.ndarray]:
+        """Relative/absolute transfer of driving batches (smoothed, controls and timeline stacked), rendered."""
         driven = driven_keypoints(source, smoothed_batches(batches, render.smoothing), self.networks.stitching, options,
-                                  render.controls)
+                                  render.controls, render.timeline, fps)
         return self._frames(driven, render)
 
     def extract_motion(self, video: str | os.PathLike, landmarks: LandmarkSpec = None, max_frames: int | None = None,
@@ -211,7 +212,7 @@ class Engine:
             raise ControlError(f"{len(controls)} controls for {motion.n_frames} motion frames: give one per frame")
         whole = smooth_motion(motion.to(self.device), render.smoothing)
         motion = whole[: render.max_frames or whole.n_frames]
-        controls = controls or [render.controls or Controls()] * motion.n_frames
+        motion, controls = lay_timeline(render.timeline, motion, source.info, fps, controls or render.controls)
         driven = absolute_keypoints(source, motion, controls, self.networks.stitching, self._batch_size(render), stitching)
         return VideoJob(frames=self._frames(driven, render), fps=fps, n_frames=motion.n_frames, audio=audio,
                         motion=whole)
@@ -266,15 +267,16 @@ class Engine:
 
         ``audio`` may also be an iterable of waveform chunks (e.g. a microphone).  Ditto streams (its
         :func:`~talkinghead.drivers.audio.ditto.stream.stream_motion`: first frames after ~0.9 s of audio,
-        then 10 per 0.4 s; motion slightly unlike the offline job's); smoothing runs a few frames late.
+        then 10 per 0.4 s; motion slightly unlike the offline job's); smoothing and the timeline run per chunk.
         """
         backend = self.audio_backend(options.backend)
         chunks = audio_chunks(audio, backend.sample_rate)
         motion = stream_edited_motion(backend, source, chunks, options, self._reference_pose(options, True), render)
-        per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None)
+        per_chunk = dataclasses.replace(render, smoothing=SmoothingOptions(), max_frames=None, timeline=None)
         stitching = backend.stitching(options, online=True)
-        for ready in motion:
-            yield from self.animate_absolute_motion(source, ready, backend.fps, per_chunk, stitching=stitching).frames
+        for ready, controls in motion:
+            yield from self.animate_absolute_motion(source, ready, backend.fps, per_chunk, controls=controls,
+                                                    stitching=stitching).frames
 
     def _reference_pose(self, options: AudioJobOptions, streamed: bool = False) -> HeadReference:
         return head_reference(options, lambda clip, marks: self.extract_motion(clip, landmarks=marks), streamed)

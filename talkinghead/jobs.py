@@ -22,6 +22,7 @@ from .errors import ControlError
 from .media.video import AudioSource
 from .motion.controls import Controls
 from .motion.frame import MotionSequence
+from .motion.keyframes import KeyframeTrack
 from .motion.smoothing import SmoothingOptions
 from .options import check_options, option, option_like, spec_of
 
@@ -174,6 +175,19 @@ class RenderOptions:
             paste-back (GFPGAN v1.4 / CodeFormer, blend weight) and 2×
             super-resolution of each output frame (Real-ESRGAN x2plus);
             default off.  Their weights are fetched on first use.
+        timeline: edits along the timeline (a parsed keyframe file,
+            :func:`~talkinghead.motion.keyframes.read_keyframes`; version 2
+            adds spans and ``neutralize``), laid on the job's own frames at
+            their times (frame k at k / fps s) and stacked on ``controls``
+            (:mod:`talkinghead.motion.timeline`): on the audio, motion-file,
+            streamed-audio, driving-video and source-video jobs, after any
+            whole-clip smoothing.  Frames outside its keyframes and spans are
+            bit-identical to the job without it; ``neutralize`` moves the
+            expression toward the source's own (a photo's; in relative
+            driving, the anchor's, which transfers as the source's; a source
+            video's own frame).  The pose job's path is its own keyframe file
+            (``Engine.animate_keyframes``), on which a timeline also stacks.
+            None = no edits.
 
     Help, range and default of each field: its :func:`~talkinghead.options.option`
     spec (the CLI flags and the app's widgets are generated from it).
@@ -193,6 +207,7 @@ class RenderOptions:
                                     label="Max frames (0 = all; rendering is ~10-20 s per frame on a CPU)",
                                     help="render at most N frames")
     enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
+    timeline: KeyframeTrack | None = None
 
     def __post_init__(self) -> None:
         check_options(self)

@@ -303,6 +303,29 @@ def apply_timeline(motion: MotionSequence, neutral: MotionSequence, edits: Timel
     return neutralize_expression(motion, neutral, edits.neutralize), stack_job_controls(controls, edits)
 
 
+def lay_timeline(track: KeyframeTrack | None, motion: MotionSequence, neutral: MotionSequence, fps: float,
+                 controls: ControlsLike | None = None, first_frame: int = 0) -> tuple[MotionSequence, list[Controls]]:
+    """A track sampled on frames ``first_frame``… of a job at ``fps`` Hz and applied (:func:`apply_timeline`).
+
+    For absolute motion sequences (audio, motion file, each chunk of a
+    streamed job with its ``first_frame``), after any smoothing.  ``track``
+    None: ``motion`` itself and the job's ``controls`` per frame (neutral
+    ``Controls()`` where None).  ``controls``: None, one :class:`Controls`
+    for every frame, or at least T per frame (the first T are used, e.g.
+    for a motion cut to ``max_frames``).
+
+    Raises:
+        ControlError: a bad ``fps`` or ``first_frame`` (:func:`sample_timeline`).
+        ValueError: fewer per-frame ``controls`` than frames.
+    """
+    if isinstance(controls, (list, tuple)):
+        controls = list(controls)[: motion.n_frames]
+    if track is None:
+        own = list(controls) if isinstance(controls, (list, tuple)) else [controls or Controls()] * motion.n_frames
+        return motion, own
+    return apply_timeline(motion, neutral, sample_timeline(track, fps, motion.n_frames, first_frame), controls)
+
+
 def edited_intervals(track: KeyframeTrack) -> list[tuple[float, float]]:
     """Time intervals (seconds) a track can change on a job, merged and sorted (for marking edited spans).
 

@@ -16,6 +16,7 @@ finishing step (:class:`talkinghead.enhance.finish.Finisher`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
@@ -29,8 +30,10 @@ from ..models.stitching import StitchingRetargeting
 from ..motion.animate import AnimationOptions, Animator, SourceVideoAnimator, keypoints_from_motion
 from ..motion.controls import Controls, apply_controls, retargeting_offsets
 from ..motion.frame import MotionSequence
+from ..motion.keyframes import KeyframeTrack
 from ..motion.keypoints import implicit_keypoints, keypoint_info_from_raw
-from ..motion.transfer import smooth_targets, source_video_targets
+from ..motion.timeline import TimelineEdits, apply_timeline, neutralize_expression, sample_timeline
+from ..motion.transfer import SourceVideoTargets, smooth_targets, source_video_targets
 from .renderer import Renderer
 from .source import PreparedSource, source_video_motion, video_sources
 
@@ -53,9 +56,10 @@ def render_frames(renderer: Renderer, driven: Iterable[Driven], finish: Finish) 
 
 
 def _ratio_offsets(s: StitchingRetargeting, x_s: torch.Tensor, source: PreparedSource,
-                   controls: Controls | None) -> torch.Tensor | None:
-    """(1, 21, 3) eyes_open/lips_open retargeting offsets of ``controls``, or None when both are 0 (no MLP runs)."""
-    if controls is None or not (controls.eyes_open or controls.lips_open):
+                   controls: Controls | Sequence[Controls] | None) -> torch.Tensor | None:
+    """(1 or N, 21, 3) eyes_open/lips_open retargeting offsets of ``controls`` (one or N), None when all are 0."""
+    many = controls if isinstance(controls, (list, tuple)) else [controls]
+    if not any(c is not None and (c.eyes_open or c.lips_open) for c in many):
         return None
     with torch.inference_mode():
         return retargeting_offsets(s.eye, s.lip, x_s, source.ratios, controls)
@@ -75,27 +79,67 @@ def absolute_keypoints(source: PreparedSource, motion: MotionSequence, controls:
 
 
 def driven_keypoints(source: PreparedSource, batches: Iterable[DrivingBatch], s: StitchingRetargeting,
-                     options: AnimationOptions, controls: Controls | None) -> Iterator[Driven]:
+                     options: AnimationOptions, controls: Controls | None, timeline: KeyframeTrack | None = None,
+                     fps: float = 25.0) -> Iterator[Driven]:
     """x_d of driving batches (plain motion) transferred onto ``source``, ``controls`` stacked on every frame.
 
     Relative transfer is anchored at the first driving frame.  The eye/lip
-    offsets of ``controls`` are computed once per job.
+    offsets of ``controls`` are computed once per job.  ``timeline``: edits
+    along the timeline (driving frame k at k / ``fps`` s), batch by batch
+    (:func:`_timeline_batch`); batches it does not reach take the plain path.
     """
     animator: Animator | None = None
+    first = 0
     for batch in batches:
         if animator is None:
-            anchor = batch.motion[0] if options.relative else None
+            anchor = batch.motion[0] if options.relative else None  # the unedited first frame
             animator = Animator(source.info, s, options, anchor=anchor, source_ratios=source.ratios)
             offsets = _ratio_offsets(s, animator.x_s, source, controls)
+        edits = None if timeline is None else sample_timeline(timeline, fps, batch.motion.n_frames, first)
+        first += batch.motion.n_frames
         motion = batch.motion if controls is None else apply_controls(batch.motion, controls)
+        batch_offsets = offsets
+        if edits is not None and edits.edited.any():
+            motion, batch_offsets = _timeline_batch(source, animator, batch.motion, motion, offsets, edits, controls)
         with torch.inference_mode():
-            x_d = animator(motion, batch.ratios, offsets)
+            x_d = animator(motion, batch.ratios, batch_offsets)
         yield Driven(source, animator.x_s, x_d)
+
+
+def _timeline_batch(source: PreparedSource, animator: Animator, plain: MotionSequence, moved: MotionSequence,
+                    offsets: torch.Tensor | None, edits: TimelineEdits,
+                    controls: Controls | None) -> tuple[MotionSequence, torch.Tensor | None]:
+    """A driving batch with timeline edits: (edited driving motion, per-frame eye/lip offsets or None).
+
+    ``plain``: the batch's driving motion; ``moved``/``offsets``: the job's
+    own (``controls`` applied, eye/lip offsets of the job).  Neutralize moves
+    the driving expression toward the anchor's in relative transfer
+    (exp_s + exp_d − exp_d,0 then becomes the source's own) and toward the
+    source's in absolute transfer; the timeline's controls are stacked on
+    ``controls`` per frame, their eye/lip offsets computed for this batch.
+    Unedited frames take ``moved`` and ``offsets`` themselves (bit for bit).
+    """
+    neutral = animator.anchor if animator.anchor is not None else source.info
+    motion, per_frame = apply_timeline(plain, neutral, edits, controls)
+    edited = _where(edits.edited, apply_controls(motion, per_frame), moved)
+    per_frame_offsets = _ratio_offsets(animator.networks, animator.x_s, source, per_frame)
+    if per_frame_offsets is not None and offsets is not None:
+        per_frame_offsets = _where(edits.edited, per_frame_offsets, offsets.expand_as(per_frame_offsets))
+    return edited, per_frame_offsets
+
+
+def _where(mask: np.ndarray, edited, plain):
+    """Per frame (leading axis), ``edited`` where ``mask`` else ``plain``: tensors or :class:`MotionSequence`."""
+    if isinstance(edited, MotionSequence):
+        return MotionSequence(**{f.name: _where(mask, getattr(edited, f.name), getattr(plain, f.name))
+                                 for f in dataclasses.fields(MotionSequence)})
+    pick = torch.as_tensor(mask, device=edited.device).reshape(-1, *([1] * (edited.dim() - 1)))
+    return torch.where(pick, edited, plain)
 
 
 def source_video_keypoints(sources: Iterable[PreparedSource], raws: Sequence[dict[str, torch.Tensor]],
                            drive: Sequence[DrivingBatch], s: StitchingRetargeting, options: AnimationOptions,
-                           controls: Controls | None) -> Iterator[Driven]:
+                           controls: Controls | None, edits: TimelineEdits | None = None) -> Iterator[Driven]:
     """x_d of source frame i driven by single-frame driving batch i (LivePortrait's video-to-video rules).
 
     ``sources``: the n per-frame sources; ``raws``: M's heads of the n source
@@ -117,26 +161,52 @@ def source_video_keypoints(sources: Iterable[PreparedSource], raws: Sequence[dic
     ``controls`` are stacked on the driving frames (pitch/yaw/roll and
     expression controls) and on each source frame's own t and scale
     (``x``/``y``/``scale``, which would otherwise be dropped with the
-    driving t and scale).
+    driving t and scale).  ``edits`` (n frames; :func:`_timeline_targets`):
+    timeline edits, stacked on ``controls`` per frame.
     """
     plain = MotionSequence.cat([batch.motion for batch in drive])
-    moved = plain if controls is None else apply_controls(plain, controls)
     own = MotionSequence.cat([keypoint_info_from_raw(raw).motion for raw in raws])
+    per_frame = [controls] * plain.n_frames
+    moved = plain if controls is None else apply_controls(plain, controls)
     targets = smooth_targets(source_video_targets(own, moved, plain[0], options.relative))
-    if controls is not None:
-        shift = torch.tensor([controls.x, controls.y, 0.0], dtype=own.t.dtype, device=own.t.device)
-        own = own.replace(t=own.t + shift, scale=own.scale * controls.scale)
+    if edits is not None and edits.edited.any():
+        moved, targets, per_frame = _timeline_targets(own, plain, moved, targets, options, controls, edits)
     for i, source in enumerate(sources):
+        c, own_i = per_frame[i], own[i]
+        if c is not None:
+            shift = torch.tensor([c.x, c.y, 0.0], dtype=own.t.dtype, device=own.t.device)
+            own_i = own_i.replace(t=own_i.t + shift, scale=own_i.scale * c.scale)
         with torch.inference_mode():
-            animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own[i], source_ratios=source.ratios)
-            x_d = animator(moved[i], drive[i].ratios, _ratio_offsets(s, animator.x_s, source, controls))
+            animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own_i, source_ratios=source.ratios)
+            x_d = animator(moved[i], drive[i].ratios, _ratio_offsets(s, animator.x_s, source, c))
         yield Driven(source, animator.x_s, x_d)
+
+
+def _timeline_targets(own: MotionSequence, plain: MotionSequence, moved: MotionSequence, targets: SourceVideoTargets,
+                      options: AnimationOptions, controls: Controls | None,
+                      edits: TimelineEdits) -> tuple[MotionSequence, SourceVideoTargets, list[Controls]]:
+    """A source-video job's (driving motion, smoothed targets, per-frame controls) with timeline edits.
+
+    The edited driving frames are smoothed as a whole clip of their own and
+    taken on the edited frames only (unedited frames keep ``targets``, bit for
+    bit, with ``moved``, the job's driving motion; the whole-clip smoother
+    would otherwise spread an edit); then the
+    edited frames' target expression is neutralized toward each source
+    frame's own (the neutral of a source video).
+    """
+    _, per_frame = apply_timeline(plain, own, edits, controls)
+    edited_moved = apply_controls(plain, per_frame)
+    edited = smooth_targets(source_video_targets(own, edited_moved, plain[0], options.relative))
+    exp = neutralize_expression(own.replace(exp=edited.exp), own, edits.neutralize).exp
+    mask = edits.edited
+    return (_where(mask, edited_moved, moved), SourceVideoTargets(_where(mask, edited.rotation, targets.rotation),
+            _where(mask, exp, targets.exp)), per_frame)
 
 
 def source_video_driven(video: str | os.PathLike, provider: LandmarkProvider, driving: Iterable[DrivingBatch],
                         fps: float, n_frames: int, motion: torch.nn.Module, renderer: Renderer,
                         s: StitchingRetargeting, options: AnimationOptions,
-                        controls: Controls | None) -> Iterator[Driven]:
+                        controls: Controls | None, timeline: KeyframeTrack | None = None) -> Iterator[Driven]:
     """x_d of source-video frame i driven by driving frame i, one :class:`PreparedSource` per frame.
 
     ``video`` is read at the driving clip's rate ``fps`` Hz (frames
@@ -148,7 +218,8 @@ def source_video_driven(video: str | os.PathLike, provider: LandmarkProvider, dr
     Kalman smoothing of :func:`source_video_keypoints`), never frames; the
     video is decoded three times (landmarks; crop + M; crop + F per frame
     while the batches are consumed).  Yields min(source frames, driving
-    frames) one-frame batches.
+    frames) one-frame batches.  ``timeline``: edits along the timeline at
+    the driving frames' times (:func:`source_video_keypoints`).
 
     Raises:
         NoFaceError: no frame of ``video`` shows a face.
@@ -160,4 +231,5 @@ def source_video_driven(video: str | os.PathLike, provider: LandmarkProvider, dr
     if n == 0:
         return
     sources = video_sources(video, fps, points[:n], raws[:n], motion, renderer)
-    yield from source_video_keypoints(sources, raws[:n], drive[:n], s, options, controls)
+    edits = None if timeline is None else sample_timeline(timeline, fps, n)
+    yield from source_video_keypoints(sources, raws[:n], drive[:n], s, options, controls, edits)
