@@ -81,7 +81,6 @@ from .errors import ControlError, MediaError
 from .face.landmarks import LandmarkProvider
 from .jobs import AudioJobOptions, RenderOptions, VideoJob
 from .media.video import AudioSamples, AudioSource, VideoReader, frames_at_rate, probe_video
-from .motion.controls import Controls
 from .motion.edits import ping_pong_indices
 from .motion.frame import MotionSequence
 from .motion.keypoints import keypoint_info_from_raw

@@ -250,3 +250,27 @@ def test_cli_bad_input_gives_one_error_line_and_no_file(tmp_path: Path, all_weig
 def test_dub_refuses_head_options(audio_engine) -> None:
     with pytest.raises(ControlError, match="head motion"):
         audio_engine.dub(LONG, load_audio(SPEECH)[:16000], AudioJobOptions(still_head=True))
+
+
+def test_timeline_edits_a_span_of_the_dub_and_nothing_else(short, audio_engine) -> None:
+    """--keyframes on the dub job: frames outside the span give bit-identical driven keypoints,
+    frames inside differ (the smile and the neutralize toward each source frame's own mouth).
+    Catches the timeline being ignored by the dub job or leaking outside its span."""
+    import dataclasses
+    import json
+
+    from talkinghead.dub_job import dub_keypoints
+    from talkinghead.motion.keyframes import parse_keyframes
+
+    _, dubbed = short
+    cut = dataclasses.replace(dubbed, motion=dubbed.motion[:10], index=dubbed.index[:10])
+    track = parse_keyframes(json.dumps({"version": 2, "spans": [
+        {"from": 0.12, "to": 0.28, "smile": 1.0, "neutralize": 1.0, "fade": 0.04}]}))
+    plain = [d.x_d for d in dub_keypoints(audio_engine, SHORT, cut, RenderOptions())]
+    edited = [d.x_d for d in dub_keypoints(audio_engine, SHORT, cut, RenderOptions(timeline=track))]
+    inside = [j for j in range(10) if 0.12 < j / 25 < 0.28]
+    for j in range(10):
+        if j in inside:
+            assert not torch.equal(plain[j], edited[j]), j
+        elif not 0.12 <= j / 25 <= 0.28:
+            assert torch.equal(plain[j], edited[j]), j
