@@ -43,10 +43,34 @@ audio-job total.  On CUDA the achieved TFLOP/s of W + G alone (1,155 GFLOP per
 512² frame) is printed against the device's peak (a small table of known
 devices, or ``--peak-tflops``).
 
-Measured on this project's 2-core CPU, shared with other jobs (torch 2.14.1,
-2 threads), ``--seconds 2 --render-frames 1 --steps 10``:
+Measured once on this project's 2-core CPU while other jobs shared it (load
+average 6-7, so every number is about 3x a quiet machine's: bench_render.py
+gives ~11 s per frame there), torch 2.14.1, 2 threads, ``--device cpu
+--seconds 2 --render-frames 1 --steps 10``::
 
-    (see the report in the commit that added this file; numbers below)
+    50 output frames at 25 fps from 50 source frames
+
+    stage        seconds      RTF   share
+    decode          3.57    1.784    0.2%
+    landmarks       0.00    0.001    0.0%
+    crop + M      135.11   67.555    6.7%
+    motion         69.16   34.581    3.4%
+    render       1796.65  898.325   89.6%
+    encode          1.07    0.533    0.1%
+    total        2005.56 1002.779  100.0%
+      motion includes audio features 0.002 s (stand-in encoder: plumbing only)
+
+    baseline, same run: the audio job on one photo (the clip's first frame), same speech
+      prepare 5.05 s, motion 52.65 s, render 1846.97 s, encode 1.07 s (encode: the dub's), total 1905.73 s, RTF 952.866
+      dub / audio job: total 1.05x, motion (+ decode, landmarks, crop + M) 3.60x, render 0.97x
+
+    landmarks from a detector instead of the JSON (same source frames, not in the total):
+      dlib 68-point (HOG + shape predictor): 0.2200 s per frame, 11.00 s for the 50 source frames
+      face-alignment: skipped: its weights (2DFAN4, s3fd) are not in /root/.cache/torch/hub/checkpoints ...
+
+Rendering dominates (~90 %) on CPU; dubbing's own extra cost over the audio
+job is M on every source frame (crop + M, here ~2.7 s a frame).  No GPU was
+available for this run: the CUDA path (and its TFLOP/s line) is untested.
 """
 
 from __future__ import annotations
