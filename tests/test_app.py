@@ -75,6 +75,16 @@ def test_video_endpoint_reanimates_a_source_video_instead_of_the_photo(client: C
     assert _video_frames(_video_path(result))[:2] == (1, (700, 700))   # pasted back into the 700x700 source frame
 
 
+def test_audio_endpoint_dubs_a_source_video(client: Client) -> None:
+    """Source "video": the talking clip dubbed with another speech (1 frame), pasted back, the speech as sound."""
+    video, _ = client.predict(photo=None, audio=handle_file(str(AUDIO / "espeak_en_us.wav")), source="video",
+                              source_video=handle_file(str(TESTDATA / "talking" / "vr_face4.mp4")), max_frames=1,
+                              api_name="/audio")
+    assert _video_frames(_video_path(video)) == (1, (700, 700), True)
+    report = read_provenance(_video_path(video))
+    assert report is not None and report.ai_generated and report.job["kind"] == "dub"
+
+
 def test_preview_and_pose_path_endpoints(client: Client) -> None:
     photo = handle_file(str(IMAGES / "astronaut.png"))
     preview = client.predict(photo, True, "none", 1.0, "1x", *_sliders(yaw=20, smile=0.8, AU45=1.0), api_name="/preview")
