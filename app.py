@@ -1,8 +1,11 @@
 """talkinghead web app (Gradio): the UI over the in-process :class:`talkinghead.Engine`.
 
 Run ``python app.py``; it prints the local URL.  Three tabs, one per job:
-audio-driven, video-driven, and pose & expression (sliders, action units,
-keyframed pose paths).  The app is a view: it holds no engine or media
+audio-driven (Source: a photo, or a video to dub with the speech:
+:meth:`Engine.dub`), video-driven (optionally each face region — head, eyes,
+brows, mouth, rest — from another driver: the photo, the clip, a speech or a
+motion file: :meth:`Engine.animate_mixed`), and pose & expression (sliders,
+action units, keyframed pose paths).  The app is a view: it holds no engine or media
 logic and uses only talkinghead's public names (``from talkinghead import``;
 the engine, its options, and :mod:`talkinghead.session` for the loader, the
 photo cache and the live-preview segments).  Each job handler takes the
