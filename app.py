@@ -1,8 +1,11 @@
 """talkinghead web app (Gradio): the UI over the in-process :class:`talkinghead.Engine`.
 
 Run ``python app.py``; it prints the local URL.  Three tabs, one per job:
-audio-driven, video-driven, and pose & expression (sliders, action units,
-keyframed pose paths).  The app is a view: it holds no engine or media
+audio-driven (Source: a photo, or a video to dub with the speech:
+:meth:`Engine.dub`), video-driven (optionally each face region — head, eyes,
+brows, mouth, rest — from another driver: the photo, the clip, a speech or a
+motion file: :meth:`Engine.animate_mixed`), and pose & expression (sliders,
+action units, keyframed pose paths).  The app is a view: it holds no engine or media
 logic and uses only talkinghead's public names (``from talkinghead import``;
 the engine, its options, and :mod:`talkinghead.session` for the loader, the
 photo cache and the live-preview segments).  Each job handler takes the
@@ -61,12 +64,15 @@ from talkinghead import (
     AnimationOptions,
     AudioJobOptions,
     Controls,
+    DubOptions,
     Engine,
     EngineLoader,
     EngineOptions,
     EnhanceOptions,
+    MixedDrivers,
     PreparedSource,
     ProvenanceOptions,
+    RegionSources,
     RenderOptions,
     SmoothingOptions,
     SourceCache,
@@ -105,6 +111,10 @@ FROM_CONFIG = "config"
 HEAD_MOTIONS = ("from the model", "from a reference clip", "still", "from the model, in a reference clip's style")
 """Choices of the audio tab's Head motion input: the generated pose, the --pose-from clip's, a still head, or the
 generated pose with the clip's style (--pose-style: its mean pose, spread and tempo)."""
+AUDIO_SOURCES = ("photo", "video")
+"""Choices of the audio tab's Source input: a photo (the audio job) or a video (dubbing: :meth:`Engine.dub`)."""
+REGIONS = tuple(f.name for f in dataclasses.fields(RegionSources))
+"""The video tab's region inputs (RegionSources' fields: head, eyes, brows, mouth, rest); FROM_CONFIG = the job's own."""
 
 EXAMPLE_KEYFRAMES = """{"fps": 25, "keyframes": [
   {"t": 0.0, "yaw": 0},
@@ -248,6 +258,20 @@ class AudioForm:
     restorer: str = widget_spec(EnhanceOptions, "restorer").value
     enhance_weight: float = widget_spec(EnhanceOptions, "weight").value
     upscale: str = _upscale_label(widget_spec(EnhanceOptions, "upscale").value)
+    source: str = AUDIO_SOURCES[0]
+    """One of AUDIO_SOURCES: "video" means dubbing ``source_video`` with the speech (the photo is not used)."""
+    source_video: str | None = None
+    mouth_gain: float = widget_spec(DubOptions, "mouth_gain").value
+    mouth_base: str = widget_spec(DubOptions, "mouth_base").value
+
+    @property
+    def dubbing(self) -> bool:
+        """Whether these values ask for dubbing (Source: video)."""
+        return self.source == AUDIO_SOURCES[1]
+
+    def dub_options(self) -> DubOptions:
+        """The dubbing options these values ask for (ControlError when out of range)."""
+        return DubOptions(mouth_gain=self.mouth_gain, mouth_base=self.mouth_base)
 
     def options(self) -> AudioJobOptions:
         """The audio-job options these values ask for."""
@@ -284,11 +308,38 @@ class VideoForm:
     restorer: str = widget_spec(EnhanceOptions, "restorer").value
     enhance_weight: float = widget_spec(EnhanceOptions, "weight").value
     upscale: str = _upscale_label(widget_spec(EnhanceOptions, "upscale").value)
+    head: str = _choice_value(RegionSources, "head")
+    """Driver of each face region (RegionSources; FROM_CONFIG: the job's own driver, today's behaviour)."""
+    eyes: str = _choice_value(RegionSources, "eyes")
+    brows: str = _choice_value(RegionSources, "brows")
+    mouth: str = _choice_value(RegionSources, "mouth")
+    rest: str = _choice_value(RegionSources, "rest")
+    speech: str | None = None
+    """Speech for the regions driven by "audio" (also the output's sound)."""
+    motion_file: str | None = None
+    """A motion file (saved by the CLI's --save-motion) for the regions driven by "motion"."""
 
     def options(self) -> AnimationOptions:
         """The animation options these values ask for."""
         return AnimationOptions(relative=self.relative, stitching=self.stitching, region=self.region,
                                 driving_multiplier=self.multiplier)
+
+    def regions(self) -> RegionSources:
+        """The region choices as RegionSources (FROM_CONFIG as None: the job's own driver)."""
+        return RegionSources(**{name: None if getattr(self, name) == FROM_CONFIG else getattr(self, name)
+                                for name in REGIONS})
+
+    @property
+    def mixed(self) -> bool:
+        """Whether these values ask for a job mixed by face region (a region chosen, or speech or a motion file)."""
+        return not self.regions().is_default or self.speech is not None or self.motion_file is not None
+
+    def drivers(self) -> MixedDrivers:
+        """The inputs of the mixed job (:meth:`Engine.animate_mixed`); the regions left unset follow the clip."""
+        return MixedDrivers(driving=self.driving, driving_landmarks=landmarks_for(self.driving),
+                            video_relative=self.relative, audio=self.speech, motion=self.motion_file,
+                            default="video" if self.driving is not None else "motion",
+                            stitching=None if self.stitching else False)
 
     def render(self) -> RenderOptions:
         """The render options these values ask for."""
@@ -333,13 +384,17 @@ def _audio_request(form: AudioForm) -> AudioRequest:
 @_gpu
 @_user_errors
 def generate_audio(progress: gr.Progress = gr.Progress(track_tqdm=True), *, reference_clip: str | None = None,
-                   **widgets: Any) -> tuple[str, Any]:
+                   source_video: str | None = None, **widgets: Any) -> tuple[str, Any]:
     """Photo + speech → talking video (25 fps, the speech as its sound) and the motion-curve plot.
 
+    With Source "video", the source video is dubbed with the speech instead (:func:`dub`).
     ``widgets``: the audio tab's values by name (the fields of :class:`AudioForm`); the optional
-    upload is named in the signature so that the API marks it optional (default ``None``).
+    uploads are named in the signature so that the API marks them optional (default ``None``).
     """
-    engine, source, audio, options, render = _audio_request(AudioForm(reference_clip=reference_clip, **widgets))
+    form = AudioForm(reference_clip=reference_clip, source_video=source_video, **widgets)
+    if form.dubbing:
+        return dub(form)
+    engine, source, audio, options, render = _audio_request(form)
     job = engine.animate_audio(source, audio, options, render, progress=True)
     figure = plot_curves(motion_curves(job.motion, source.info.motion), fps=job.fps)
     return str(engine.write_video(job, output_path("talking.mp4"), progress=True,
@@ -348,7 +403,8 @@ def generate_audio(progress: gr.Progress = gr.Progress(track_tqdm=True), *, refe
 
 @_gpu
 @_user_errors
-def stream_audio(*, reference_clip: str | None = None, **widgets: Any) -> Iterator[str]:
+def stream_audio(*, reference_clip: str | None = None, source_video: str | None = None,
+                 **widgets: Any) -> Iterator[str]:
     """Photo + speech → the talking video as it renders: MP4 segments of STREAM_SEGMENT_FRAMES frames (25 fps).
 
     Frames come from :meth:`Engine.stream_audio` (Ditto's online windows,
@@ -358,8 +414,10 @@ def stream_audio(*, reference_clip: str | None = None, **widgets: Any) -> Iterat
     Same inputs, checks and errors as :func:`generate_audio`.
 
     Raises:
-        gr.Error: as :func:`_audio_request`; FFmpeg's ``ffmpeg``/``ffprobe`` are not on PATH.
+        gr.Error: as :func:`_audio_request`; FFmpeg's ``ffmpeg``/``ffprobe`` are not on PATH; Source "video".
     """
+    if widgets.get("source") == AUDIO_SOURCES[1]:
+        raise gr.Error("The live preview cannot dub a video: use Generate, or choose Source: photo.")
     _require_ffmpeg()
     if widgets.get("head_motion") == HEAD_MOTIONS[3]:
         raise gr.Error("The live preview cannot give the head a reference clip's style (the style filter needs the "
@@ -367,6 +425,28 @@ def stream_audio(*, reference_clip: str | None = None, **widgets: Any) -> Iterat
     engine, source, audio, options, render = _audio_request(AudioForm(reference_clip=reference_clip, **widgets))
     yield from stream_segments(engine, source, audio, output_path("live.mp4"), STREAM_SEGMENT_FRAMES, options, render,
                                PROVENANCE.for_job("live"))
+
+
+def dub(form: AudioForm) -> tuple[str, Any]:
+    """Source video + speech → the video dubbed (:meth:`Engine.dub`: the mouth from the speech, the rest the
+    video's own, the speech's length and sound) and the motion-curve plot (relative to the first frame).
+
+    Raises:
+        gr.Error: no source video or speech; speech longer than MAX_AUDIO_S; a head motion other than the
+            model's (dubbing keeps the video's own head).
+        MediaError, NoFaceError, ControlError: as :meth:`Engine.dub`.
+    """
+    video, audio = _required(form.source_video, "source video"), _required(form.audio, "audio")
+    if form.head_motion != HEAD_MOTIONS[0]:
+        raise gr.Error("dubbing keeps the source video's own head motion: choose Head motion "
+                       f"\"{HEAD_MOTIONS[0]}\", or Source: photo")
+    _check_audio_length(audio)
+    engine = ENGINE.get()
+    job = engine.dub(video, audio, form.options(), form.render(), form.dub_options(),
+                     source_landmarks=landmarks_for(video), progress=True)
+    figure = plot_curves(motion_curves(job.motion), fps=job.fps) if job.motion is not None else None
+    return str(engine.write_video(job, output_path("dubbed.mp4"), progress=True,
+                                  provenance=PROVENANCE.for_job("dub"))), figure
 
 
 def _require_ffmpeg() -> None:
@@ -380,17 +460,20 @@ def _require_ffmpeg() -> None:
 @_gpu
 @_user_errors
 def generate_video(progress: gr.Progress = gr.Progress(track_tqdm=True), *, source_video: str | None = None,
-                   **widgets: Any) -> str:
+                   speech: str | None = None, motion_file: str | None = None, **widgets: Any) -> str:
     """Photo (or a source video) + driving video → animated with the driving motion (the clip's fps and sound).
 
     ``widgets``: the video tab's values by name (the fields of :class:`VideoForm`); the optional
-    upload is named in the signature so that the API marks it optional (default ``None``).
+    uploads are named in the signature so that the API marks them optional (default ``None``).
     A source video, when given, is used instead of the photo: each of its
     frames is re-animated by the matching driving frame (video-to-video).
+    Region choices (or a speech or motion file) make it a mixed job (:func:`_mixed_video`).
     """
-    form = VideoForm(source_video=source_video, **widgets)
+    form = VideoForm(source_video=source_video, speech=speech, motion_file=motion_file, **widgets)
     if form.photo is None and form.source_video is None:
         raise gr.Error("no photo given: upload a photo, or a source video to re-animate")
+    if form.mixed:
+        return _mixed_video(form)
     driving = _required(form.driving, "driving video")
     engine = ENGINE.get()
     options, render = form.options(), form.render()
@@ -403,6 +486,34 @@ def generate_video(progress: gr.Progress = gr.Progress(track_tqdm=True), *, sour
                                    driving_landmarks=landmarks_for(driving))
     kind = "video" if form.source_video is None else "source-video"
     return str(engine.write_video(job, output_path("driven.mp4"), progress=True, provenance=PROVENANCE.for_job(kind)))
+
+
+def _mixed_video(form: VideoForm) -> str:
+    """Photo + drivers → each face region moved by the driver the form names (:meth:`Engine.animate_mixed`).
+
+    Raises:
+        gr.Error: a source video (mixing needs a photo); the expression region, a driving multiplier; no
+            driving video nor motion file; speech no region uses, or longer than MAX_AUDIO_S.
+        ControlError, MediaError, NoFaceError: as :meth:`Engine.animate_mixed` (e.g. a region naming a
+            driver whose input is missing).
+    """
+    if form.source_video is not None:
+        raise gr.Error("mixing drivers by face region needs a photo: remove the source video, or the region choices")
+    if form.region != VideoForm.region or form.multiplier != VideoForm.multiplier:
+        raise gr.Error("the animated region and the driving multiplier do not apply to a job mixed by face region: "
+                       "leave them at their defaults, or the region choices")
+    if form.driving is None and form.motion_file is None:
+        raise gr.Error("no driving video given: upload one (or a motion file)")
+    drivers, regions = form.drivers(), form.regions()
+    if form.speech is not None:
+        if "audio" not in regions.resolved(drivers.default).drivers():
+            raise gr.Error("a speech file is given but no region uses it: choose audio for a region, e.g. the mouth")
+        _check_audio_length(form.speech)
+    engine = ENGINE.get()
+    settings = engine.audio_source_settings(drivers.audio_options) if "audio" in regions.drivers() else None
+    job = engine.animate_mixed(_prepared(engine, form.photo, settings), drivers, regions, form.render(),
+                               progress=True)
+    return str(engine.write_video(job, output_path("mixed.mp4"), progress=True, provenance=PROVENANCE.for_job("mixed")))
 
 
 def _controls(values: tuple[float, ...]) -> Controls:
@@ -511,7 +622,12 @@ def _example(*names: str) -> list[list[str]]:
 def _audio_tab() -> None:
     with gr.Row():
         with gr.Column():
-            photo = _photo_input()
+            source = gr.Radio(list(AUDIO_SOURCES), value=AudioForm.source, label="Source: photo or video",
+                              info="video: dubbing, the new speech on the video (the mouth from the speech, "
+                                   "the rest the video's own)")
+            with gr.Row():
+                photo = _photo_input()
+                source_video = gr.Video(label="Source video (dubbing)", height=320)
             audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath")
             head_motion = gr.Radio(list(HEAD_MOTIONS), value=AudioForm.head_motion, label="Head motion",
                                    info=f"still: {widget_spec(AudioJobOptions, 'still_head').info}")
@@ -529,6 +645,9 @@ def _audio_tab() -> None:
                 seed = gr.Number(value=seed_spec.value, precision=0, label=seed_spec.label, info=seed_spec.info)
                 smoothing = _smoothing_input()
                 paste_back = option_checkbox(RenderOptions, "paste_back")
+            with gr.Accordion("Dubbing (Source: video)", open=False):
+                mouth_gain = option_slider(DubOptions, "mouth_gain")
+                mouth_base = option_choices(DubOptions, "mouth_base")
             enhance = _enhance_inputs()
             max_frames = _max_frames_input()
             with gr.Row():
@@ -544,9 +663,24 @@ def _audio_tab() -> None:
     widgets = dict(photo=photo, audio=audio, head_motion=head_motion, reference_clip=reference_clip,
                    pose_blend=pose_blend, expression_scale=expression_scale, blinks=blinks, emotion=emotion,
                    steps=steps, seed=seed, smoothing=smoothing, paste_back=paste_back, max_frames=max_frames,
-                   restorer=restorer, enhance_weight=enhance_weight, upscale=upscale)
+                   restorer=restorer, enhance_weight=enhance_weight, upscale=upscale, source=source,
+                   source_video=source_video, mouth_gain=mouth_gain, mouth_base=mouth_base)
     button.click(generate_audio, inputs_kwargs=widgets, outputs=[video, plot], api_name="audio")
     live_button.click(stream_audio, inputs_kwargs=widgets, outputs=live, api_name="audio_stream")
+
+
+def _region_inputs() -> tuple[dict[str, gr.components.Component], gr.Audio, gr.File]:
+    """The driver of each face region (RegionSources' choices; unset: the driving video, as without them), the
+    speech for the "audio" choice and the motion file for "motion", in a closed accordion."""
+    with gr.Accordion("Drivers by face region: head, eyes, brows, mouth, rest", open=False):
+        with gr.Row():
+            regions = {name: option_choices(RegionSources, name, unset="the driving video", widget=gr.Dropdown)
+                       for name in REGIONS}
+        speech = gr.Audio(label="Speech (for the regions driven by audio; also the sound)", sources=["upload"],
+                          type="filepath")
+        motion_file = gr.File(label="Motion file (for the regions driven by motion; the CLI's --save-motion)",
+                              type="filepath")
+    return regions, speech, motion_file
 
 
 def _video_tab() -> None:
@@ -563,6 +697,7 @@ def _video_tab() -> None:
             multiplier = option_slider(AnimationOptions, "driving_multiplier")
             region = option_choices(AnimationOptions, "region", {"exp": "expression", "lip": "lips"})
             smoothing = _smoothing_input()
+            regions, speech, motion_file = _region_inputs()
             enhance = _enhance_inputs()
             max_frames = _max_frames_input()
             button = gr.Button("Generate", variant="primary")
@@ -571,7 +706,8 @@ def _video_tab() -> None:
     restorer, enhance_weight, upscale = enhance
     widgets = dict(photo=photo, driving=driving, relative=relative, stitching=stitching, paste_back=paste_back,
                    multiplier=multiplier, region=region, smoothing=smoothing, max_frames=max_frames,
-                   source_video=source_video, restorer=restorer, enhance_weight=enhance_weight, upscale=upscale)
+                   source_video=source_video, restorer=restorer, enhance_weight=enhance_weight, upscale=upscale,
+                   **regions, speech=speech, motion_file=motion_file)
     button.click(generate_video, inputs_kwargs=widgets, outputs=video, api_name="video")
 
 

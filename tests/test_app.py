@@ -75,6 +75,16 @@ def test_video_endpoint_reanimates_a_source_video_instead_of_the_photo(client: C
     assert _video_frames(_video_path(result))[:2] == (1, (700, 700))   # pasted back into the 700x700 source frame
 
 
+def test_audio_endpoint_dubs_a_source_video(client: Client) -> None:
+    """Source "video": the talking clip dubbed with another speech (1 frame), pasted back, the speech as sound."""
+    video, _ = client.predict(photo=None, audio=handle_file(str(AUDIO / "espeak_en_us.wav")), source="video",
+                              source_video=handle_file(str(TESTDATA / "talking" / "vr_face4.mp4")), max_frames=1,
+                              api_name="/audio")
+    assert _video_frames(_video_path(video)) == (1, (700, 700), True)
+    report = read_provenance(_video_path(video))
+    assert report is not None and report.ai_generated and report.job["kind"] == "dub"
+
+
 def test_preview_and_pose_path_endpoints(client: Client) -> None:
     photo = handle_file(str(IMAGES / "astronaut.png"))
     preview = client.predict(photo, True, "none", 1.0, "1x", *_sliders(yaw=20, smile=0.8, AU45=1.0), api_name="/preview")
@@ -214,3 +224,109 @@ def test_job_handlers_take_the_widget_values_by_name_in_the_forms_field_order() 
         next(app.stream_audio(head_motion=app.HEAD_MOTIONS[3], reference_clip="clip.mp4"))
     render = app.VideoForm(max_frames=0, upscale="2x", smoothing=0.5).render()
     assert (render.max_frames, render.enhance.upscale, render.smoothing.pose) == (None, 2, 0.5)
+
+
+# ---------------------------------------------------------------- dubbing and drivers by face region (in-process)
+class _RecordingEngine:
+    """Stands in for the engine in the in-process handler tests: records the job it is asked for, renders nothing."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def get(self) -> "_RecordingEngine":            # app.ENGINE (the loader) → the engine
+        return self
+
+    def audio_source_settings(self, options):
+        return ("audio settings", options)
+
+    def _job(self, name: str, *args, **kwargs):
+        from types import SimpleNamespace
+
+        self.calls.append((name, args, kwargs))
+        return SimpleNamespace(motion=None, fps=25.0)
+
+    def dub(self, *args, **kwargs):
+        return self._job("dub", *args, **kwargs)
+
+    def animate_mixed(self, *args, **kwargs):
+        return self._job("animate_mixed", *args, **kwargs)
+
+    def animate_video(self, *args, **kwargs):
+        return self._job("animate_video", *args, **kwargs)
+
+    def write_video(self, job, path, **kwargs):
+        return path
+
+
+@pytest.fixture
+def recording_app(monkeypatch):
+    pytest.importorskip("gradio")
+    import app
+
+    engine = _RecordingEngine()
+    monkeypatch.setattr(app, "ENGINE", engine)
+    monkeypatch.setattr(app, "_prepared", lambda engine, photo, settings=None: ("prepared", photo, settings))
+    return app, engine
+
+
+def test_audio_tab_video_source_means_dubbing_with_the_dub_options(recording_app) -> None:
+    app, engine = recording_app
+    clip, speech = str(TESTDATA / "talking" / "vr_face4.mp4"), str(AUDIO / "espeak_en_us.wav")
+    assert not app.AudioForm().dubbing                               # default: the photo job, as before
+    path, figure = app.generate_audio(photo=None, audio=speech, source="video", source_video=clip,
+                                      mouth_gain=0.5, mouth_base="frame", max_frames=1, seed=3)
+    ((name, (video, audio, options, render, dubbing), kwargs),) = engine.calls
+    assert (name, video, audio, path.endswith("dubbed.mp4"), figure) == ("dub", clip, speech, True, None)
+    assert (dubbing.mouth_gain, dubbing.mouth_base) == (0.5, "frame")
+    assert (options.seed, options.still_head, render.max_frames) == (3, False, 1)
+    assert app.AudioForm().dub_options() == app.DubOptions()         # the widgets' defaults are DubOptions'
+
+
+@pytest.mark.parametrize("widgets, message", [
+    (dict(source="video", audio=str(AUDIO / "espeak_en_us.wav")), "no source video"),
+    (dict(source="video", source_video="clip.mp4"), "no audio"),
+    (dict(source="video", source_video="clip.mp4", audio=str(AUDIO / "espeak_en_us.wav"), head_motion="still"),
+     "own head motion"),
+    (dict(source="video", source_video="clip.mp4", audio=str(AUDIO / "espeak_en_us.wav"), mouth_gain=9.0),
+     "mouth gain"),
+])
+def test_dubbing_bad_inputs_give_one_message(recording_app, widgets, message: str) -> None:
+    app, engine = recording_app
+    with pytest.raises(app.gr.Error, match=message):
+        app.generate_audio(**widgets)
+    with pytest.raises(app.gr.Error, match="cannot dub"):
+        next(app.stream_audio(source="video", source_video="clip.mp4"))
+    assert engine.calls == []
+
+
+def test_video_tab_region_choices_build_region_sources_and_the_mixed_drivers(recording_app) -> None:
+    app, engine = recording_app
+    assert app.VideoForm().regions() == app.RegionSources() and not app.VideoForm().mixed   # today's job
+    speech, driving = str(AUDIO / "espeak_en_us.wav"), str(DRIVING / "lp_d0.mp4")
+    app.generate_video(photo="photo.png", driving=driving, mouth="audio", eyes="source", speech=speech,
+                       relative=False, stitching=True, max_frames=1)
+    ((name, (source, drivers, regions, render), kwargs),) = engine.calls
+    assert name == "animate_mixed"
+    assert regions == app.RegionSources(mouth="audio", eyes="source")   # the unset ones: the job's own (video)
+    assert (drivers.driving, drivers.audio, drivers.motion, drivers.default, drivers.video_relative) == \
+        (driving, speech, None, "video", False)
+    assert source[2][0] == "audio settings"                              # the audio job's crop when speech drives
+    assert render.max_frames == 1
+    engine.calls.clear()
+    app.generate_video(photo="photo.png", driving=driving, max_frames=1)   # no region chosen: the video job
+    assert [call[0] for call in engine.calls] == ["animate_video"]
+
+
+@pytest.mark.parametrize("widgets, message", [
+    (dict(source_video="clip.mp4", mouth="source"), "needs a photo"),
+    (dict(mouth="source", region="lip"), "do not apply"),
+    (dict(mouth="source", driving=None), "no driving video"),
+    (dict(speech=str(AUDIO / "espeak_en_us.wav")), "no region uses it"),
+    (dict(mouth="audio", speech=str(AUDIO / "dt_german1.wav")), "at most"),
+])
+def test_region_choice_bad_inputs_give_one_message(recording_app, monkeypatch, widgets, message: str) -> None:
+    app, engine = recording_app
+    monkeypatch.setattr(app, "MAX_AUDIO_S", 8.5)
+    with pytest.raises(app.gr.Error, match=message):
+        app.generate_video(**({"photo": "photo.png", "driving": str(DRIVING / "lp_d0.mp4")} | widgets))
+    assert engine.calls == []
