@@ -78,6 +78,7 @@ from talkinghead import (
     SourceCache,
     TalkingHeadError,
     au_controls,
+    edited_intervals,
     load_credential,
     motion_curves,
     parse_keyframes,
@@ -115,6 +116,11 @@ AUDIO_SOURCES = ("photo", "video")
 """Choices of the audio tab's Source input: a photo (the audio job) or a video (dubbing: :meth:`Engine.dub`)."""
 REGIONS = tuple(f.name for f in dataclasses.fields(RegionSources))
 """The video tab's region inputs (RegionSources' fields: head, eyes, brows, mouth, rest); FROM_CONFIG = the job's own."""
+
+EDITS_HELP = ("Controls over a stretch of time, on top of the job (outside it nothing changes), e.g. "
+              '`{"version": 2, "spans": [{"from": 2.0, "to": 3.5, "smile": 0.6, "neutralize": 0.5}]}` '
+              "(README: Edits along the timeline). The motion curves shade the edited spans.")
+"""Help text of the audio and video tabs' edits box."""
 
 EXAMPLE_KEYFRAMES = """{"fps": 25, "keyframes": [
   {"t": 0.0, "yaw": 0},
@@ -263,6 +269,8 @@ class AudioForm:
     source_video: str | None = None
     mouth_gain: float = widget_spec(DubOptions, "mouth_gain").value
     mouth_base: str = widget_spec(DubOptions, "mouth_base").value
+    edits: str = ""
+    """Edits along the timeline: keyframe JSON (talkinghead.motion.keyframes; "" = none)."""
 
     @property
     def dubbing(self) -> bool:
@@ -286,9 +294,9 @@ class AudioForm:
         )
 
     def render(self) -> RenderOptions:
-        """The render options these values ask for."""
+        """The render options these values ask for (ControlError: a bad edits file)."""
         return _render(self.smoothing, self.paste_back, self.max_frames, self.restorer, self.enhance_weight,
-                       self.upscale)
+                       self.upscale, self.edits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,6 +326,8 @@ class VideoForm:
     """Speech for the regions driven by "audio" (also the output's sound)."""
     motion_file: str | None = None
     """A motion file (saved by the CLI's --save-motion) for the regions driven by "motion"."""
+    edits: str = ""
+    """Edits along the timeline: keyframe JSON (talkinghead.motion.keyframes; "" = none)."""
 
     def options(self) -> AnimationOptions:
         """The animation options these values ask for."""
@@ -342,15 +352,23 @@ class VideoForm:
                             stitching=None if self.stitching else False)
 
     def render(self) -> RenderOptions:
-        """The render options these values ask for."""
+        """The render options these values ask for (ControlError: a bad edits file)."""
         return _render(self.smoothing, self.paste_back, self.max_frames, self.restorer, self.enhance_weight,
-                       self.upscale)
+                       self.upscale, self.edits)
 
 
 def _render(smoothing: float, paste_back: bool, max_frames: float, restorer: str, enhance_weight: float,
-            upscale: str) -> RenderOptions:
+            upscale: str, edits: str = "") -> RenderOptions:
+    timeline = parse_keyframes(edits, "the edits box") if edits and edits.strip() else None
     return RenderOptions(smoothing=SmoothingOptions(pose=smoothing, expression=smoothing), paste_back=paste_back,
-                         max_frames=_max_frames(max_frames), enhance=_enhance(restorer, enhance_weight, upscale))
+                         max_frames=_max_frames(max_frames), enhance=_enhance(restorer, enhance_weight, upscale),
+                         timeline=timeline)
+
+
+def _curves(motion: Any, fps: float, render: RenderOptions, base: Any = None) -> Any:
+    """The motion-curve plot of a job, with the timeline's edited spans shaded."""
+    spans = edited_intervals(render.timeline) if render.timeline is not None else ()
+    return plot_curves(motion_curves(motion, base), fps=fps, spans=spans)
 
 
 class AudioRequest(NamedTuple):
@@ -396,7 +414,7 @@ def generate_audio(progress: gr.Progress = gr.Progress(track_tqdm=True), *, refe
         return dub(form)
     engine, source, audio, options, render = _audio_request(form)
     job = engine.animate_audio(source, audio, options, render, progress=True)
-    figure = plot_curves(motion_curves(job.motion, source.info.motion), fps=job.fps)
+    figure = _curves(job.motion, job.fps, render, source.info.motion)
     return str(engine.write_video(job, output_path("talking.mp4"), progress=True,
                                   provenance=PROVENANCE.for_job("audio"))), figure
 
@@ -442,9 +460,10 @@ def dub(form: AudioForm) -> tuple[str, Any]:
                        f"\"{HEAD_MOTIONS[0]}\", or Source: photo")
     _check_audio_length(audio)
     engine = ENGINE.get()
-    job = engine.dub(video, audio, form.options(), form.render(), form.dub_options(),
+    render = form.render()
+    job = engine.dub(video, audio, form.options(), render, form.dub_options(),
                      source_landmarks=landmarks_for(video), progress=True)
-    figure = plot_curves(motion_curves(job.motion), fps=job.fps) if job.motion is not None else None
+    figure = _curves(job.motion, job.fps, render) if job.motion is not None else None
     return str(engine.write_video(job, output_path("dubbed.mp4"), progress=True,
                                   provenance=PROVENANCE.for_job("dub"))), figure
 
@@ -649,6 +668,7 @@ def _audio_tab() -> None:
                 mouth_gain = option_slider(DubOptions, "mouth_gain")
                 mouth_base = option_choices(DubOptions, "mouth_base")
             enhance = _enhance_inputs()
+            edits = _edits_input()
             max_frames = _max_frames_input()
             with gr.Row():
                 button = gr.Button("Generate", variant="primary")
@@ -664,9 +684,16 @@ def _audio_tab() -> None:
                    pose_blend=pose_blend, expression_scale=expression_scale, blinks=blinks, emotion=emotion,
                    steps=steps, seed=seed, smoothing=smoothing, paste_back=paste_back, max_frames=max_frames,
                    restorer=restorer, enhance_weight=enhance_weight, upscale=upscale, source=source,
-                   source_video=source_video, mouth_gain=mouth_gain, mouth_base=mouth_base)
+                   source_video=source_video, mouth_gain=mouth_gain, mouth_base=mouth_base, edits=edits)
     button.click(generate_audio, inputs_kwargs=widgets, outputs=[video, plot], api_name="audio")
     live_button.click(stream_audio, inputs_kwargs=widgets, outputs=live, api_name="audio_stream")
+
+
+def _edits_input() -> gr.Code:
+    """Edits along the timeline (the CLI's --keyframes): keyframe JSON, empty = none, in a closed accordion."""
+    with gr.Accordion("Edits along the timeline (optional)", open=False):
+        gr.Markdown(EDITS_HELP)
+        return gr.Code("", language="json", label="Edits (keyframe JSON)")
 
 
 def _region_inputs() -> tuple[dict[str, gr.components.Component], gr.Audio, gr.File]:
@@ -699,6 +726,7 @@ def _video_tab() -> None:
             smoothing = _smoothing_input()
             regions, speech, motion_file = _region_inputs()
             enhance = _enhance_inputs()
+            edits = _edits_input()
             max_frames = _max_frames_input()
             button = gr.Button("Generate", variant="primary")
         video = gr.Video(label="Result")
@@ -707,7 +735,7 @@ def _video_tab() -> None:
     widgets = dict(photo=photo, driving=driving, relative=relative, stitching=stitching, paste_back=paste_back,
                    multiplier=multiplier, region=region, smoothing=smoothing, max_frames=max_frames,
                    source_video=source_video, restorer=restorer, enhance_weight=enhance_weight, upscale=upscale,
-                   **regions, speech=speech, motion_file=motion_file)
+                   **regions, speech=speech, motion_file=motion_file, edits=edits)
     button.click(generate_video, inputs_kwargs=widgets, outputs=video, api_name="video")
 
 

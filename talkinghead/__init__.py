@@ -41,6 +41,7 @@ _EXPORTS = {
     "parse_keyframes": "talkinghead.motion.keyframes",
     "motion_curves": "talkinghead.motion.curves",
     "plot_curves": "talkinghead.motion.curves",
+    "edited_intervals": "talkinghead.motion.timeline",
     "EMOTIONS": "talkinghead.drivers.audio.ditto.condition",
     "AudioBackend": "talkinghead.drivers.audio",
     "AUDIO_BACKENDS": "talkinghead.drivers.audio",

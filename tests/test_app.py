@@ -330,3 +330,27 @@ def test_region_choice_bad_inputs_give_one_message(recording_app, monkeypatch, w
     with pytest.raises(app.gr.Error, match=message):
         app.generate_video(**({"photo": "photo.png", "driving": str(DRIVING / "lp_d0.mp4")} | widgets))
     assert engine.calls == []
+
+
+def test_edits_box_gives_the_job_a_timeline_and_shades_the_curves() -> None:
+    """The audio and video tabs' edits box (the CLI's --keyframes): its JSON becomes RenderOptions.timeline,
+    empty means none, a bad text is one clear error, and the curve plot shades the edited span."""
+    pytest.importorskip("gradio")
+    import json
+
+    import app
+    import numpy as np
+    from talkinghead.errors import ControlError
+
+    edits = json.dumps({"version": 2, "spans": [{"from": 0.4, "to": 0.8, "smile": 0.5}]})
+    for form in (app.AudioForm, app.VideoForm):
+        assert form().render().timeline is None
+        timeline = form(edits=edits).render().timeline
+        assert [(span.start, span.end) for span in timeline.spans] == [(0.4, 0.8)]
+        with pytest.raises(ControlError, match="the edits box"):
+            form(edits='{"version": 2, "spans": [{"from": 2, "to": 1}]}').render()
+    figure = app.plot_curves({"yaw": np.zeros(25)}, fps=25.0, spans=app.edited_intervals(timeline))
+    shaded = [patch for ax in figure.axes for patch in ax.patches]
+    assert len(shaded) == 3 and all(abs(p.get_x() - 0.4) < 1e-9 and abs(p.get_width() - 0.4) < 1e-9 for p in shaded)
+    with pytest.raises(ValueError, match="fps"):
+        app.plot_curves({"yaw": np.zeros(25)}, spans=[(0.4, 0.8)])

@@ -18,7 +18,7 @@ The amounts are least-squares projections (:func:`~.action_units.project_express
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -54,7 +54,8 @@ def motion_curves(motion: MotionSequence, reference: MotionSequence | None = Non
     return {name: curve.detach().float().cpu().numpy() for name, curve in curves.items()}
 
 
-def plot_curves(curves: Mapping[str, np.ndarray], fps: float | None = None) -> "Figure":
+def plot_curves(curves: Mapping[str, np.ndarray], fps: float | None = None,
+                spans: Sequence[tuple[float, float]] = ()) -> "Figure":
     """Figure of motion curves: pose angles, eye/mouth opening, AU intensities (three panels).
 
     Rendered with matplotlib's Agg canvas, without pyplot (no global state,
@@ -63,10 +64,18 @@ def plot_curves(curves: Mapping[str, np.ndarray], fps: float | None = None) -> "
     Args:
         curves: from :func:`motion_curves` (any subset of its names).
         fps: frame rate, Hz; the x axis is in seconds if given, else frames.
+        spans: (start, end) times in seconds to shade on every panel, e.g. the
+            edited stretches of a timeline
+            (:func:`talkinghead.motion.timeline.edited_intervals`); they need ``fps``.
+
+    Raises:
+        ValueError: ``spans`` given without ``fps``.
 
     Returns:
         A ``matplotlib.figure.Figure`` (save it with ``fig.savefig(path)``).
     """
+    if spans and not fps:
+        raise ValueError("edited spans are in seconds: give the curves' fps too")
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -87,7 +96,9 @@ def plot_curves(curves: Mapping[str, np.ndarray], fps: float | None = None) -> "
             if name in curves:
                 ax.plot(x, curves[name], label=name)
         ax.set_ylabel(label)
-        if ax.has_data():
+        for start, end in spans:
+            ax.axvspan(start, end, color="tab:orange", alpha=0.15, lw=0, label="_edited")
+        if ax.get_lines():
             ax.legend(loc="upper right", fontsize="small", ncols=2)
     axes[-1].set_xlabel("time (s)" if fps else "frame")
     return figure
