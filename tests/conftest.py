@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import wave
 from pathlib import Path
 from typing import Iterator
 
@@ -155,6 +156,16 @@ def engine(lp_weights_dir):
 def landmarks_json(name: str) -> Path:
     """Path of the testdata landmark file for a testdata media file name (e.g. ``"lp_d0.mp4"``)."""
     return TESTDATA / "landmarks" / f"{name}.json"
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """``samples`` (float, clipped to [-1, 1]) as a 16-bit mono WAV at ``rate`` Hz (a valid file even when empty)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
 
 
 def write_toy_audio_encoder(path: Path, *, input_name: str = "input_values", width: int = 1024,

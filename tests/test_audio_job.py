@@ -7,7 +7,6 @@ runs use short cuts, because one rendered frame costs ~12 s on these CPUs.
 from __future__ import annotations
 
 import math
-import wave
 from pathlib import Path
 
 import av
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TESTDATA, landmarks_json
+from conftest import TESTDATA, landmarks_json, write_wav
 from talkinghead.cli import main
 from talkinghead.drivers.audio.ditto.driver import AudioDriverOptions
 from talkinghead.engine import AudioJobOptions, RenderOptions
@@ -27,15 +26,6 @@ from talkinghead.motion.io import load_motion
 AUDIO = TESTDATA / "audio"
 FAST = AudioJobOptions(driver=AudioDriverOptions(steps=2, seed=0))
 """Two DDIM steps: the same code path as the default 10, five times cheaper."""
-
-
-def _write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +95,14 @@ def test_head_motion_choices(audio_engine, astronaut) -> None:
 
 def test_silent_and_empty_audio_are_refused(audio_engine, astronaut, tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="silent"):
-        audio_engine.audio_motion(astronaut, _write_wav(tmp_path / "silence.wav", np.zeros(16000)), FAST)
+        audio_engine.audio_motion(astronaut, write_wav(tmp_path / "silence.wav", np.zeros(16000)), FAST)
     with pytest.raises(MediaError):
-        audio_engine.audio_motion(astronaut, _write_wav(tmp_path / "empty.wav", np.zeros(0)), FAST)
+        audio_engine.audio_motion(astronaut, write_wav(tmp_path / "empty.wav", np.zeros(0)), FAST)
 
 
 def test_cli_renders_a_short_cut_with_its_audio_and_saves_motion(tmp_path: Path, all_weights_dir: Path) -> None:
     """48 kHz stereo Mandarin, cut to 0.1 s → 3 frames at 25 fps with a 0.1 s audio track."""
-    cut = _write_wav(tmp_path / "cut.wav", load_audio(AUDIO / "st_chinese_news.wav")[16000:17600])
+    cut = write_wav(tmp_path / "cut.wav", load_audio(AUDIO / "st_chinese_news.wav")[16000:17600])
     out, saved = tmp_path / "talk.mp4", tmp_path / "talk.motion.safetensors"
     rc = main([str(a) for a in (
         "audio", "--source", TESTDATA / "images" / "astronaut.png", "--audio", cut, "--out", out,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import wave
 from pathlib import Path
 
 import av
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TESTDATA, landmarks_json
+from conftest import TESTDATA, landmarks_json, write_wav
 from talkinghead import dub_job
 from talkinghead.cli import main
 from talkinghead.drivers.audio.ditto.driver import AudioDriverOptions
@@ -45,15 +44,6 @@ SILENT_S = (3.0, 4.2)
 """The zeroed span of the shorter job's speech, seconds."""
 OTHER_ROWS = [row for row in range(21) if row not in LIP_ROWS]
 POSE = ("pitch", "yaw", "roll", "t", "scale")
-
-
-def _write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 def _speech_with_silence() -> np.ndarray:
@@ -198,7 +188,7 @@ def test_frames_in_order_reads_back_and_forth_holding_a_block() -> None:
 
 
 def test_cli_writes_the_dubbed_video_with_the_new_speech(tmp_path: Path, all_weights_dir: Path) -> None:
-    speech = _write_wav(tmp_path / "speech.wav", load_audio(SPEECH)[: 16000 * 2])
+    speech = write_wav(tmp_path / "speech.wav", load_audio(SPEECH)[: 16000 * 2])
     out = tmp_path / "dub.mp4"
     rc = main([str(a) for a in (
         "dub", "--source", LONG, "--audio", speech, "--out", out, "--max-frames", 2, "--steps", 2, "--seed", 0,
@@ -229,7 +219,7 @@ def _no_face_video(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.mark.parametrize("case", ["no audio", "photo", "no face"])
 def test_cli_bad_input_gives_one_error_line_and_no_file(tmp_path: Path, all_weights_dir: Path, capsys,
                                                          case: str) -> None:
-    speech = _write_wav(tmp_path / "speech.wav", load_audio(SPEECH)[:16000])
+    speech = write_wav(tmp_path / "speech.wav", load_audio(SPEECH)[:16000])
     source, marks = LONG, landmarks_json(LONG.name)
     if case == "no audio":
         speech = TESTDATA / "driving" / "lp_d0.mp4"   # a video without a sound track
