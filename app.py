@@ -365,10 +365,24 @@ def _render(smoothing: float, paste_back: bool, max_frames: float, restorer: str
                          timeline=timeline)
 
 
-def _curves(motion: Any, fps: float, render: RenderOptions, base: Any = None) -> Any:
-    """The motion-curve plot of a job, with the timeline's edited spans shaded."""
-    spans = edited_intervals(render.timeline) if render.timeline is not None else ()
-    return plot_curves(motion_curves(motion, base), fps=fps, spans=spans)
+def _write_with_curves(engine: Engine, job: Any, name: str, kind: str, render: RenderOptions, base: Any = None,
+                       spans: Any = None) -> tuple[str, Any]:
+    """Render and write ``job`` (signed, job kind ``kind``) and plot the motion curves of the frames rendered.
+
+    The curves are those of the motion as moved onto the face (:meth:`VideoJob.record_motion`:
+    after smoothing, controls and timeline edits), relative to ``base`` (the photo's motion; None:
+    the first frame); ``spans`` (seconds; default: the timeline's edited spans) are shaded.
+    Returns (the output path, the matplotlib figure or None when nothing was recorded).
+    """
+    record = job.record_motion()
+    path = str(engine.write_video(job, output_path(name), progress=True, provenance=PROVENANCE.for_job(kind)))
+    motion = record.motion() if record is not None else None
+    if motion is None:
+        return path, None
+    if spans is None:
+        spans = edited_intervals(render.timeline) if render.timeline is not None else ()
+    reference = None if base is None else base.to("cpu")
+    return path, plot_curves(motion_curves(motion, reference), fps=job.fps, spans=spans)
 
 
 class AudioRequest(NamedTuple):
@@ -414,9 +428,7 @@ def generate_audio(progress: gr.Progress = gr.Progress(track_tqdm=True), *, refe
         return dub(form)
     engine, source, audio, options, render = _audio_request(form)
     job = engine.animate_audio(source, audio, options, render, progress=True)
-    figure = _curves(job.motion, job.fps, render, source.info.motion)
-    return str(engine.write_video(job, output_path("talking.mp4"), progress=True,
-                                  provenance=PROVENANCE.for_job("audio"))), figure
+    return _write_with_curves(engine, job, "talking.mp4", "audio", render, source.info.motion)
 
 
 @_gpu
@@ -463,9 +475,7 @@ def dub(form: AudioForm) -> tuple[str, Any]:
     render = form.render()
     job = engine.dub(video, audio, form.options(), render, form.dub_options(),
                      source_landmarks=landmarks_for(video), progress=True)
-    figure = _curves(job.motion, job.fps, render) if job.motion is not None else None
-    return str(engine.write_video(job, output_path("dubbed.mp4"), progress=True,
-                                  provenance=PROVENANCE.for_job("dub"))), figure
+    return _write_with_curves(engine, job, "dubbed.mp4", "dub", render)
 
 
 def _require_ffmpeg() -> None:
@@ -479,8 +489,9 @@ def _require_ffmpeg() -> None:
 @_gpu
 @_user_errors
 def generate_video(progress: gr.Progress = gr.Progress(track_tqdm=True), *, source_video: str | None = None,
-                   speech: str | None = None, motion_file: str | None = None, **widgets: Any) -> str:
-    """Photo (or a source video) + driving video → animated with the driving motion (the clip's fps and sound).
+                   speech: str | None = None, motion_file: str | None = None, **widgets: Any) -> tuple[str, Any]:
+    """Photo (or a source video) + driving video → animated with the driving motion (the clip's fps and sound),
+    and the plot of the driving motion's curves as transferred (edited spans shaded).
 
     ``widgets``: the video tab's values by name (the fields of :class:`VideoForm`); the optional
     uploads are named in the signature so that the API marks them optional (default ``None``).
@@ -504,11 +515,12 @@ def generate_video(progress: gr.Progress = gr.Progress(track_tqdm=True), *, sour
         job = engine.animate_video(_prepared(engine, form.photo), driving, options, render,
                                    driving_landmarks=landmarks_for(driving))
     kind = "video" if form.source_video is None else "source-video"
-    return str(engine.write_video(job, output_path("driven.mp4"), progress=True, provenance=PROVENANCE.for_job(kind)))
+    return _write_with_curves(engine, job, "driven.mp4", kind, render)
 
 
-def _mixed_video(form: VideoForm) -> str:
-    """Photo + drivers → each face region moved by the driver the form names (:meth:`Engine.animate_mixed`).
+def _mixed_video(form: VideoForm) -> tuple[str, Any]:
+    """Photo + drivers → each face region moved by the driver the form names (:meth:`Engine.animate_mixed`),
+    and the curves of the mixed motion relative to the photo's.
 
     Raises:
         gr.Error: a source video (mixing needs a photo); the expression region, a driving multiplier; no
@@ -530,9 +542,9 @@ def _mixed_video(form: VideoForm) -> str:
         _check_audio_length(form.speech)
     engine = ENGINE.get()
     settings = engine.audio_source_settings(drivers.audio_options) if "audio" in regions.drivers() else None
-    job = engine.animate_mixed(_prepared(engine, form.photo, settings), drivers, regions, form.render(),
-                               progress=True)
-    return str(engine.write_video(job, output_path("mixed.mp4"), progress=True, provenance=PROVENANCE.for_job("mixed")))
+    source, render = _prepared(engine, form.photo, settings), form.render()
+    job = engine.animate_mixed(source, drivers, regions, render, progress=True)
+    return _write_with_curves(engine, job, "mixed.mp4", "mixed", render, source.info.motion)
 
 
 def _controls(values: tuple[float, ...]) -> Controls:
@@ -566,15 +578,17 @@ def preview_pose(photo: str | None, paste_back: bool, restorer: str, enhance_wei
 def render_pose_path(photo: str | None, keyframes: str, paste_back: bool, max_frames: float,
                      restorer: str = AudioForm.restorer, enhance_weight: float = AudioForm.enhance_weight,
                      upscale: str = AudioForm.upscale,
-                     progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
-    """Photo + keyframes (JSON text, format of talkinghead.motion.keyframes) → video along the pose path."""
+                     progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, Any]:
+    """Photo + keyframes (JSON text, format of talkinghead.motion.keyframes) → video along the pose path, and
+    the curves of the keyframed motion relative to the photo's (the keyframed span shaded)."""
     photo = _required(photo, "photo")
     track = parse_keyframes(keyframes, "the keyframes box")
     engine = ENGINE.get()
     render = _render(0.0, paste_back, max_frames, restorer, enhance_weight, upscale)
-    job = engine.animate_keyframes(_prepared(engine, photo), track, render)
-    return str(engine.write_video(job, output_path("pose_path.mp4"), progress=True,
-                                  provenance=PROVENANCE.for_job("pose")))
+    source = _prepared(engine, photo)
+    job = engine.animate_keyframes(source, track, render)
+    return _write_with_curves(engine, job, "pose_path.mp4", "pose", render, source.info.motion,
+                              spans=edited_intervals(track))
 
 
 def neutral_values() -> list[float]:
@@ -729,14 +743,16 @@ def _video_tab() -> None:
             edits = _edits_input()
             max_frames = _max_frames_input()
             button = gr.Button("Generate", variant="primary")
-        video = gr.Video(label="Result")
+        with gr.Column():
+            video = gr.Video(label="Result")
+            plot = gr.Plot(label="Motion curves (driving motion as transferred; edited spans shaded)")
     gr.Examples(_example("astronaut.png", "driving_d0.mp4"), inputs=[photo, driving])
     restorer, enhance_weight, upscale = enhance
     widgets = dict(photo=photo, driving=driving, relative=relative, stitching=stitching, paste_back=paste_back,
                    multiplier=multiplier, region=region, smoothing=smoothing, max_frames=max_frames,
                    source_video=source_video, restorer=restorer, enhance_weight=enhance_weight, upscale=upscale,
                    **regions, speech=speech, motion_file=motion_file, edits=edits)
-    button.click(generate_video, inputs_kwargs=widgets, outputs=video, api_name="video")
+    button.click(generate_video, inputs_kwargs=widgets, outputs=[video, plot], api_name="video")
 
 
 def _slider(name: str) -> gr.Slider:
@@ -762,6 +778,7 @@ def _pose_tab() -> None:
             max_frames = _max_frames_input()
             button = gr.Button("Render a pose path", variant="primary")
             video = gr.Video(label="Pose path", elem_id="pose-path-video")
+            plot = gr.Plot(label="Pose path curves (keyframed span shaded)")
     gr.Examples(_example("astronaut.png"), inputs=[photo])
     preview_inputs = [photo, paste_back, *enhance, *sliders]
     for slider in sliders:
@@ -771,7 +788,8 @@ def _pose_tab() -> None:
     photo.change(preview_pose, preview_inputs, preview, api_name="preview")
     reset.click(neutral_values, None, sliders, api_name=False).then(preview_pose, preview_inputs, preview,
                                                                      api_name=False)
-    button.click(render_pose_path, [photo, keyframes, paste_back, max_frames, *enhance], video, api_name="pose_path")
+    button.click(render_pose_path, [photo, keyframes, paste_back, max_frames, *enhance], [video, plot],
+                 api_name="pose_path")
 
 
 def build_app() -> gr.Blocks:

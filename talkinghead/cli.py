@@ -158,8 +158,12 @@ def _add_regions(p: argparse.ArgumentParser, job: str) -> None:
     for name in option_fields(RegionSources):
         add_option(group, RegionSources, name)
     if job == "video":
+        from .jobs import AudioJobOptions
+
         group.add_argument("--audio", metavar="SPEECH", help="speech whose generated motion drives the regions "
                                                              "set to audio (e.g. --mouth audio); also the soundtrack")
+        add_option(group, AudioJobOptions, "steps", metavar="N")   # the speech's motion generation, as the audio job's
+        add_option(group, AudioJobOptions, "seed", metavar="SEED")
     else:
         group.add_argument("--driving", metavar="CLIP", help="a driving video for the regions set to video "
                                                              "(e.g. --head video --eyes video)")
@@ -298,7 +302,10 @@ def _timeline(args: argparse.Namespace):
 
     if args.command == "pose" or not getattr(args, "keyframes", None):
         return None
-    return read_keyframes(args.keyframes)
+    try:
+        return read_keyframes(args.keyframes)
+    except ControlError as error:  # name the flag: the message names the file
+        raise ControlError(f"--keyframes: {error}") from None
 
 
 def _engine(args: argparse.Namespace):
@@ -500,7 +507,7 @@ def _mixed_drivers(args: argparse.Namespace):
     drivers = MixedDrivers(driving=args.driving, driving_landmarks=args.driving_landmarks,
                            crop=args.driving_crop if video else MixedDrivers().crop,
                            video_relative=args.relative if video else True, audio=args.audio,
-                           audio_options=args.audio_options if not video else MixedDrivers().audio_options,
+                           audio_options=_video_audio_options(args) if video else args.audio_options,
                            motion=args.motion, default=own, stitching=None if not video or args.stitching else False)
     args.region_sources = resolve_regions(regions, drivers)
     if video and args.audio and "audio" not in args.region_sources.drivers():
@@ -508,6 +515,13 @@ def _mixed_drivers(args: argparse.Namespace):
     if _is_video(args.source):
         raise ControlError(f"--source {args.source} is a video: mixing drivers by face region needs a photo")
     return drivers
+
+
+def _video_audio_options(args: argparse.Namespace):
+    """The video job's ``--audio`` generation settings (``--steps``, ``--seed``; the rest Ditto's defaults)."""
+    from .jobs import AudioJobOptions
+
+    return AudioJobOptions(steps=args.steps, seed=args.seed)
 
 
 def _run_mixed(args: argparse.Namespace) -> None:

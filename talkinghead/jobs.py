@@ -25,6 +25,7 @@ from .motion.frame import MotionSequence
 from .motion.keyframes import KeyframeTrack
 from .motion.smoothing import SmoothingOptions
 from .options import check_options, option, option_like, spec_of
+from .render.frames import MotionRecord, RenderedFrames
 
 DEVICES = ("auto", "cuda", "cpu")
 """Where the networks can run (:func:`talkinghead.engine.resolve_device`)."""
@@ -49,6 +50,17 @@ class VideoJob:
     n_frames: int
     audio: AudioSource | None = None
     motion: MotionSequence | None = None
+
+    def record_motion(self) -> MotionRecord | None:
+        """Keep the motion of every frame as it renders (call before writing the job; any job kind).
+
+        Returns a :class:`~talkinghead.render.frames.MotionRecord` that fills while ``frames`` is
+        read: its ``motion()`` is the (T) motion frames as moved onto the face (driving motion after
+        smoothing, controls and timeline edits; an absolute sequence with its controls applied), e.g.
+        for :func:`~talkinghead.motion.curves.motion_curves`.  None when ``frames`` is not the
+        engine's own stream (a caller's wrapper).
+        """
+        return self.frames.record_motion() if isinstance(self.frames, RenderedFrames) else None
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,13 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from .drivers.audio import audio_backend
 from .drivers.video import DrivingCrop
 from .errors import ControlError
 from .jobs import AudioJobOptions, RenderOptions, VideoJob
-from .media.video import AudioSource, probe_video
+from .media.video import AudioSamples, AudioSource, probe_video
 from .motion.frame import MotionSequence
 from .motion.io import MotionFile, load_motion
 from .motion.regions import DriverMotion, RegionSources, mix_drivers
@@ -132,10 +135,14 @@ def driver_motions(engine: "Engine", source: PreparedSource, drivers: MixedDrive
     return found
 
 
-def _soundtrack(drivers: MixedDrivers, regions: RegionSources, seconds: float) -> AudioSource | None:
-    """The speech, else the driving video's sound (when it drives a region and has sound), cut to ``seconds``."""
+def _soundtrack(drivers: MixedDrivers, regions: RegionSources, seconds: float,
+                sample_rate: int) -> AudioSource | AudioSamples | None:
+    """The speech (a file, or a waveform at ``sample_rate`` Hz), else the driving video's sound (when it
+    drives a region and has sound), cut to ``seconds``."""
     if drivers.audio is not None and isinstance(drivers.audio, (str, os.PathLike)):
         return AudioSource(drivers.audio, duration_s=seconds)
+    if drivers.audio is not None:
+        return AudioSamples(np.ascontiguousarray(drivers.audio, np.float32), sample_rate).cut(0.0, seconds)
     if drivers.audio is None and "video" in regions.drivers() and probe_video(drivers.driving).has_audio:
         return AudioSource(drivers.driving, duration_s=seconds)
     return None
@@ -167,5 +174,6 @@ def animate_mixed(engine: "Engine", source: PreparedSource, drivers: MixedDriver
     if stitching is None:
         backend = engine.audio_backend(drivers.audio_options.backend) if resolved.mouth == "audio" else None
         stitching = backend.stitching(drivers.audio_options) if backend is not None else True
-    return engine.animate_absolute_motion(source, motion, fps, render, audio=_soundtrack(drivers, resolved, n / fps),
-                                          stitching=stitching)
+    rate = audio_backend(drivers.audio_options.backend).sample_rate  # the class's: nothing loaded
+    return engine.animate_absolute_motion(source, motion, fps, render, stitching=stitching,
+                                          audio=_soundtrack(drivers, resolved, n / fps, rate))

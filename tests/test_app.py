@@ -62,16 +62,28 @@ def test_audio_endpoint_returns_a_video_with_sound_and_a_curve_plot(client: Clie
     assert plot is not None and plot.get("type") == "matplotlib"
 
 
-def test_video_endpoint_returns_a_driven_video(client: Client) -> None:
-    result = client.predict(handle_file(str(IMAGES / "lp_s9_monalisa.jpg")),
-                            handle_file(str(DRIVING / "lp_d0.mp4")),
-                            True, True, False, 1.0, "all", 0.0, 1, api_name="/video")
+def test_video_endpoint_returns_a_driven_video_and_its_curves(client: Client) -> None:
+    result, plot = client.predict(handle_file(str(IMAGES / "lp_s9_monalisa.jpg")),
+                                  handle_file(str(DRIVING / "lp_d0.mp4")),
+                                  True, True, False, 1.0, "all", 0.0, 1, api_name="/video")
     assert _video_frames(_video_path(result))[:2] == (1, (512, 512))
+    assert plot is not None and plot.get("type") == "matplotlib"
+
+
+def test_video_endpoint_mixes_drivers_by_face_region(client: Client) -> None:
+    """Region choices make it a mixed job: head and eyes from the clip, the mouth kept (1 frame), signed "mixed"."""
+    result, plot = client.predict(photo=handle_file(str(IMAGES / "astronaut.png")),
+                                  driving=handle_file(str(DRIVING / "lp_d0.mp4")), head="video", eyes="video",
+                                  mouth="source", paste_back=False, max_frames=1, api_name="/video")
+    assert _video_frames(_video_path(result))[:2] == (1, (512, 512))
+    assert plot is not None and plot.get("type") == "matplotlib"
+    report = read_provenance(_video_path(result))
+    assert report is not None and report.ai_generated and report.job["kind"] == "mixed"
 
 
 def test_video_endpoint_reanimates_a_source_video_instead_of_the_photo(client: Client) -> None:
-    result = client.predict(None, handle_file(str(DRIVING / "lp_d0.mp4")), True, True, True, 1.0, "all", 0.0, 1,
-                            handle_file(str(TESTDATA / "talking" / "vr_face4.mp4")), api_name="/video")
+    result, _ = client.predict(None, handle_file(str(DRIVING / "lp_d0.mp4")), True, True, True, 1.0, "all", 0.0, 1,
+                               handle_file(str(TESTDATA / "talking" / "vr_face4.mp4")), api_name="/video")
     assert _video_frames(_video_path(result))[:2] == (1, (700, 700))   # pasted back into the 700x700 source frame
 
 
@@ -90,7 +102,8 @@ def test_preview_and_pose_path_endpoints(client: Client) -> None:
     preview = client.predict(photo, True, "none", 1.0, "1x", *_sliders(yaw=20, smile=0.8, AU45=1.0), api_name="/preview")
     assert Path(preview).stat().st_size > 10_000
     keyframes = '{"fps": 25, "keyframes": [{"t": 0, "yaw": 0}, {"t": 1, "yaw": 20}]}'
-    result = client.predict(photo, keyframes, False, 1, api_name="/pose_path")
+    result, plot = client.predict(photo, keyframes, False, 1, api_name="/pose_path")
+    assert plot is not None and plot.get("type") == "matplotlib"
     assert _video_frames(_video_path(result))[:2] == (1, (512, 512))
     # what the browser gets is still marked as AI-generated (C2PA), preview image included
     for served, kind in ((preview, "still"), (_video_path(result), "pose")):

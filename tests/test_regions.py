@@ -6,6 +6,7 @@ single frame to check that the mixed job reaches an output file with the speech 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from conftest import TESTDATA, landmarks_json
 from test_audio_job import FAST
 from talkinghead.cli import main
 from talkinghead.errors import ControlError
+from talkinghead.jobs import RenderOptions
 from talkinghead.media.audio import load_audio
 from talkinghead.media.video import probe_video
 from talkinghead.mixed_job import MixedDrivers, mixed_motion, resolve_regions
@@ -265,6 +267,11 @@ def test_cli_region_flags_choose_the_drivers_of_a_mixed_job(tmp_path) -> None:
         check_job(args)
         assert args.region_sources == expected, argv
         assert args.mixed_drivers.given() == {"video", "audio", "motion"} & set(expected.drivers() | {"audio"})
+    # the video job's --steps/--seed reach the speech's motion generation
+    args = build_parser().parse_args(["video", "--source", str(ASTRONAUT), "--out", str(tmp_path / "o.mp4"),
+                                      *cases[0][0][1:], "--steps", "3", "--seed", "7"])
+    check_job(args)
+    assert (args.mixed_drivers.audio_options.steps, args.mixed_drivers.audio_options.seed) == (3, 7)
 
 
 def test_cli_audio_job_with_head_and_eyes_from_a_video(all_weights_dir, tmp_path) -> None:
@@ -289,3 +296,16 @@ def test_cli_audio_job_with_head_and_eyes_from_a_video(all_weights_dir, tmp_path
     for name in HEAD_FIELDS:
         torch.testing.assert_close(getattr(mixed.motion, name)[:1], getattr(own, name), atol=1e-4, rtol=0)
     assert not torch.equal(mixed.motion.exp[:, _rows("mouth")], own.exp[:, _rows("mouth")].expand(n, -1, -1))
+
+
+def test_a_waveform_speech_is_the_mixed_jobs_soundtrack(audio_engine, source, speech) -> None:
+    """Speech given as samples (not a file) still reaches the output's sound, cut to the job's length."""
+    from talkinghead.media.video import AudioSamples
+    from talkinghead.mixed_job import animate_mixed
+
+    drivers = MixedDrivers(audio=speech, audio_options=FAST, default="audio")
+    job = animate_mixed(audio_engine, source, drivers, RegionSources(head="source"),
+                        RenderOptions(paste_back=False, max_frames=10))
+    assert isinstance(job.audio, AudioSamples) and job.audio.sample_rate == 16000
+    assert job.audio.samples.size == 10 * 640                               # 10 frames at 25 fps
+    np.testing.assert_array_equal(job.audio.samples, speech[: 10 * 640])

@@ -115,9 +115,14 @@ def test_motion_file_job_stacks_the_timeline_on_the_job_controls(audio_engine, a
     stub = Stub(audio_engine, monkeypatch)
     own = Controls(pitch=-5.0, smile=0.2)
     plain = stub.run(audio_engine.animate_audio(astronaut, speech, FAST, _render(controls=own), motion=motion, fps=25.0))
-    edited = stub.run(audio_engine.animate_audio(astronaut, speech, FAST, _render(controls=own, timeline=TRACK),
-                                                 motion=motion, fps=25.0))
+    job = audio_engine.animate_audio(astronaut, speech, FAST, _render(controls=own, timeline=TRACK), motion=motion,
+                                     fps=25.0)
+    record = job.record_motion()
+    edited = stub.run(job)
     weights = _weights(motion.n_frames)
+    moved = apply_controls(stub.motion[0], list(stub.controls))     # what the renderer got, recorded per batch
+    torch.testing.assert_close(record.motion().yaw, moved.yaw, atol=0, rtol=0)
+    torch.testing.assert_close(record.motion().exp, moved.exp, atol=0, rtol=0)
     _check_outside_equal_inside_eased(plain, edited, weights)
     np.testing.assert_allclose([c.pitch for c in stub.controls], -5.0)
     np.testing.assert_allclose([c.smile for c in stub.controls], 0.2 + 0.5 * weights, atol=1e-9)
@@ -156,7 +161,9 @@ def test_video_job_edits_only_the_span_relative_to_the_unedited_anchor(engine, p
     options = AnimationOptions(stitching=False)
     render = _render(max_frames=16)                                            # no smoothing (the default)
     plain = stub.run(_video(engine, photo, render, options))
-    edited = stub.run(_video(engine, photo, dataclasses.replace(render, timeline=TRACK), options))
+    job = _video(engine, photo, dataclasses.replace(render, timeline=TRACK), options)
+    record = job.record_motion()                               # the motion as moved onto the face (for the app's curves)
+    edited = stub.run(job)
     weights = _weights(plain.shape[0])
     _check_outside_equal_inside_eased(plain, edited, weights)
     # by hand: the clip's motion, neutralized toward the unedited first frame, the span's controls stacked
@@ -167,6 +174,12 @@ def test_video_job_edits_only_the_span_relative_to_the_unedited_anchor(engine, p
     with torch.inference_mode():
         want = Animator(photo.info, engine.networks.stitching, options, anchor=driving[0])(moved)
     torch.testing.assert_close(edited, want, atol=1e-5, rtol=0)
+    recorded = record.motion()
+    assert record.n_frames == recorded.n_frames == 16
+    for name in ("pitch", "yaw", "roll", "t", "scale", "exp"):
+        torch.testing.assert_close(getattr(recorded, name), getattr(moved, name), atol=1e-5, rtol=0)
+    wrapped = dataclasses.replace(job, frames=iter(()))
+    assert wrapped.record_motion() is None                     # a caller's own iterator has no record
 
 
 def test_relative_motion_file_job_keeps_unedited_batches(engine, photo, monkeypatch) -> None:
@@ -196,7 +209,7 @@ def test_cli_refuses_a_bad_keyframe_file_before_any_work(command: str, bad: str,
     rc = main([str(a) for a in (command, "--source", TESTDATA / "images" / "astronaut.png", *inputs, "--out", out,
                                 "--keyframes", edits, "--weights", tmp_path / "no-weights", "--quiet")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("error:") and "edits.json" in err, err
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("error: --keyframes:") and "edits.json" in err, err
     assert "weights" not in err and not out.exists()      # refused before the weights were looked for
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from ..drivers.batches import single_frames
+from ..drivers.batches import plain_motion, single_frames
 from ..drivers.video import DrivingBatch
 from ..face.landmarks import LandmarkProvider
 from ..models.stitching import StitchingRetargeting
@@ -42,17 +42,70 @@ Finish = Callable[[PreparedSource, np.ndarray], Iterable[np.ndarray]]
 
 
 class Driven(NamedTuple):
-    """One batch ready to render: the source, its (1, 21, 3) keypoints x_s, (B, 21, 3) driven keypoints x_d."""
+    """One batch ready to render: the source, its (1, 21, 3) keypoints x_s, (B, 21, 3) driven keypoints x_d.
+
+    ``motion``: the (B) motion frames x_d was made of, as moved onto the face (the driving motion
+    after smoothing, controls and timeline edits; an absolute sequence with its controls applied),
+    or None; what :meth:`RenderedFrames.record_motion` records.
+    """
 
     source: PreparedSource
     x_s: torch.Tensor
     x_d: torch.Tensor
+    motion: MotionSequence | None = None
 
 
-def render_frames(renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> Iterator[np.ndarray]:
-    """W + G on each driven batch, then the finishing step: (H, W, 3) uint8 RGB frames, one at a time."""
-    for source, x_s, x_d in driven:
-        yield from finish(source, renderer.render(source.feature_3d, x_s, x_d))
+class RenderedFrames(Iterator[np.ndarray]):
+    """W + G on each driven batch, then the finishing step: (H, W, 3) uint8 RGB frames, one at a time.
+
+    An iterator (consumed once).  :meth:`record_motion`, called before or while the frames are read,
+    makes it keep the motion of each batch it renders (:attr:`Driven.motion`, on the CPU: about
+    0.3 kB per frame), e.g. to plot the curves of what a video-driven job rendered.
+    """
+
+    def __init__(self, renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> None:
+        self._frames = self._render(renderer, driven, finish)
+        self._record: MotionRecord | None = None
+
+    def _render(self, renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> Iterator[np.ndarray]:
+        for source, x_s, x_d, motion in driven:
+            if self._record is not None and motion is not None:
+                self._record.add(motion)
+            yield from finish(source, renderer.render(source.feature_3d, x_s, x_d))
+
+    def __next__(self) -> np.ndarray:
+        return next(self._frames)
+
+    def record_motion(self) -> "MotionRecord":
+        """The (growing) record of the motion rendered from now on (the same record on every call)."""
+        if self._record is None:
+            self._record = MotionRecord()
+        return self._record
+
+
+class MotionRecord:
+    """The motion frames a :class:`RenderedFrames` has rendered so far, in order (CPU tensors)."""
+
+    def __init__(self) -> None:
+        self._parts: list[MotionSequence] = []
+
+    def add(self, motion: MotionSequence) -> None:
+        """Append (B) motion frames (moved to the CPU; a source's canonical keypoints dropped)."""
+        self._parts.append(plain_motion(motion).to("cpu"))
+
+    @property
+    def n_frames(self) -> int:
+        """Frames recorded so far."""
+        return sum(part.n_frames for part in self._parts)
+
+    def motion(self) -> MotionSequence | None:
+        """The (T) frames recorded so far as one sequence, or None when none was rendered yet."""
+        return MotionSequence.cat(self._parts) if self._parts else None
+
+
+def render_frames(renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> RenderedFrames:
+    """The rendered, finished (H, W, 3) uint8 RGB frames of driven batches (:class:`RenderedFrames`)."""
+    return RenderedFrames(renderer, driven, finish)
 
 
 def _ratio_offsets(s: StitchingRetargeting, x_s: torch.Tensor, source: PreparedSource,
@@ -74,8 +127,9 @@ def absolute_keypoints(source: PreparedSource, motion: MotionSequence, controls:
         chunk, chunk_controls = motion[start:start + batch_size], controls[start:start + batch_size]
         with torch.inference_mode():
             offsets = retargeting_offsets(s.eye, s.lip, x_s, source.ratios, chunk_controls)
-            x_d = keypoints_from_motion(apply_controls(chunk, chunk_controls), source.info, stitch_mlp, offsets)
-        yield Driven(source, x_s, x_d)
+            moved = apply_controls(chunk, chunk_controls)
+            x_d = keypoints_from_motion(moved, source.info, stitch_mlp, offsets)
+        yield Driven(source, x_s, x_d, moved)
 
 
 def driven_keypoints(source: PreparedSource, batches: Iterable[DrivingBatch], s: StitchingRetargeting,
@@ -103,7 +157,7 @@ def driven_keypoints(source: PreparedSource, batches: Iterable[DrivingBatch], s:
             motion, batch_offsets = _timeline_batch(source, animator, batch.motion, motion, offsets, edits, controls)
         with torch.inference_mode():
             x_d = animator(motion, batch.ratios, batch_offsets)
-        yield Driven(source, animator.x_s, x_d)
+        yield Driven(source, animator.x_s, x_d, motion)
 
 
 def _timeline_batch(source: PreparedSource, animator: Animator, plain: MotionSequence, moved: MotionSequence,
@@ -179,7 +233,7 @@ def source_video_keypoints(sources: Iterable[PreparedSource], raws: Sequence[dic
         with torch.inference_mode():
             animator = SourceVideoAnimator(source.info, s, options, targets[i], own=own_i, source_ratios=source.ratios)
             x_d = animator(moved[i], drive[i].ratios, _ratio_offsets(s, animator.x_s, source, c))
-        yield Driven(source, animator.x_s, x_d)
+        yield Driven(source, animator.x_s, x_d, moved[i])
 
 
 def _timeline_targets(own: MotionSequence, plain: MotionSequence, moved: MotionSequence, targets: SourceVideoTargets,
