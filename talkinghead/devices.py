@@ -57,14 +57,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX; Linux: /proc/cpuinfo flags).
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX; on Linux: the ``flags`` of ``cpuinfo``).
 
     Without those instructions oneDNN emulates bf16 and it is slower than fp32.  Elsewhere than
     Linux (no /proc/cpuinfo) PyTorch's own check of oneDNN bf16 support decides
     (``torch.ops.mkldnn._is_mkldnn_bf16_supported``), which also holds on Apple silicon.
     """
-    cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         flags = {word for line in cpuinfo.read_text().splitlines() if line.startswith("flags") for word in line.split()}
         return any(flag in flags for flag in CPU_BF16_FLAGS)
