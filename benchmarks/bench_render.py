@@ -158,12 +158,12 @@ def bench_stages(nets: dict[str, torch.nn.Module], device: torch.device, precisi
 def make_renderer(nets: dict[str, torch.nn.Module], setting: str) -> Renderer:
     """The renderer of one W + G setting, on copies of W and G (half precision makes G channels-last in place).
 
-    ``setting``: a precision ("fp32", "bf16", "fp16"); "-cl" keeps G contiguous (the renderer's default under
-    half precision is channels-last G); "+compile" adds ``torch.compile``.
+    ``setting``: a precision ("fp32", "bf16", "fp16"), which under half precision means channels-last G (the
+    renderer's default); "-nchw" keeps G contiguous NCHW instead; "+compile" adds ``torch.compile``.
     """
     precision = setting.split("+")[0].split("-")[0]
     return Renderer(nets["F"], copy.deepcopy(nets["W"]), copy.deepcopy(nets["G"]), precision=precision,
-                    compile="+compile" in setting, channels_last=False if "-cl" in setting else None)
+                    compile="+compile" in setting, channels_last=False if "-nchw" in setting else None)
 
 
 def bench_renderers(nets: dict[str, torch.nn.Module], device: torch.device, settings: list[str], batch: int,
@@ -212,10 +212,10 @@ def _peaks(device: torch.device, threads: int) -> tuple[str, dict[str, float]]:
 
 def _settings(device: torch.device, compile_too: bool) -> list[str]:
     if device.type == "cuda":
-        base = ["fp32", "fp16-cl", "fp16", "bf16"]
+        base = ["fp32", "fp16", "fp16-nchw", "bf16"]
     else:
-        base = ["fp32"] + (["bf16-cl", "bf16"] if cpu_has_bf16() else [])
-    return base + ([f"{s.split('-')[0]}+compile" for s in base if "-cl" not in s] if compile_too else [])
+        base = ["fp32"] + (["bf16", "bf16-nchw"] if cpu_has_bf16() else [])
+    return base + ([f"{s}+compile" for s in base if "-nchw" not in s] if compile_too else [])
 
 
 def print_stages(nets: dict[str, torch.nn.Module], device: torch.device, repeats: int) -> None:
@@ -247,7 +247,7 @@ def print_wg(nets: dict[str, torch.nn.Module], device: torch.device, settings: l
         print(f"{setting:<13} {batch:>5} {r['s']:8.3f} {1 / r['s']:7.2f} {fp32[batch] / r['s']:6.2f}x "
               f"{fp32[batches[0]] / r['s']:8.2f}x {tflops:8.3f} {tflops / peak:7.1%} {r['first']:10.2f} "
               f"{'' if math.isnan(memory) else f'{memory:9.2f}'}")
-    print("settings: -cl = G not channels-last (the renderer's default under half precision is channels-last G); "
+    print("settings: fp16/bf16 = the renderer's default, channels-last G; -nchw = G contiguous NCHW; "
           "+compile = torch.compile; memory = peak above the weights")
 
 
