@@ -18,6 +18,9 @@ Settings (environment variables):
 * ``TALKINGHEAD_WEIGHTS=DIR`` — a local folder laid out like the Hub repos
   (as the CLI's ``--weights``): nothing is downloaded, so the app runs offline.
 * ``TALKINGHEAD_DEVICE`` — ``auto`` (default: CUDA when available), ``cuda`` or ``cpu``.
+* ``TALKINGHEAD_PRECISION`` — W and G's precision, as the CLI's ``--precision``: ``auto``
+  (default: fp16 on CUDA, fp32 on CPU), ``fp32``, ``bf16``, ``fp16``.
+  ``TALKINGHEAD_COMPILE=1`` — ``torch.compile`` W and G (the CLI's ``--compile``; off by default).
 * ``TALKINGHEAD_LANDMARKS_DIR=DIR`` — precomputed 68-point landmarks: for an
   uploaded file ``NAME`` the app uses ``DIR/NAME.json`` (format of
   ``tests/data/testdata/landmarks``) when it exists, instead of running the
@@ -96,6 +99,8 @@ log = logging.getLogger("talkinghead.app")
 ASSETS = Path(__file__).resolve().parent / "assets" / "examples"
 WEIGHTS_DIR = os.environ.get("TALKINGHEAD_WEIGHTS") or None
 DEVICE = resolve_device(os.environ.get("TALKINGHEAD_DEVICE", EngineOptions().device))
+PRECISION = os.environ.get("TALKINGHEAD_PRECISION") or EngineOptions().precision
+COMPILE = os.environ.get("TALKINGHEAD_COMPILE", "") not in ("", "0")
 LANDMARKS_DIR = os.environ.get("TALKINGHEAD_LANDMARKS_DIR") or None
 MAX_AUDIO_S = float(os.environ.get("TALKINGHEAD_MAX_AUDIO_S") or (300 if DEVICE.type == "cuda" else 60))
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
@@ -171,7 +176,7 @@ def _user_errors(fn: F) -> F:
 
 
 # ----------------------------------------------------------------------- engine
-ENGINE = EngineLoader(WEIGHTS_DIR, str(DEVICE))
+ENGINE = EngineLoader(WEIGHTS_DIR, str(DEVICE), PRECISION, COMPILE)
 """The engine, loaded once (in the background from launch) and shared by every request."""
 SOURCES = SourceCache(SOURCE_CACHE_SIZE)
 

@@ -75,6 +75,8 @@ def _add_common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
                    help="Hub revision of the --enhance/--upscale weights' repos (files are sha256-verified anyway); "
                         "overrides TALKINGHEAD_ENHANCE_REVISION")
     add_option(p, EngineOptions, "device")
+    add_option(p, EngineOptions, "precision")
+    add_option(p, EngineOptions, "compile")
     add_option(p, RenderOptions, "max_frames", metavar="N")
     add_option(p, RenderOptions, "batch_size", metavar="B")
     add_option(p, RenderOptions, "paste_back")
@@ -312,7 +314,8 @@ def _engine(args: argparse.Namespace):
     from .engine import Engine
 
     revision = {"liveportrait": args.revision, "ditto": args.ditto_revision, "enhance": args.enhance_revision}
-    return Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet,
+    return Engine.from_pretrained(weights=args.weights, device=args.device, precision=args.precision,
+                                  compile=args.compile, progress=not args.quiet,
                                   revision={k: v for k, v in revision.items() if v is not None} or None)
 
 
@@ -633,13 +636,14 @@ def check_job(args: argparse.Namespace) -> None:
     Raises:
         TalkingHeadError: an option out of range or a bad ``--keyframes``
             file (ControlError), ``--device
-            cuda`` without a usable GPU, an output with an unsupported
+            cuda`` without a usable GPU or a ``--precision`` this device
+            cannot run (DeviceError), an output with an unsupported
             suffix, an output that is one of the job's input files (it would
             be destroyed), or an output location that cannot be written
             (MediaError: read-only, permission, disk full, a file where a
             folder should be).
     """
-    from .engine import resolve_device
+    from .devices import resolve_device, resolve_precision
     from .media._files import check_output
 
     if args.command == "pose" and args.keyframes and not args.out:
@@ -661,7 +665,7 @@ def check_job(args: argparse.Namespace) -> None:
         args.animation_options, args.driving_crop = _animation_options(args)
     if args.command in ("video", "audio"):
         args.mixed_drivers = _mixed_drivers(args)  # driver mixing by face region: None = the job as it is
-    resolve_device(args.device)
+    resolve_precision(args.precision, resolve_device(args.device))  # DeviceError: no GPU, or no bf16 on this CPU
     inputs = [(_flag(name), getattr(args, name)) for name in _INPUTS[args.command] if getattr(args, name, None)]
     for option, path, suffixes, kind in _outputs(args):
         for input_option, input_path in inputs:

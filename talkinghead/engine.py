@@ -61,15 +61,15 @@ class Engine:
     Args:
         networks: LivePortrait's F, M, W, G, S on one device (eval mode).
         landmarks: the default landmark provider; None: face-alignment, created on first use.
-        precision: renderer precision, "fp32" (default) or on CUDA "fp16"/"bf16".
+        precision, compile: W and G's precision ("auto", "fp32", "bf16", "fp16") and torch.compile (:class:`Renderer`).
         store: where the weights loaded later come from (audio backend, restorers, upscaler).
     """
 
-    def __init__(self, networks: LivePortraitNetworks, landmarks: LandmarkProvider | None = None,
-                 precision: str = "fp32", store: WeightStore | None = None) -> None:
+    def __init__(self, networks: LivePortraitNetworks, landmarks: LandmarkProvider | None = None, precision: str =
+                 EngineOptions.precision, store: WeightStore | None = None, compile: bool = EngineOptions.compile) -> None:
         self.networks = networks
         self.device = next(networks.decoder.parameters()).device
-        self.renderer = Renderer(networks.appearance, networks.warping, networks.decoder, precision)
+        self.renderer = Renderer(networks.appearance, networks.warping, networks.decoder, precision, compile)
         self._landmarks = landmarks
         self.store = store or WeightStore()
         self._audio_backends: dict[str, AudioBackend] = {}
@@ -78,23 +78,23 @@ class Engine:
 
     @classmethod
     def from_pretrained(cls, weights: str | os.PathLike | None = None, device: str | torch.device = EngineOptions.device,
-                        landmarks: LandmarkProvider | None = None, precision: str = "fp32",
-                        progress: bool = True, revision: str | Mapping[str, str] | None = None) -> "Engine":
+                        landmarks: LandmarkProvider | None = None, precision: str = EngineOptions.precision,
+                        progress: bool = True, revision: str | Mapping[str, str] | None = None,
+                        compile: bool = EngineOptions.compile) -> "Engine":
         """Build the engine from LivePortrait's checkpoints on ``device`` ("auto", "cuda" or "cpu").
 
         ``weights``: a folder laid out like the Hub repos (``DIR/liveportrait/base_models/*.pth``…); None:
         ``./checkpoints`` if it holds the files, else the Hub (cached; ``progress``: its download bars).
         ``revision`` (not with ``weights``): LivePortrait's Hub revision (branch, tag or sha), or revisions
         by family or repo id (:func:`talkinghead.weights.resolve_revisions`), also for files loaded later.
-        Raises WeightsError (a checkpoint missing, unsafe or of the wrong layout; a bad ``revision``) or
-        TalkingHeadError (CUDA asked for but unavailable).
+        Raises WeightsError (a checkpoint missing, unsafe or of the wrong layout; a bad ``revision``) or DeviceError.
         """
         if not progress:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         device = resolve_device(device)
         store = WeightStore(weights, revisions=resolve_revisions(revision))
         networks = LivePortraitNetworks.from_pretrained(store, device=device)
-        return cls(networks, landmarks=landmarks, precision=precision, store=store)
+        return cls(networks, landmarks=landmarks, precision=precision, store=store, compile=compile)
 
     def _provider(self, spec: LandmarkSpec) -> LandmarkProvider:
         if spec is None and self._landmarks is None:
@@ -104,7 +104,7 @@ class Engine:
         return JsonLandmarks(spec) if isinstance(spec, (str, os.PathLike)) else spec
 
     def _batch_size(self, render: RenderOptions) -> int:
-        return render.batch_size or (8 if self.device.type == "cuda" else 1)
+        return render.batch_size or self.renderer.batch_size
 
     @torch.inference_mode()
     def prepare_source(self, image: str | os.PathLike | np.ndarray, landmarks: LandmarkSpec = None,

@@ -31,3 +31,7 @@ class ControlError(TalkingHeadError):
 
 class ProvenanceError(TalkingHeadError):
     """The C2PA signing key or certificate is missing, unreadable or unusable, or signing failed."""
+
+
+class DeviceError(TalkingHeadError):
+    """The device or precision asked for is not available here (no CUDA GPU; half precision on a CPU without it)."""

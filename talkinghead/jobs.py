@@ -17,6 +17,7 @@ import numpy as np
 from .drivers.audio import AUDIO_BACKENDS, audio_backend
 from .drivers.audio.ditto.condition import EMOTIONS
 from .drivers.audio.ditto.driver import DEFAULT_STEPS, AudioDriverOptions
+from .devices import PRECISIONS
 from .enhance import EnhanceOptions
 from .errors import ControlError
 from .media.video import AudioSource
@@ -181,7 +182,9 @@ class RenderOptions:
             multiplier like the rest of the motion.
         paste_back: paste the face into the photo (output = photo size);
             False outputs the 512×512 face crop.
-        batch_size: frames rendered together (default 8 on CUDA, 1 on CPU).
+        batch_size: frames rendered together (default: on CUDA as many as fit
+            in the free memory, up to 32 (:func:`talkinghead.devices.frames_per_batch`);
+            1 on CPU).
         max_frames: render at most this many frames.
         enhance: face restoration of each rendered 512 crop before
             paste-back (GFPGAN v1.4 / CodeFormer, blend weight) and 2×
@@ -214,7 +217,8 @@ class RenderOptions:
                               off_help="write the 512x512 face crop instead of pasting it back into the photo",
                               help="paste the face back into the photo (off: write the 512x512 face crop)")
     batch_size: int | None = option(None, what="batch size", range=(1, None), type=int,
-                                    help="frames rendered together (default: 8 on CUDA, 1 on CPU)")
+                                    help="frames rendered together (default: on CUDA as many as fit in free memory, "
+                                         "up to 32; 1 on CPU)")
     max_frames: int | None = option(None, what="max frames", range=(1, None), type=int, widget_range=(0, None),
                                     label="Max frames (0 = all; rendering is ~10-20 s per frame on a CPU)",
                                     help="render at most N frames")
@@ -227,18 +231,33 @@ class RenderOptions:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Where the engine runs (the CLI's ``--device``; the app's ``TALKINGHEAD_DEVICE``).
+    """Where and how the engine runs (the CLI's ``--device``, ``--precision``, ``--compile``; the app's
+    ``TALKINGHEAD_DEVICE``, ``TALKINGHEAD_PRECISION``, ``TALKINGHEAD_COMPILE``).
 
     Attributes:
         device: "auto" (CUDA when available, else CPU), "cuda" or "cpu";
             see :func:`talkinghead.engine.resolve_device`.
+        precision: W and G's arithmetic: "auto" (CUDA: fp16 autocast, as
+            LivePortrait; CPU: fp32), "fp32", "bf16" (CUDA, or a CPU with
+            AVX512-BF16/AMX: ~2× faster there, within the tolerance of
+            ``tests/test_precision.py``) or "fp16" (CUDA only); see
+            :func:`talkinghead.devices.resolve_precision`.
+        compile: run W and G through ``torch.compile`` (off by default: the
+            compile takes longer than a short job renders).
 
     Raises:
-        ControlError: ``device`` not one of :data:`DEVICES`.
+        ControlError: ``device`` or ``precision`` not one of its choices.
     """
 
     device: str = option("auto", what="device", choices=DEVICES,
                          help="where the networks run: auto = cuda if available, else cpu")
+    precision: str = option("auto", what="precision", choices=PRECISIONS,
+                            help="W and G's arithmetic: auto = fp16 autocast on CUDA (LivePortrait's default), fp32 "
+                                 "on CPU; bf16 on CUDA or on a CPU with AVX512-BF16/AMX (about 2x faster there, "
+                                 "slightly different pixels); fp16 on CUDA only; fp32 = the reference results")
+    compile: bool = option(False, what="compile",
+                           help="compile W and G with torch.compile (pays on long GPU jobs; the first batch "
+                                "then takes tens of seconds to compile, and on a CPU it needs a C++ compiler)")
 
     def __post_init__(self) -> None:
         check_options(self)

@@ -49,10 +49,12 @@ class EngineLoader:
     Args:
         weights: a local folder laid out like the Hub repos, or ``None`` (the Hub cache).
         device: ``"auto"``, ``"cuda"``, ``"cpu"`` ... (as :meth:`Engine.from_pretrained`).
+        precision, compile: W and G's precision and ``torch.compile`` (:class:`~talkinghead.jobs.EngineOptions`).
     """
 
-    def __init__(self, weights: str | os.PathLike | None, device: str) -> None:
-        self._weights, self._device = weights, device
+    def __init__(self, weights: str | os.PathLike | None, device: str, precision: str = "auto",
+                 compile: bool = False) -> None:
+        self._weights, self._device, self._precision, self._compile = weights, device, precision, compile
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
@@ -60,7 +62,8 @@ class EngineLoader:
         """The engine. Raises: WeightsError / TalkingHeadError when the weights cannot be loaded."""
         with self._lock:
             if self._engine is None:
-                self._engine = Engine.from_pretrained(weights=self._weights, device=self._device, progress=False)
+                self._engine = Engine.from_pretrained(weights=self._weights, device=self._device, progress=False,
+                                                      precision=self._precision, compile=self._compile)
             return self._engine
 
     def warm_up(self) -> threading.Thread:

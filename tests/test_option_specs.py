@@ -126,7 +126,7 @@ def test_a_command_line_without_option_flags_gives_the_dataclass_defaults(comman
     """Catches a flag whose default (or a store_true/store_false direction) differs from its field's."""
     args = _job_args(command, tmp_path)
     assert args.render_options == RenderOptions()
-    assert EngineOptions(device=args.device) == EngineOptions()
+    assert EngineOptions(device=args.device, precision=args.precision, compile=args.compile) == EngineOptions()
     if command == "video":
         assert (args.animation_options, args.driving_crop) == (AnimationOptions(), DrivingCrop())
     if command in ("audio", "dub"):

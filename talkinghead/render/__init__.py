@@ -9,6 +9,7 @@
   :mod:`talkinghead.enhance.finish`).
 """
 
-from .renderer import PRECISIONS, Renderer
+from ..devices import PRECISIONS
+from .renderer import Renderer
 
 __all__ = ["PRECISIONS", "Renderer"]
