@@ -269,3 +269,40 @@ def latency_summary(frames: list[LiveFrame], session: LiveSession) -> dict[str, 
             "first_ready_s": float(ready[0]), "latency_mean_s": float(np.mean(ready - ends)),
             "latency_max_s": float(np.max(ready - ends)), "shown_latency_max_s": float(np.max(shown - ends)),
             "rtf": session.busy_s / audio_s if audio_s else float("nan")}
+
+
+def replay(session: LiveSession, samples: np.ndarray, chunk_samples: int = 3200, realtime: bool = False,
+           limit: int | None = None, on_chunk=None) -> Iterable[LiveFrame]:
+    """Feed a waveform to ``session`` as a live source would, yielding its frames as they come (the CLI harness).
+
+    Args:
+        samples: (S,) float32 mono at the session's rate.
+        chunk_samples: samples per push, ≥ 1 (the last push holds the rest).
+        realtime: push chunk i only once its audio would have been spoken
+            (``session.start`` + its end time), as a microphone delivers it;
+            False: as fast as possible.
+        limit: stop after this many frames (the rest of the audio is not pushed).
+        on_chunk: called after each push (e.g. a progress bar's ``update``).
+
+    Raises:
+        MediaError: bad samples (see :meth:`LiveSession.push`), ``chunk_samples`` < 1.
+    """
+    if chunk_samples < 1:
+        raise MediaError(f"chunks must hold at least one sample, got {chunk_samples}")
+    count = 0
+    for start in range(0, samples.size, chunk_samples):
+        if realtime:
+            due = session.start + (start + chunk_samples) / session.sample_rate
+            time.sleep(max(0.0, due - session._clock()))
+        for frame in session.push(samples[start:start + chunk_samples]):
+            count += 1
+            yield frame
+            if limit is not None and count >= limit:
+                return
+        if on_chunk is not None:
+            on_chunk()
+    for frame in session.end():
+        if limit is not None and count >= limit:
+            return
+        count += 1
+        yield frame
