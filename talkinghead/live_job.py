@@ -135,6 +135,7 @@ class LiveSession:
         self._generated = self._emitted = 0
         self._max = self.render.max_frames if self.render is not None else None
         self._clock, self.busy_s, self.ended = clock, 0.0, False
+        self._resampler: _Resampler | None = None
         self.start = clock()
 
     @property
@@ -160,6 +161,22 @@ class LiveSession:
             self._gate.push(samples)
         self._add(self._stream.push(samples), final=False)
         return self._emit(began)
+
+    def push_audio(self, samples: np.ndarray, rate: int) -> list[LiveFrame]:
+        """:meth:`push` for a microphone's chunk: (k,) or (k, channels), int16 or float, at ``rate`` Hz.
+
+        Channels are averaged, int16 scaled to [-1, 1), and the rate converted
+        to the session's by linear interpolation on one continuous sample clock
+        (chunk edges leave no seam).  Raises MediaError as :meth:`push`, or for a rate ≤ 0.
+        """
+        data = np.asarray(samples)
+        if rate <= 0:
+            raise MediaError(f"the microphone's sample rate must be positive, got {rate}")
+        scale = 1 / 32768 if np.issubdtype(data.dtype, np.integer) else 1.0
+        data = (data.mean(axis=1) if data.ndim == 2 else data).astype(np.float64) * scale
+        if self._resampler is None:
+            self._resampler = _Resampler(rate, self.sample_rate)
+        return self.push(self._resampler(data).astype(np.float32))
 
     def push_silence(self, seconds: float) -> list[LiveFrame]:
         """Push ``seconds`` of silence (no one speaks; the idle motion goes on)."""
@@ -233,6 +250,29 @@ class LiveSession:
         job = self.engine.animate_absolute_motion(self.source, motion, self.fps, per_chunk, controls=controls,
                                                   stitching=self._stitching)
         return list(job.frames)
+
+
+class _Resampler:
+    """Stateful linear-interpolation rate conversion: output sample j sits at input time j·rate_in/rate_out."""
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self.step = rate_in / rate_out
+        self._history = np.zeros(0)
+        self._start = 0  # input index of _history[0]
+        self._next = 0   # output samples produced
+
+    def __call__(self, data: np.ndarray) -> np.ndarray:
+        if self.step == 1:
+            return data
+        self._history = np.concatenate([self._history, data])
+        end = self._start + self._history.size - 1  # last input index held
+        count = max(0, int(np.floor(end / self.step)) - self._next + 1)
+        times = (self._next + np.arange(count)) * self.step
+        out = np.interp(times - self._start, np.arange(self._history.size), self._history)
+        self._next += count
+        keep = max(0, int(np.floor(self._next * self.step)) - self._start - 1)
+        self._history, self._start = self._history[keep:], self._start + keep
+        return out
 
 
 def play_out(frames: Iterable[LiveFrame], fps: float = 25.0, start_s: float = 0.0) -> list[LiveFrame]:

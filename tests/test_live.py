@@ -243,3 +243,29 @@ def test_latency_summary_of_a_played_out_session(audio_engine, astronaut) -> Non
     assert summary["frames"] == 32 and summary["lookahead_min_ms"] == 485.0
     assert all(b.shown_s >= a.shown_s + 0.04 - 1e-9 for a, b in zip(frames, frames[1:]))
     assert summary["rtf"] > 0 and summary["first_ready_s"] > 0
+
+
+def test_app_live_tab_streams_the_microphone_and_says_why_not_on_a_cpu(monkeypatch) -> None:
+    gr = pytest.importorskip("gradio")
+    import app
+
+    demo = app.build_app()
+    live = next(fn for fn in demo.fns.values() if fn.name == "live_step")
+    assert live.api_name == "live" and live.stream_every == app.LIVE_CHUNK_S
+    monkeypatch.setattr(app, "DEVICE", torch.device("cpu"))
+    with pytest.raises(gr.Error, match="needs a CUDA GPU"):
+        app.live_step((48000, np.zeros(9600, np.int16)), str(TESTDATA / "images" / "astronaut.png"), 0.0, None)
+
+
+def test_microphone_chunks_at_48_khz_give_the_motion_of_16_khz_pushes(audio_engine, astronaut) -> None:
+    """push_audio: int16 stereo at 48 kHz, resampled on one clock; a 3x upsampled clip comes back sample for sample."""
+    speech = load_audio(AUDIO / "espeak_en_us.wav")[:16000]
+    up = np.interp(np.arange(speech.size * 3) / 3, np.arange(speech.size), speech)
+    stereo = np.round(np.stack([up, up], axis=1) * 32768).clip(-32768, 32767).astype(np.int16)
+    session = audio_engine.live(astronaut, audio=FAST, render=False)
+    frames = [f for at in range(0, stereo.shape[0], 4800) for f in session.push_audio(stereo[at:at + 4800], 48000)]
+    frames += session.end()
+    direct = _run(audio_engine.live(astronaut, audio=FAST, render=False),
+                  [np.round(speech * 32768).clip(-32768, 32767) / 32768])
+    assert session.samples == speech.size
+    _assert_equal(_motion(frames), _motion(direct))
