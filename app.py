@@ -72,6 +72,9 @@ from talkinghead import (
     EngineLoader,
     EngineOptions,
     EnhanceOptions,
+    IdleOptions,
+    LiveOptions,
+    LiveSession,
     MixedDrivers,
     PreparedSource,
     ProvenanceOptions,
@@ -797,8 +800,71 @@ def _pose_tab() -> None:
                  api_name="pose_path")
 
 
+# ------------------------------------------------------------------------- live
+LIVE_NEEDS_GPU = ("The live avatar needs a CUDA GPU: on this CPU-only host one frame takes about 10 s to render, so "
+                  "it cannot keep up with speech. Run the app on a GPU, or try the live path here without rendering: "
+                  "python -m talkinghead live --source PHOTO --audio SPEECH --motion-only")
+LIVE_CHUNK_S = 0.2
+"""Seconds of microphone audio per streamed chunk (Gradio's ``stream_every``)."""
+
+
+def live_step(chunk: tuple[int, Any] | None, photo: str | None, listening: float,
+              session: LiveSession | None) -> tuple[Any, LiveSession | None, str]:
+    """One microphone chunk → the newest ready frame, the session (per browser tab), the measured latency.
+
+    The session (:meth:`Engine.live`, idle motion with the ``listening``
+    strength) opens on the first chunk; Ditto's first frame comes after about
+    0.9 s of audio, then 10 frames per 0.4 s.  Latency shown: the newest
+    frame's ready time minus its end on the audio timeline (the microphone
+    streams from the session's start).
+
+    Raises:
+        gr.Error: a CPU-only host (:data:`LIVE_NEEDS_GPU`), no photo.
+    """
+    if DEVICE.type != "cuda":
+        raise gr.Error(LIVE_NEEDS_GPU)
+    if chunk is None:
+        return gr.skip(), session, "waiting for the microphone"
+    if session is None:
+        engine = ENGINE.get()
+        source = _prepared(engine, _required(photo, "a photo"), engine.audio_source_settings(AudioJobOptions()))
+        options = LiveOptions(idle=IdleOptions(listening=float(listening)))
+        session = engine.live(source, options, render=RenderOptions(paste_back=False))
+    rate, samples = chunk
+    frames = session.push_audio(samples, rate)
+    if not frames:
+        return gr.skip(), session, f"listening… {session.samples / session.sample_rate:.1f} s of audio in"
+    last = frames[-1]
+    latency = last.ready_s - (last.time_s + 1 / session.fps)
+    low, high = session.lookahead_ms
+    return last.image, session, (f"frame {last.index}: latency {latency * 1000:.0f} ms (look-ahead of the online "
+                                 f"windows {low:g}–{high:g} ms), speech weight {last.speech:.2f}")
+
+
+def live_stop(session: LiveSession | None) -> tuple[None, str]:
+    """The microphone stopped: close the session (its last frames are dropped; a new one opens next time)."""
+    return None, "stopped" if session is not None else ""
+
+
+def _live_tab() -> None:
+    if DEVICE.type != "cuda":
+        gr.Markdown(f"**{LIVE_NEEDS_GPU}**")
+    with gr.Row():
+        with gr.Column():
+            photo = _photo_input()
+            listening = option_slider(IdleOptions, "listening")
+            mic = gr.Audio(label="Microphone", sources=["microphone"], streaming=True, type="numpy")
+        with gr.Column():
+            video = gr.Image(label="Avatar (live)", streaming=True, height=512)
+            status = gr.Textbox(label="Latency", interactive=False)
+    session = gr.State(None)
+    mic.stream(_user_errors(live_step), [mic, photo, listening, session], [video, session, status],
+               stream_every=LIVE_CHUNK_S, concurrency_limit=4, api_name="live")
+    mic.stop_recording(live_stop, [session], [session, status])
+
+
 def build_app() -> gr.Blocks:
-    """The three-tab app (audio-driven, video-driven, pose & expression), queued for one GPU."""
+    """The app's tabs (audio-driven, video-driven, pose & expression, live), queued for one GPU."""
     with gr.Blocks(title="talkinghead", delete_cache=(int(OUTPUT_TTL_S), int(OUTPUT_TTL_S))) as demo:
         gr.Markdown(f"# talkinghead\nOne portrait photo in, a talking-head video out. Device: **{DEVICE}**")
         with gr.Tab("Audio-driven"):
@@ -807,6 +873,8 @@ def build_app() -> gr.Blocks:
             _video_tab()
         with gr.Tab("Pose & expression"):
             _pose_tab()
+        with gr.Tab("Live"):
+            _live_tab()
     return demo.queue(default_concurrency_limit=1, max_size=32)
 
 

@@ -6,6 +6,7 @@ Usage::
     python -m talkinghead audio --source PHOTO --audio SPEECH --out OUT.mp4 [--keyframes EDITS.json] [options]
     python -m talkinghead dub   --source VIDEO --audio SPEECH --out OUT.mp4 [--keyframes EDITS.json] [options]
     python -m talkinghead pose  --source PHOTO (--keyframes FILE.json --out OUT.mp4 | --still OUT.png) [--yaw 15 --smile 0.5 …]
+    python -m talkinghead live  --source PHOTO --audio SPEECH [--realtime] [--chunk-ms N] (--out OUT.mp4 | --motion-only [--save-motion M.safetensors])
     python -m talkinghead verify FILE [--json]
 
 Every output carries a signed C2PA manifest declaring it AI-generated
@@ -236,6 +237,39 @@ def _add_dub(sub: argparse._SubParsersAction) -> None:
     _add_timeline(p)
 
 
+def _add_live(sub: argparse._SubParsersAction) -> None:
+    from .jobs import AudioJobOptions
+    from .motion.idle import IdleOptions
+    from .options import option_fields
+
+    p = sub.add_parser("live", help="replay speech as a live stream: frames (or motion) as they become ready, latency",
+                       description="Replay a speech file through a live session (Engine.live) as a microphone would "
+                                   "deliver it, in real time or as fast as possible, with idle motion in its pauses; "
+                                   "prints the look-ahead, first-frame time, latency and real-time factor.")
+    _add_common(p, out_required=False)
+    p.add_argument("--audio", required=True, help="speech recording to replay (wav, mp3, m4a, ogg, flac, webm…)")
+    p.add_argument("--audio-backend", choices=tuple(AUDIO_BACKENDS), default=AudioJobOptions.backend,
+                   help="speech-to-motion model (default ditto; it needs a push stream)")
+    p.add_argument("--realtime", action="store_true",
+                   help="push each chunk only when its audio would have been spoken (default: as fast as possible)")
+    p.add_argument("--chunk-ms", type=int, default=200, metavar="MS",
+                   help="milliseconds of audio per push, 1..10000 (default 200)")
+    p.add_argument("--motion-only", action="store_true", help="generate motion only, render nothing (no --out)")
+    p.add_argument("--save-motion", metavar="FILE.safetensors", help="also save the session's motion")
+    add_option(p, AudioJobOptions, "steps", metavar="N")
+    add_option(p, AudioJobOptions, "seed", metavar="SEED")
+    add_option(p, AudioJobOptions, "emotion", metavar="EMOTION")
+    add_option(p, AudioJobOptions, "blinks")
+    add_option(p, AudioJobOptions, "expression_scale", metavar="X")
+    add_option(p, AudioJobOptions, "still_head")
+    group = p.add_argument_group("idle and listening motion between turns (README: Live avatar)")
+    for name in option_fields(IdleOptions):
+        add_option(group, IdleOptions, name)
+    p.set_defaults(ditto_config=None, **{name: getattr(AudioJobOptions, name) for name in (
+        "pose_from", "pose_from_landmarks", "pose_blend", "pose_style", "pose_style_landmarks", "pose_style_tempo",
+        "pose_style_keep_mean")})
+
+
 def _add_timeline(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyframes", metavar="FILE.json",
                    help="edits along the timeline: keyframed controls and spans (JSON, see talkinghead/motion/keyframes.py; "
@@ -267,11 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     # "python -m talkinghead" when run as a module, "talkinghead" for the installed command (pyproject scripts).
     prog = "python -m talkinghead" if Path(sys.argv[0]).name == "__main__.py" else "talkinghead"
     parser = argparse.ArgumentParser(prog=prog, description="One portrait photo in, a talking-head video out.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,dub,pose,verify}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,dub,pose,live,verify}")
     _add_video(sub)
     _add_audio(sub)
     _add_dub(sub)
     _add_pose(sub)
+    _add_live(sub)
     _add_verify(sub)
     return parser
 
@@ -377,12 +412,12 @@ def _provenance(args: argparse.Namespace):
               file=sys.stderr)
         return ProvenanceOptions(enabled=False)
     kind = {"video": "motion" if getattr(args, "motion", None) else "video",
-            "audio": "audio", "dub": "dub", "pose": "still" if getattr(args, "still", None) else "pose"}[args.command]
+            "audio": "audio", "dub": "dub", "live": "audio", "pose": "still" if getattr(args, "still", None) else "pose"}[args.command]
     details = {"enhance": args.enhance if args.enhance != "none" else None,
                "upscale": args.upscale if args.upscale != 1 else None}
     if args.command == "video":
         details.update(region=args.region, relative=args.relative)
-    elif args.command in ("audio", "dub"):
+    elif args.command in ("audio", "dub", "live"):
         details.update(emotion=args.emotion, seed=args.seed, still_head=args.still_head or None)
     options = ProvenanceOptions(key=args.c2pa_key, cert=args.c2pa_cert).for_job(kind, **details)
     load_credential(options)
@@ -567,6 +602,60 @@ def _run_pose(args: argparse.Namespace) -> None:
     _write(engine, engine.animate_keyframes(source, track, render), args)
 
 
+def _run_live(args: argparse.Namespace) -> None:
+    """``live``: replay ``--audio`` through a live session; write the frames and/or motion; print the numbers."""
+    from tqdm import tqdm
+
+    from .jobs import VideoJob
+    from .live_job import LiveOptions, latency_summary, play_out, replay
+    from .media.audio import load_audio
+    from .media.video import AudioSource
+    from .motion.frame import MotionSequence
+    from .motion.io import MotionFile, save_motion
+
+    engine = _engine(args)
+    source = _prepare(engine, args, engine.audio_source_settings(args.audio_options))
+    render = False if args.motion_only else args.render_options
+    session = engine.live(source, LiveOptions(idle=args.idle_options), args.audio_options, render)
+    samples = load_audio(args.audio, session.sample_rate)
+    chunk = max(1, args.chunk_ms * session.sample_rate // 1000)
+    frames, motion = [], []
+    limit = None if args.motion_only else args.max_frames
+    with tqdm(total=-(-samples.size // chunk), unit="chunk", desc="live", disable=args.quiet) as bar:
+        def images():
+            for frame in replay(session, samples, chunk, args.realtime, limit, bar.update):
+                motion.append(frame.motion)
+                yield frame.image
+                frame.image = None  # keep the timestamps only: memory does not grow with the images
+                frames.append(frame)
+        if args.out:
+            n = min(math.ceil(samples.size * session.fps / session.sample_rate), limit or math.inf)
+            _write(engine, VideoJob(frames=images(), fps=session.fps, n_frames=n,
+                                    audio=AudioSource(args.audio, duration_s=n / session.fps)), args)
+        else:
+            for _ in images():
+                pass
+    print(_live_report(latency_summary(play_out(frames, session.fps), session), args.realtime))
+    if args.save_motion:
+        _make_parent(args.save_motion)
+        save_motion(args.save_motion, MotionFile(MotionSequence.cat(motion).to("cpu"), session.fps,
+                                                 source=source.info.to("cpu")))
+
+
+def _live_report(summary: dict[str, float], realtime: bool) -> str:
+    """The live harness's numbers, one line each."""
+    s = summary
+    timing = ("pushed in real time: latency = ready - frame end" if realtime else
+              "pushed as fast as possible: ready times are compute only")
+    return "\n".join([
+        f"live: {s['frames']:.0f} frames from {s['audio_s']:.2f} s of audio ({timing})",
+        f"look-ahead {s['lookahead_min_ms']:g}-{s['lookahead_max_ms']:g} ms of audio past a frame's end (online windows)",
+        f"first frame ready {s['first_ready_s'] * 1000:.0f} ms after the start",
+        f"latency mean {s['latency_mean_s'] * 1000:.0f} ms, max {s['latency_max_s'] * 1000:.0f} ms; "
+        f"shown max {s['shown_latency_max_s'] * 1000:.0f} ms",
+        f"real-time factor {s['rtf']:.3f} (busy time / audio duration; < 1 keeps up)"])
+
+
 def _run_verify(args: argparse.Namespace) -> int:
     """``verify FILE``: print the manifest summary (or JSON); 0 valid, 1 none or invalid."""
     import json
@@ -590,6 +679,7 @@ _INPUTS = {
               "pose_style", "pose_style_landmarks", "driving", "driving_landmarks", "keyframes"),
     "pose": ("source", "keyframes", "source_landmarks"),
     "dub": ("source", "audio", "source_landmarks", "ditto_config", "keyframes"),
+    "live": ("source", "audio", "source_landmarks"),
 }
 """Input-file options of each job (an output may be none of them)."""
 
@@ -649,7 +739,9 @@ def check_job(args: argparse.Namespace) -> None:
     if args.command == "pose" and args.keyframes and not args.out:
         raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
     args.render_options = _render_options(args)  # ranges of controls, smoothing, enhancement; video/audio --keyframes
-    if args.command in ("audio", "dub"):
+    if args.command == "live":
+        _check_live(args)
+    if args.command in ("audio", "dub", "live"):
         from .drivers.audio.ditto.condition import emotion_sequence
 
         args.audio_options = _audio_options(args)  # ranges of --expression-scale, --pose-blend
@@ -676,6 +768,21 @@ def check_job(args: argparse.Namespace) -> None:
         check_output(path, suffixes, kind)
 
 
+def _check_live(args: argparse.Namespace) -> None:
+    """The live job's own checks: an output to write, a chunk size; builds ``args.idle_options``."""
+    from .motion.idle import IdleOptions
+    from .options import option_fields
+
+    if not args.motion_only and not args.out:
+        raise TalkingHeadError("give --out OUT.mp4 for the rendered frames, or --motion-only (with --save-motion "
+                               "M.safetensors to keep the motion)")
+    if args.motion_only and args.out:
+        raise TalkingHeadError("--motion-only renders nothing: leave out --out, or drop --motion-only")
+    if not 1 <= args.chunk_ms <= 10000:
+        raise ControlError(f"--chunk-ms must be between 1 and 10000, got {args.chunk_ms}")
+    args.idle_options = IdleOptions(**{name: getattr(args, name) for name in option_fields(IdleOptions)})
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that every ``with`` block cleans up as for Ctrl-C."""
 
@@ -695,7 +802,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_verify(args)
         check_job(args)
         args.provenance_options = _provenance(args)
-        {"video": _run_video, "audio": _run_audio, "dub": _run_dub, "pose": _run_pose}[args.command](args)
+        {"video": _run_video, "audio": _run_audio, "dub": _run_dub, "pose": _run_pose,
+         "live": _run_live}[args.command](args)
         ok = True
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)

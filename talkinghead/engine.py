@@ -36,6 +36,7 @@ from .errors import ControlError
 from .face.crop import DrivingBoxMode
 from .face.landmarks import FaceAlignmentLandmarks, JsonLandmarks, LandmarkProvider
 from .jobs import AudioJobOptions, EngineOptions, RenderOptions, VideoJob
+from .live_job import LiveOptions, LiveSession
 from .media.provenance import ProvenanceOptions
 from .media.video import AudioSource, frames_at_rate, probe_video, write_frames
 from .mixed_job import MixedDrivers, RegionSources, animate_mixed
@@ -148,12 +149,11 @@ class Engine:
                              driving_box: DrivingBoxMode = DrivingCrop.driving_box) -> VideoJob:
         """Re-animate a video of a face with a driving video (LivePortrait's video-to-video; as :meth:`animate_video`).
 
-        Source frame i is driven by driving frame i and pasted back into itself
-        (:func:`talkinghead.render.frames.source_video_driven`): min(source frames at the driving rate,
-        driving frames, ``render.max_frames``) frames of the source's size after the size rule (long side
-        ≤ 1280 px, even sides), or 512×512 without paste-back; ``render.batch_size`` is M's batch on the
-        driving frames.  Raises MediaError (a missing or non-video file; later, a landmark file that does
-        not fit), NoFaceError (later: no source frame shows a face) or ControlError (an unknown ``driving_box``).
+        Source frame i is driven by driving frame i, pasted back into itself (:func:`~.render.frames.source_video_driven`):
+        min(source frames at the driving rate, driving frames, ``render.max_frames``) frames of the source's size
+        (long side ≤ 1280 px, even sides), 512×512 without paste-back; ``render.batch_size``: M's batch.  Raises
+        MediaError (a missing or non-video file; later, a landmark file that does not fit), NoFaceError (later: no
+        source frame shows a face) or ControlError (an unknown ``driving_box``).
         """
         fps = probe_video(driving).fps
         limit = min(frames_at_rate(probe_video(source_video), fps), render.max_frames or math.inf)
@@ -250,11 +250,9 @@ class Engine:
 
     def audio_motion(self, source: PreparedSource, audio: str | os.PathLike | np.ndarray,
                      options: AudioJobOptions = AudioJobOptions(), progress: bool = False) -> MotionSequence:
-        """Motion for a speech clip at the backend's rate (Ditto: 25 fps, ceil(duration·25) frames).
-
-        ``audio``: a speech file or a (S,) float32 mono waveform at the backend's rate (Ditto: 16 kHz).
-        Raises MediaError (unreadable, empty or silent audio; unreadable pose clip), ControlError (an
-        option out of range) or DiffusionError (an unsafe step count).
+        """Motion for a speech clip (a file or a (S,) float32 mono waveform at the backend's rate, Ditto: 16 kHz)
+        at the backend's rate (Ditto: 25 fps, ceil(duration·25) frames).  Raises MediaError (unreadable, empty or
+        silent audio; unreadable pose clip), ControlError (an option out of range) or DiffusionError (unsafe steps).
         """
         backend = self.audio_backend(options.backend)
         motion = generate_motion(backend, source, audio, options, progress)
@@ -277,6 +275,11 @@ class Engine:
         for ready, controls in motion:
             yield from self.animate_absolute_motion(source, ready, backend.fps, per_chunk, controls=controls,
                                                     stitching=stitching).frames
+
+    def live(self, source: PreparedSource, options: LiveOptions = LiveOptions(), audio: AudioJobOptions = AudioJobOptions(),
+             render: RenderOptions | bool = True) -> LiveSession:
+        """A live session: push 16 kHz speech, get frames (``render=False``: motion) as they are ready (:mod:`.live_job`)."""
+        return LiveSession(self, source, options, audio, render, self._reference_pose(audio, True))
 
     def _reference_pose(self, options: AudioJobOptions, streamed: bool = False) -> HeadReference:
         return head_reference(options, lambda clip, marks: self.extract_motion(clip, landmarks=marks), streamed)

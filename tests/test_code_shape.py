@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE_MAX_LINES = 347
+ENGINE_MAX_LINES = 350
 FUNCTION_MAX_LINES = 60
 KNOWN_LONG: dict[tuple[str, str], int] = {}  # (file, function) → cap, for a long function still to split
 

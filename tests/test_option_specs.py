@@ -12,15 +12,16 @@ from talkinghead import (AnimationOptions, AudioJobOptions, DrivingCrop, EngineO
 from talkinghead.cli import build_parser, check_job, main
 from talkinghead.dub_job import DubOptions
 from talkinghead.errors import ControlError
+from talkinghead.motion.idle import IdleOptions
 from talkinghead.motion.regions import RegionSources
 from talkinghead.options import OptionSpec, check_value, option, option_fields, spec_of, widget_spec
 
 OPTION_CLASSES = (EngineOptions, RenderOptions, SmoothingOptions, EnhanceOptions, AnimationOptions, DrivingCrop,
-                  AudioJobOptions, RegionSources, DubOptions)
+                  AudioJobOptions, RegionSources, DubOptions, IdleOptions)
 """Every options dataclass a job's flags and the app's widgets are generated from."""
 COMMON = (EngineOptions, RenderOptions, SmoothingOptions, EnhanceOptions)
 JOBS = {"video": (*COMMON, AnimationOptions, DrivingCrop, RegionSources), "audio": (*COMMON, AudioJobOptions, RegionSources),
-        "pose": COMMON, "dub": (*COMMON, AudioJobOptions, DubOptions)}
+        "pose": COMMON, "dub": (*COMMON, AudioJobOptions, DubOptions), "live": (*COMMON, AudioJobOptions, IdleOptions)}
 """The options dataclasses whose fields each job's flags set (the pose job's --still OUT.png is no field)."""
 NO_FLAG = {(AnimationOptions, "normalize_lip")}
 """Option fields with no CLI flag (LivePortrait's lip normalisation: API only)."""
@@ -106,15 +107,18 @@ SWITCHES = [  # (command, flags, options class, the field values they give)
     ("pose", ["--no-paste-back", "--batch-size", "2"], RenderOptions, {"paste_back": False, "batch_size": 2}),
     ("dub", ["--mouth-gain", "1.5", "--mouth-base", "frame"], DubOptions, {"mouth_gain": 1.5, "mouth_base": "frame"}),
     ("dub", ["--steps", "2", "--emotion", "happy"], AudioJobOptions, {"steps": 2, "emotion": "happy"}),
+    ("live", ["--no-idle", "--listening", "0.5", "--crossfade", "0.2"], IdleOptions,
+     {"idle": False, "listening": 0.5, "crossfade": 0.2}),
+    ("live", ["--steps", "2", "--still-head"], AudioJobOptions, {"steps": 2, "still_head": True}),
 ]
 JOB_OPTIONS = {AnimationOptions: "animation_options", DrivingCrop: "driving_crop", AudioJobOptions: "audio_options",
-               RenderOptions: "render_options", DubOptions: "dub_options"}
+               RenderOptions: "render_options", DubOptions: "dub_options", IdleOptions: "idle_options"}
 """Where :func:`check_job` leaves each options dataclass it built on the parsed arguments."""
 
 
 def _job_args(command: str, tmp_path, *flags: str) -> argparse.Namespace:
     inputs = {"video": ["--driving", "d.mp4"], "audio": ["--audio", "a.wav"], "pose": ["--keyframes", "k.json"],
-              "dub": ["--audio", "a.wav"]}
+              "dub": ["--audio", "a.wav"], "live": ["--audio", "a.wav"]}
     args = build_parser().parse_args([command, "--source", "p.png", "--out", str(tmp_path / "o.mp4"),
                                       *inputs[command], *flags])
     check_job(args)  # checks and builds the job's options once (the inputs need not exist)
@@ -129,10 +133,12 @@ def test_a_command_line_without_option_flags_gives_the_dataclass_defaults(comman
     assert EngineOptions(device=args.device, precision=args.precision, compile=args.compile) == EngineOptions()
     if command == "video":
         assert (args.animation_options, args.driving_crop) == (AnimationOptions(), DrivingCrop())
-    if command in ("audio", "dub"):
+    if command in ("audio", "dub", "live"):
         assert args.audio_options == AudioJobOptions()
     if command == "dub":
         assert args.dub_options == DubOptions()
+    if command == "live":
+        assert args.idle_options == IdleOptions()
 
 
 @pytest.mark.parametrize(("command", "flags", "options", "values"), SWITCHES, ids=[" ".join(r[1]) for r in SWITCHES])

@@ -89,6 +89,11 @@ class AudioBackend(Protocol):
     generic ones (``expression_scale``, ``still``, ``pose_from``,
     ``pose_blend``) to the motion the backend returns.
 
+    Optional, outside the protocol: ``open_stream(source, options)``, the
+    stream in push form (an object with ``push(samples)`` and ``end()``
+    returning motion chunks, ``samples``, ``config`` and ``seq_len``), which
+    live sessions (:mod:`talkinghead.live_job`) need; Ditto has it.
+
     Attributes:
         name: the registry name (e.g. ``"ditto"``).
         fps: frame rate of the generated motion, Hz.

@@ -28,7 +28,7 @@ from .driver import AudioDriver, AudioDriverOptions, window_count
 from .features import frame_count
 from .files import DITTO_FILES
 from .hubert import SAMPLE_RATE, OnnxAudioEncoder
-from .stream import stream_motion
+from .stream import MotionStream, stream_motion
 from .windows import SHIPPED_ONLINE
 
 
@@ -213,3 +213,12 @@ class DittoBackend:
         settings = self.driver_options(options, online=True)
         windows = settings.windows if options.driver is None else SHIPPED_ONLINE
         return stream_motion(driver, chunks, source.raw, self.eye_conditions(source), settings, windows)
+
+    def open_stream(self, source: SourceFace, options: Any) -> MotionStream:
+        """:meth:`stream` in push form (a live session): ``push(samples)`` / ``end()`` → motion chunks.
+
+        Same settings and the same motion as :meth:`stream` (:class:`.stream.MotionStream`).
+        """
+        settings = self.driver_options(options, online=True)
+        windows = settings.windows if options.driver is None else SHIPPED_ONLINE
+        return MotionStream(self.driver, source.raw, self.eye_conditions(source), settings, windows)

@@ -214,16 +214,51 @@ def online_features(encoder: AudioEncoder, audio_chunks: Iterable[np.ndarray],
         ValueError: a chunk is not 1-D.
         WeightsError: the encoder's output does not fit.
     """
-    window, hop = chunking.window_samples, chunking.hop_samples
-    pending = np.zeros(chunking.online_front_pad, np.float32)
+    stream = OnlineFeatureStream(encoder, chunking)
     for chunk in audio_chunks:
-        pending = np.concatenate([pending, _mono(chunk)])
-        while pending.size >= window:
-            yield chunking.pool(encoder(pending[:window]))
-            pending = pending[hop:]
-    while pending.size:
-        yield chunking.pool(encoder(np.pad(pending, (0, window - pending.size))))
-        pending = pending[hop:]
+        yield from stream.push(chunk)
+    yield from stream.end()
+
+
+class OnlineFeatureStream:
+    """:func:`online_features` in push form: feed audio with :meth:`push`, finish with :meth:`end`.
+
+    Same windows, same features, whatever the chunk sizes (a window is
+    encoded once all its samples are in).  Per-stream state only: the
+    samples not yet consumed (at most one window).
+
+    Args:
+        encoder: e.g. :class:`~.hubert.OnnxAudioEncoder`.
+        chunking: window layout (Ditto's by default).
+    """
+
+    def __init__(self, encoder: AudioEncoder, chunking: Chunking = DITTO_CHUNKING) -> None:
+        self.encoder, self.chunking = encoder, chunking
+        self._pending = np.zeros(chunking.online_front_pad, np.float32)
+
+    def push(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Add (k,) float32 16 kHz samples; returns the (current, 1024) feature arrays now complete.
+
+        Raises:
+            ValueError: ``samples`` is not 1-D.
+            WeightsError: the encoder's output does not fit.
+        """
+        window, hop = self.chunking.window_samples, self.chunking.hop_samples
+        self._pending = np.concatenate([self._pending, _mono(samples)])
+        ready = []
+        while self._pending.size >= window:
+            ready.append(self.chunking.pool(self.encoder(self._pending[:window])))
+            self._pending = self._pending[hop:]
+        return ready
+
+    def end(self) -> list[np.ndarray]:
+        """The features of every window that starts before the end, zero-padded (see :func:`online_features`)."""
+        window, hop = self.chunking.window_samples, self.chunking.hop_samples
+        ready = []
+        while self._pending.size:
+            ready.append(self.chunking.pool(self.encoder(np.pad(self._pending, (0, window - self._pending.size)))))
+            self._pending = self._pending[hop:]
+        return ready
 
 
 def warmup_features(encoder: AudioEncoder, overlap: int, chunking: Chunking = DITTO_CHUNKING) -> np.ndarray:

@@ -360,15 +360,41 @@ def stream_online(sampler: DDIMSampler, feature_chunks: Iterable[Tensor], source
         ControlError: invalid window settings.
         DiffusionError: sampling gave non-finite motion.
     """
-    loop = _WindowLoop(sampler, source_motion, config, True, initial_noise, on_window)
-    if warmup_features.shape[0] != config.overlap:
-        raise ValueError(
-            f"warmup_features must have {config.overlap} rows (the window overlap), got {warmup_features.shape[0]}"
-        )
-    stream = _OnlineState(loop, condition_fn, warmup_features)
+    stream = OnlineWindows(sampler, source_motion, condition_fn, warmup_features, config, initial_noise, on_window)
     for chunk in feature_chunks:
-        stream.append(chunk)
-        while stream.window_ready():
-            yield from stream.run_window()
-    if stream.pending():
-        yield from stream.run_window()
+        yield from stream.push(chunk)
+    yield from stream.end()
+
+
+class OnlineWindows:
+    """:func:`stream_online` in push form: :meth:`push` feature rows as they arrive, :meth:`end` to flush.
+
+    The same windows run on the same rows whatever the pieces pushed, so the
+    chunks equal :func:`stream_online`'s.  State is per instance (the motion
+    sequence, the feature buffer, the sampler's generator): several streams
+    can run side by side.  Arguments and errors: as :func:`stream_online`
+    (checked here).
+    """
+
+    def __init__(self, sampler: DDIMSampler, source_motion: Tensor, condition_fn: ConditionFn,
+                 warmup_features: Tensor, config: WindowConfig = SHIPPED_ONLINE,
+                 initial_noise: Iterable[Tensor] | None = None,
+                 on_window: Callable[[WindowRecord], None] | None = None) -> None:
+        loop = _WindowLoop(sampler, source_motion, config, True, initial_noise, on_window)
+        if warmup_features.shape[0] != config.overlap:
+            raise ValueError(
+                f"warmup_features must have {config.overlap} rows (the window overlap), got {warmup_features.shape[0]}"
+            )
+        self._state = _OnlineState(loop, condition_fn, warmup_features)
+
+    def push(self, features: Tensor) -> list[MotionChunk]:
+        """Add (k, A) feature rows; returns the chunks of the windows that completed (often none)."""
+        self._state.append(features)
+        ready = []
+        while self._state.window_ready():
+            ready.extend(self._state.run_window())
+        return ready
+
+    def end(self) -> list[MotionChunk]:
+        """Run the final, padded window on the rows left (if any) and return what it emits."""
+        return list(self._state.run_window()) if self._state.pending() else []
