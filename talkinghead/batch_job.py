@@ -149,22 +149,29 @@ def _resolve(value: str, base: Path) -> str:
     return str(path if path.is_absolute() else base / path)
 
 
-def _lookup(parser: argparse.ArgumentParser, key: str) -> argparse.Action:
-    """The option a line's key names: ``--key`` (underscores as dashes), else the option whose destination it is."""
+def _lookup(parser: argparse.ArgumentParser, key: str) -> tuple[argparse.Action, bool]:
+    """(the option a line's key names, whether by its flag): ``--key`` (underscores as dashes), else the
+    option whose destination ``key`` is (e.g. "provenance" for ``--no-provenance``)."""
     flag = "--" + key.replace("_", "-")
-    actions = [a for a in parser._actions if a.option_strings]
-    found = [a for a in actions if flag in a.option_strings] or [a for a in actions if a.dest == key.replace("-", "_")]
-    if not found or found[0].dest == "help":
+    actions = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    named = [a for a in actions if flag in a.option_strings]
+    found = named or [a for a in actions if a.dest == key.replace("-", "_")]
+    if not found:
         raise TalkingHeadError(f"unknown option {key!r} for the {parser.prog.split()[-1]} job")
-    return found[0]
+    return found[0], bool(named)
 
 
-def _switch(parser: argparse.ArgumentParser, action: argparse.Action, key: str, value: bool) -> list[str]:
-    """The flag that sets ``action``'s destination to ``value`` (a True/False switch), [] when that is the default."""
+def _switch(parser: argparse.ArgumentParser, action: argparse.Action, named: bool, key: str, value: bool) -> list[str]:
+    """The flag for ``key: value`` of a switch, [] when that is the default.
+
+    A key naming a flag: true gives that flag, false its opposite (``"stitching": false`` → ``--no-stitching``,
+    ``"no-provenance": false`` → nothing); a key naming the destination (``"provenance": false``) sets it.
+    """
+    wanted = (action.const if value else not action.const) if named else value
     for other in parser._actions:
-        if other.dest == action.dest and other.nargs == 0 and other.const == value:
+        if other.dest == action.dest and other.nargs == 0 and other.const == wanted:
             return [other.option_strings[0]]
-    if parser.get_default(action.dest) == value:
+    if parser.get_default(action.dest) == wanted:
         return []
     raise TalkingHeadError(f"option {key!r} cannot be {str(value).lower()}")
 
@@ -203,11 +210,11 @@ def job_argv(entry: Any, base: Path, out_dir: Path) -> tuple[str, list[str]]:
     for key, value in entry.items():
         if key == "job" or value is None:
             continue
-        action = _lookup(parser, key)
+        action, named = _lookup(parser, key)
         if isinstance(value, bool):
             if action.nargs != 0:
                 raise TalkingHeadError(f"option {key!r} takes a value, not {str(value).lower()}")
-            argv += _switch(parser, action, key, value)
+            argv += _switch(parser, action, named, key, value)
             continue
         if action.nargs == 0:
             raise TalkingHeadError(f"option {key!r} is a flag: give true or false")
@@ -437,6 +444,9 @@ def _execute(jobs: list[BatchJob], options: BatchOptions, runner: str, quiet: bo
     def done(job: BatchJob) -> None:
         bar.update(1)
         bar.set_postfix_str(f"line {job.line} {job.status}")
+        if job.status == "failed":
+            tqdm.write(f"line {job.line}: {job.job} job failed after {job.attempts} attempt(s): {job.error}",
+                       file=sys.stderr)
 
     start, workers = time.perf_counter(), 0
     try:
@@ -468,6 +478,9 @@ def run_batch(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise TalkingHeadError(f"cannot create the output folder {out_dir} ({exc.strerror})") from None
     jobs = read_jobs(Path(args.jobs).expanduser().resolve(), out_dir)
+    for job in jobs:
+        if job.status == "invalid":
+            print(f"line {job.line}: invalid, not run: {job.error}", file=sys.stderr)
     runner, status = _runner(options), 0
     try:
         info = _execute(jobs, options, runner, args.quiet)
