@@ -18,9 +18,16 @@ The weights are LivePortrait's layout filled by tests/data/tools/fill_weights.py
 The Ray start alone (``ray.init`` + ``ray.shutdown`` of a local instance, no
 actor) is timed too, to show how much of a short batch it takes.
 
-Measured once on this project's 2-core CPU shared with other jobs (load ~5),
-torch 2.14.1, ray 2.60.0, ``--jobs 4 --workers 2`` (see the README's Batch jobs
-section for the figures).
+Measured once on this project's 2-core CPU shared with other jobs (load 0.8 at
+the start, ~9 from the Ray × 1 run on, so the in-process run had the quietest
+machine), torch 2.14.1, ray 2.60.0, ``--jobs 4 --workers 2``::
+
+    run            wall s   jobs/s  vs in-process  sum of job s
+    in-process      117.6   0.0340           1.00         116.4
+    ray x 1         156.9   0.0255           0.75         142.0
+    ray x 2         100.8   0.0397           1.17         169.0
+
+    ray x 2 / ray x 1 throughput: 1.56      (a local Ray start + stop alone: 8.4 s)
 """
 
 from __future__ import annotations
