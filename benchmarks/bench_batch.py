@@ -28,6 +28,18 @@ machine), torch 2.14.1, ray 2.60.0, ``--jobs 4 --workers 2``::
     ray x 2         100.8   0.0397           1.17         169.0
 
     ray x 2 / ray x 1 throughput: 1.56      (a local Ray start + stop alone: 8.4 s)
+
+and again 40 minutes later (load ~3 throughout)::
+
+    run            wall s   jobs/s  vs in-process  sum of job s
+    in-process       79.3   0.0504           1.00          78.4
+    ray x 1          55.2   0.0725           1.44          47.0
+    ray x 2          27.0   0.1483           2.94          42.5
+
+    ray x 2 / ray x 1 throughput: 2.05      (a local Ray start + stop alone: 4.7 s)
+
+The spread between the two runs is the shared machine's; the ratio within a
+run is the figure to read.
 """
 
 from __future__ import annotations
