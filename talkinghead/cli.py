@@ -7,6 +7,7 @@ Usage::
     python -m talkinghead dub   --source VIDEO --audio SPEECH --out OUT.mp4 [--keyframes EDITS.json] [options]
     python -m talkinghead pose  --source PHOTO (--keyframes FILE.json --out OUT.mp4 | --still OUT.png) [--yaw 15 --smile 0.5 …]
     python -m talkinghead live  --source PHOTO --audio SPEECH [--realtime] [--chunk-ms N] (--out OUT.mp4 | --motion-only [--save-motion M.safetensors])
+    python -m talkinghead batch JOBS.jsonl --out DIR [--ray ADDRESS] [--workers N] [--retries K]
     python -m talkinghead verify FILE [--json]
 
 Every output carries a signed C2PA manifest declaring it AI-generated
@@ -296,17 +297,36 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the whole manifest store as JSON")
 
 
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    from .batch_job import BatchOptions
+
+    p = sub.add_parser("batch", help="many jobs from a JSONL file, in-process or on Ray (README: Batch jobs)",
+                       description="Run the jobs of JOBS.jsonl (one JSON object per line: {\"job\": \"pose\", "
+                                   "\"source\": \"a.png\", \"still\": \"a.png\", \"yaw\": 12}, the other keys being "
+                                   "the job's long options). Relative outputs go under --out DIR, relative inputs are "
+                                   "read from the JSONL file's folder; finished outputs are skipped on a re-run. "
+                                   "Exit status: 0 every job done or skipped, 1 some line invalid or some job failed "
+                                   "(DIR/batch_summary.json says which), 2 the batch itself could not run.")
+    p.add_argument("jobs", metavar="JOBS.jsonl", help="the jobs, one JSON object per line")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder of the relative output paths and of batch_summary.json")
+    add_option(p, BatchOptions, "ray", metavar="ADDRESS")
+    add_option(p, BatchOptions, "workers", metavar="N")
+    add_option(p, BatchOptions, "retries", metavar="K")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary table (the JSON is still written)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``talkinghead`` argument parser (one subcommand per job, plus ``verify``)."""
     # "python -m talkinghead" when run as a module, "talkinghead" for the installed command (pyproject scripts).
     prog = "python -m talkinghead" if Path(sys.argv[0]).name == "__main__.py" else "talkinghead"
     parser = argparse.ArgumentParser(prog=prog, description="One portrait photo in, a talking-head video out.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,dub,pose,live,verify}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,dub,pose,live,batch,verify}")
     _add_video(sub)
     _add_audio(sub)
     _add_dub(sub)
     _add_pose(sub)
     _add_live(sub)
+    _add_batch(sub)
     _add_verify(sub)
     return parser
 
@@ -346,12 +366,20 @@ def _timeline(args: argparse.Namespace):
 
 
 def _engine(args: argparse.Namespace):
+    """The job's engine; with ``args.engines`` (a dict the batch runner sets) one engine per weights/device
+    setting is kept there and shared by the jobs that name the same setting (weights loaded once)."""
     from .engine import Engine
 
     revision = {"liveportrait": args.revision, "ditto": args.ditto_revision, "enhance": args.enhance_revision}
-    return Engine.from_pretrained(weights=args.weights, device=args.device, precision=args.precision,
-                                  compile=args.compile, progress=not args.quiet,
-                                  revision={k: v for k, v in revision.items() if v is not None} or None)
+    settings = {"weights": args.weights, "device": args.device, "precision": args.precision, "compile": args.compile,
+                "revision": {k: v for k, v in revision.items() if v is not None} or None}
+    engines, key = getattr(args, "engines", None), repr(sorted(settings.items()))
+    if engines is not None and key in engines:
+        return engines[key]
+    engine = Engine.from_pretrained(**settings, progress=not args.quiet)
+    if engines is not None:
+        engines[key] = engine
+    return engine
 
 
 def _prepare(engine, args: argparse.Namespace, settings=None):
@@ -791,20 +819,46 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated()
 
 
+RUNS = {"video": _run_video, "audio": _run_audio, "dub": _run_dub, "pose": _run_pose, "live": _run_live}
+"""The job of each rendering command (``batch`` runs these too, one per line)."""
+
+
+def run_job(args: argparse.Namespace) -> None:
+    """Check (:func:`check_job`) and run one parsed rendering job, as ``main`` does.
+
+    Folders created for the outputs are removed again (when still empty) if
+    the job fails.  ``args.engines`` (optional dict) shares engines between
+    jobs (see ``_engine``).
+
+    Raises:
+        TalkingHeadError: a user error (one line); OSError: a file-system failure;
+        KeyboardInterrupt: Ctrl-C or SIGTERM.  No output file is left behind then.
+    """
+    ok = False
+    try:
+        check_job(args)
+        args.provenance_options = _provenance(args)
+        RUNS[args.command](args)
+        ok = True
+    finally:
+        if not ok:
+            _remove_created_folders()
+        _CREATED_FOLDERS.clear()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, check it (:func:`check_job`) and run the job. Returns the process exit status."""
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
-    ok = False
     try:
         if args.command == "verify":
             return _run_verify(args)
-        check_job(args)
-        args.provenance_options = _provenance(args)
-        {"video": _run_video, "audio": _run_audio, "dub": _run_dub, "pose": _run_pose,
-         "live": _run_live}[args.command](args)
-        ok = True
+        if args.command == "batch":
+            from .batch_job import run_batch
+
+            return run_batch(args)
+        run_job(args)
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -819,9 +873,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     finally:
-        if not ok:
-            _remove_created_folders()
-        _CREATED_FOLDERS.clear()
         if in_main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
