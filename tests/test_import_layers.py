@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "talkinghead"
 
 # Lower number = earlier stage. A module may import only from stages with a number <= its own.
 STAGES = {
-    "errors": 0, "options": 0, "devices": 0, "weights_strict": 0, "weights": 0, "safe_pickle": 0,
+    "errors": 0, "options": 0, "devices": 0, "threads": 0, "weights_strict": 0, "weights": 0, "safe_pickle": 0,
     "models": 1, "motion": 1,
     "media": 2, "face": 2,
     "drivers": 3,

@@ -38,6 +38,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from talkinghead.errors import MediaError
 from talkinghead.media._files import PathLike, atomic_output, decoding, open_input, stream_duration_s
 from talkinghead.media.audio import AUDIO_HINT, decode_audio, first_audio_stream
+from talkinghead.threads import BackgroundSink
 from talkinghead.media.provenance import ProvenanceOptions
 
 VIDEO_HINT = "use an MP4, MOV, MKV, WebM or AVI video"
@@ -514,6 +515,10 @@ class VideoWriter:
         self._container.mux(packets)
 
 
+ENCODE_QUEUE = 8
+"""Frames :func:`write_frames` lets wait for the encoder (memory: 8 × H × W × 3 bytes, e.g. 39 MB at 1280×1280)."""
+
+
 def write_frames(frames: Iterable[np.ndarray], path: PathLike, fps: float, n_frames: int | None = None,
                  audio: AudioSource | AudioSamples | None = None, progress: bool = False,
                  provenance: ProvenanceOptions | None = None) -> Path:
@@ -521,8 +526,11 @@ def write_frames(frames: Iterable[np.ndarray], path: PathLike, fps: float, n_fra
 
     ``n_frames`` is the expected count, for the tqdm progress bar
     ("rendering", shown when ``progress``); the other arguments are the
-    writer's.  Frames are pulled one at a time, so a lazy job renders while
-    it is encoded; an exception from ``frames`` leaves no file at ``path``.
+    writer's.  Frames are pulled one at a time in the caller's thread (a lazy
+    job renders there) and encoded in a background thread
+    (:class:`~talkinghead.threads.BackgroundSink`, at most :data:`ENCODE_QUEUE`
+    frames waiting), so rendering and H.264 encoding overlap; an exception from
+    ``frames`` or from the encoder leaves no file at ``path``.
 
     Returns:
         ``path`` as a Path.
@@ -533,8 +541,9 @@ def write_frames(frames: Iterable[np.ndarray], path: PathLike, fps: float, n_fra
     from tqdm import tqdm
 
     with VideoWriter(path, fps=fps, audio=audio, provenance=provenance) as writer:
-        for frame in tqdm(frames, total=n_frames, unit="frame", disable=not progress, desc="rendering"):
-            writer.write(frame)
+        with BackgroundSink(writer.write, depth=ENCODE_QUEUE, name="talkinghead-encode") as encoder:
+            for frame in tqdm(frames, total=n_frames, unit="frame", disable=not progress, desc="rendering"):
+                encoder.put(frame)
     return Path(path)
 
 

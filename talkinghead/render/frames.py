@@ -33,6 +33,7 @@ from ..motion.frame import MotionSequence
 from ..motion.keyframes import KeyframeTrack
 from ..motion.keypoints import implicit_keypoints, keypoint_info_from_raw
 from ..motion.timeline import TimelineEdits, apply_timeline, neutralize_expression, sample_timeline
+from ..threads import prefetch
 from ..motion.transfer import SourceVideoTargets, smooth_targets, source_video_targets
 from .renderer import Renderer
 from .source import PreparedSource, source_video_motion, video_sources
@@ -55,15 +56,24 @@ class Driven(NamedTuple):
     motion: MotionSequence | None = None
 
 
+PREFETCH_BATCHES = 2
+"""Driven batches made ahead of the renderer on CUDA (:class:`RenderedFrames`)."""
+
+
 class RenderedFrames(Iterator[np.ndarray]):
     """W + G on each driven batch, then the finishing step: (H, W, 3) uint8 RGB frames, one at a time.
 
-    An iterator (consumed once).  :meth:`record_motion`, called before or while the frames are read,
+    An iterator (consumed once).  On CUDA the driven batches are made in a background thread
+    (:func:`~talkinghead.threads.prefetch`, :data:`PREFETCH_BATCHES` ahead), so the driving clip's
+    decoding, landmarks and M overlap W + G; on a CPU everything runs in the caller's thread (the
+    cores are already busy).  :meth:`record_motion`, called before or while the frames are read,
     makes it keep the motion of each batch it renders (:attr:`Driven.motion`, on the CPU: about
     0.3 kB per frame), e.g. to plot the curves of what a video-driven job rendered.
     """
 
     def __init__(self, renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> None:
+        if renderer.device.type == "cuda":  # decode, landmarks and M run ahead while the GPU renders
+            driven = prefetch(driven, depth=PREFETCH_BATCHES, name="talkinghead-driving")
         self._frames = self._render(renderer, driven, finish)
         self._record: MotionRecord | None = None
 
