@@ -7,6 +7,7 @@ Usage::
     python -m talkinghead dub   --source VIDEO --audio SPEECH --out OUT.mp4 [--keyframes EDITS.json] [options]
     python -m talkinghead pose  --source PHOTO (--keyframes FILE.json --out OUT.mp4 | --still OUT.png) [--yaw 15 --smile 0.5 …]
     python -m talkinghead verify FILE [--json]
+    python -m talkinghead eval compare --pred A.mp4 --ref B.mp4 --out REPORT.json | eval reenact|audio --clips DIR --out DIR
 
 Every output carries a signed C2PA manifest declaring it AI-generated
 (``--no-provenance`` opts out; ``--c2pa-key``/``--c2pa-cert`` sign with your
@@ -37,6 +38,7 @@ from typing import Sequence
 
 from .drivers.audio import AUDIO_BACKENDS
 from .errors import ControlError, TalkingHeadError
+from .evaluation.command import add_eval_parser, run_eval
 from .options import add_option
 
 _FLAG_NAMES = {"x": "head-x", "y": "head-y", "scale": "head-scale"}
@@ -261,12 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     # "python -m talkinghead" when run as a module, "talkinghead" for the installed command (pyproject scripts).
     prog = "python -m talkinghead" if Path(sys.argv[0]).name == "__main__.py" else "talkinghead"
     parser = argparse.ArgumentParser(prog=prog, description="One portrait photo in, a talking-head video out.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,dub,pose,verify}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,dub,pose,verify,eval}")
     _add_video(sub)
     _add_audio(sub)
     _add_dub(sub)
     _add_pose(sub)
     _add_verify(sub)
+    add_eval_parser(sub)
     return parser
 
 
@@ -675,6 +678,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "verify":
             return _run_verify(args)
+        if args.command == "eval":
+            run_eval(args)
+            return 0
         check_job(args)
         args.provenance_options = _provenance(args)
         {"video": _run_video, "audio": _run_audio, "dub": _run_dub, "pose": _run_pose}[args.command](args)
