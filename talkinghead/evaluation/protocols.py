@@ -74,10 +74,12 @@ class Evaluator:
                            "dlib_face_recognition_resnet_model_v1" if self.dlib else None)
 
     def provider(self, spec: str | os.PathLike | None, video: Path) -> LandmarkProvider | None:
-        """Landmarks of ``video``: a file, else ``<landmarks folder>/<name>.json``, else dlib (None: none)."""
+        """Landmarks of ``video``: a provider or a file, else ``<landmarks folder>/<name>.json``, else dlib (None: none)."""
         if spec is None and self.options.landmarks and (Path(self.options.landmarks) / f"{video.name}.json").exists():
             spec = Path(self.options.landmarks) / f"{video.name}.json"
-        return JsonLandmarks(spec) if spec is not None else self.dlib
+        if spec is None:
+            return self.dlib
+        return JsonLandmarks(spec) if isinstance(spec, (str, os.PathLike)) else spec
 
     def embedding(self, frame: np.ndarray, points: np.ndarray | None) -> np.ndarray | None:
         """Identity embedding of the face with ``points`` (None without a face or a model)."""
