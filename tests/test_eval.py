@@ -164,3 +164,18 @@ def test_eval_audio_end_to_end_and_resumes(tmp_path, all_weights_dir) -> None:
     assert m["fvd"] is None and "fvd" in report["skipped"]
     again = _run("audio", clips, out, all_weights_dir)
     assert all(clip.get("resumed") for clip in again["clips"].values())
+
+
+def test_eval_cross_reenactment_end_to_end(tmp_path, all_weights_dir) -> None:
+    clips, out = _folder(tmp_path, ["hdtf_RD_Radio10_0_clip_0.mp4"]), tmp_path / "out"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "st_happy.png").symlink_to(TESTDATA / "images" / "st_happy.png")
+    assert main(["eval", "reenact", "--clips", str(clips), "--sources", str(photos), "--out", str(out),
+                 "--landmarks", str(TESTDATA / "landmarks"), "--max-frames", "2", "--weights", str(all_weights_dir),
+                 "--device", "cpu", "--quiet"]) == 0
+    report = json.loads((out / "REPORT.json").read_text())
+    assert report["protocol"] == "cross-reenact"
+    assert report["clips"]["hdtf_RD_Radio10_0_clip_0"]["source"] == "st_happy.png"
+    assert math.isfinite(report["metrics"]["aed"]) and math.isfinite(report["metrics"]["apd"])
+    assert report["metrics"]["csim"] is not None or "csim" in report["skipped"]

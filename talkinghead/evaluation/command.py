@@ -45,7 +45,10 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--clips", required=True, metavar="DIR", help="folder of clips (.mp4 ...)")
         q.add_argument("--out", required=True, metavar="DIR", help="results folder (REPORT.json, clips/); "
                        "finished clips found there are not redone")
-        q.add_argument("--landmarks", metavar="DIR", help="precomputed landmarks, DIR/<clip file name>.json")
+        q.add_argument("--landmarks", metavar="DIR", help="precomputed landmarks, DIR/<clip or photo file name>.json")
+        if name == "reenact":
+            q.add_argument("--sources", metavar="DIR", help="cross-reenactment: photos of this folder (sorted; "
+                           "clip i drives photo i mod count) instead of each clip's first frame (CSIM, AED, APD, FID)")
         if name == "audio":
             q.add_argument("--syncnet", metavar="FILE", help="SyncNet weights for Sync-C/Sync-D (else skipped)")
     for q in (c, *[protocols_.choices[n] for n in ("reenact", "audio")]):
@@ -66,6 +69,8 @@ def check_eval(args: argparse.Namespace) -> None:
             raise ControlError(f"--out {args.out} must be a .json file (REPORT.json)")
     else:
         protocols.clips_in(args.clips)
+        if getattr(args, "sources", None):
+            _photos(args.sources)
         if args.landmarks and not Path(args.landmarks).is_dir():
             raise MediaError(f"--landmarks {args.landmarks} is not a folder")
         if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -74,6 +79,16 @@ def check_eval(args: argparse.Namespace) -> None:
         if path is not None and not Path(path).is_file():
             raise MediaError(f"{option} {path}: no such file")
     resolve_device(args.device)
+
+
+def _photos(folder: str) -> list[Path]:
+    """The photos of ``--sources`` (sorted); raises MediaError when there are none."""
+    from ..media.image import SAVE_SUFFIXES as PHOTO_SUFFIXES
+
+    photos = sorted(p for p in Path(folder).glob("*") if p.suffix.lower() in PHOTO_SUFFIXES) if Path(folder).is_dir() else []
+    if not photos:
+        raise MediaError(f"--sources {folder} is not a folder of photos ({', '.join(PHOTO_SUFFIXES)})")
+    return photos
 
 
 def _engine(args: argparse.Namespace, required: bool):
@@ -128,6 +143,10 @@ def _run_folder(args: argparse.Namespace, evaluator: protocols.Evaluator, models
 
     clips, out = protocols.clips_in(args.clips), Path(args.out)
     run = protocols.self_reenact if args.protocol == "reenact" else protocols.audio_clip
+    if getattr(args, "sources", None):
+        photos = _photos(args.sources)
+        by_clip = {clip: photos[i % len(photos)] for i, clip in enumerate(clips)}
+        run = lambda evaluator, clip, folder: protocols.cross_reenact(evaluator, clip, folder, by_clip[clip])  # noqa: E731
     started = time.perf_counter()
     with tqdm(total=len(clips), desc=f"eval {args.protocol}", unit="clip", disable=args.quiet) as bar:
         results = protocols.run_folder(clips, out, lambda clip, folder: run(evaluator, clip, folder), bar.update)
@@ -139,5 +158,6 @@ def _run_folder(args: argparse.Namespace, evaluator: protocols.Evaluator, models
     extra = {name: None for name in skipped}
     extra["fid"] = fid.value()
     models["seconds"] = f"{time.perf_counter() - started:.1f}"
-    return report.write_report(out / "REPORT.json", args.protocol, results, models, extra, skipped)
+    protocol = "cross-reenact" if getattr(args, "sources", None) else args.protocol
+    return report.write_report(out / "REPORT.json", protocol, results, models, extra, skipped)
 

@@ -210,6 +210,31 @@ def self_reenact(evaluator: Evaluator, clip: Path, out: Path) -> dict:
     return result
 
 
+def cross_reenact(evaluator: Evaluator, clip: Path, out: Path, photo: Path) -> dict:
+    """Cross-reenactment: ``photo`` driven by ``clip``; CSIM of each frame to the photo, AED/APD of the
+    result's motion (M, cropped with the photo's landmarks) against the clip's."""
+    from ..media.image import load_image
+
+    engine, marks = evaluator.engine, evaluator.provider(None, clip)
+    image, photo_marks = load_image(photo), evaluator.provider(None, photo)
+    points = photo_marks.landmarks(image, 0) if photo_marks else None
+    source = engine.prepare_source(image, landmarks=photo_marks)
+    job = engine.animate_video(source, clip, render=RenderOptions(max_frames=evaluator.options.max_frames),
+                               driving_landmarks=marks)
+    video = engine.write_video(job, out / f"{clip.stem}.mp4", progress=False)
+    reference = evaluator.embedding(image, points)
+    with VideoReader(video) as reader:
+        csim = [identity.cosine(reference, evaluator.embedding(f, points)) if reference is not None else None
+                for f in reader]
+    n = len(csim)
+    mp = engine.extract_motion(video, landmarks=FrameLandmarks([points] * n, [points] * n), max_frames=n)
+    mr = engine.extract_motion(clip, landmarks=marks, max_frames=n)
+    per_frame = {"csim": csim, "aed": motion_metrics.expression_distance(mp, mr),
+                 "apd": motion_metrics.pose_distance(mp, mr)}
+    result = summarize(per_frame, {"csim": "no face in the source photo or no identity model"})
+    return {**result, "source": photo.name}
+
+
 def audio_clip(evaluator: Evaluator, clip: Path, out: Path) -> dict:
     """The audio job on one clip (first frame + the clip's speech): CSIM to the source, blink rate, pose
     diversity, keypoint jitter, real-time factor (render seconds / video seconds)."""

@@ -76,7 +76,7 @@ def write_report(path: Path, protocol: str, clips: dict[str, dict], models: dict
     tmp.write_text(json.dumps(report, indent=1))
     tmp.replace(path)
     path.with_suffix(".md").write_text(markdown_table(report))
-    plot_curves(clips, path.with_suffix(".png"))
+    plot_metric_curves(clips, path.with_suffix(".png"))
     return report
 
 
@@ -96,7 +96,7 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(clips: dict[str, dict], path: Path) -> None:
+def plot_metric_curves(clips: dict[str, dict], path: Path) -> None:
     """Per-frame curves of every metric that has per-frame values (one panel each, one line per clip)."""
     import matplotlib
 
