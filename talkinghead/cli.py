@@ -9,6 +9,7 @@ Usage::
     python -m talkinghead live  --source PHOTO --audio SPEECH [--realtime] [--chunk-ms N] (--out OUT.mp4 | --motion-only [--save-motion M.safetensors])
     python -m talkinghead batch JOBS.jsonl --out DIR [--ray ADDRESS] [--workers N] [--retries K]
     python -m talkinghead verify FILE [--json]
+    python -m talkinghead eval compare --pred A.mp4 --ref B.mp4 --out REPORT.json | eval reenact|audio --clips DIR --out DIR
 
 Every output carries a signed C2PA manifest declaring it AI-generated
 (``--no-provenance`` opts out; ``--c2pa-key``/``--c2pa-cert`` sign with your
@@ -39,6 +40,7 @@ from typing import Sequence
 
 from .drivers.audio import AUDIO_BACKENDS
 from .errors import ControlError, TalkingHeadError
+from .evaluation.command import add_eval_parser, run_eval
 from .options import add_option
 
 _FLAG_NAMES = {"x": "head-x", "y": "head-y", "scale": "head-scale"}
@@ -320,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     # "python -m talkinghead" when run as a module, "talkinghead" for the installed command (pyproject scripts).
     prog = "python -m talkinghead" if Path(sys.argv[0]).name == "__main__.py" else "talkinghead"
     parser = argparse.ArgumentParser(prog=prog, description="One portrait photo in, a talking-head video out.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,audio,dub,pose,live,batch,verify}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{video,audio,dub,pose,live,batch,eval,verify}")
     _add_video(sub)
     _add_audio(sub)
     _add_dub(sub)
@@ -328,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_live(sub)
     _add_batch(sub)
     _add_verify(sub)
+    add_eval_parser(sub)
     return parser
 
 
@@ -858,6 +862,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .batch_job import run_batch
 
             return run_batch(args)
+        if args.command == "eval":
+            run_eval(args)
+            return 0
         run_job(args)
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)

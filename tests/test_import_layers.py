@@ -16,6 +16,7 @@ STAGES = {
     "render": 4,
     "enhance": 5,
     "engine": 6, "jobs": 6, "audio_job": 6, "mixed_job": 6, "dub_job": 6, "live_job": 6,
+    "evaluation": 6,
     "cli": 7, "batch_job": 7, "__main__": 7, "__init__": 7, "session": 7,
 }
 # models and motion are independent of each other (motion takes the networks it needs as arguments).
