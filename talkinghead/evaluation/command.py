@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from ..errors import ControlError, MediaError
 from ..options import add_option
-from . import protocols, report
+if TYPE_CHECKING:  # the metrics' libraries load only when an evaluation runs (a fast --help)
+    from . import protocols, report
 
 
 def _add_shared(p: argparse.ArgumentParser) -> None:
@@ -68,6 +70,8 @@ def check_eval(args: argparse.Namespace) -> None:
         if not args.out.endswith(".json"):
             raise ControlError(f"--out {args.out} must be a .json file (REPORT.json)")
     else:
+        from . import protocols
+
         protocols.clips_in(args.clips)
         if getattr(args, "sources", None):
             _photos(args.sources)
@@ -108,6 +112,7 @@ def run_eval(args: argparse.Namespace, engine=None) -> dict:
     from tqdm import tqdm
 
     from ..devices import resolve_device
+    from . import protocols, report
 
     check_eval(args)
     engine = engine or _engine(args, required=args.protocol != "compare")
@@ -128,6 +133,7 @@ def run_eval(args: argparse.Namespace, engine=None) -> dict:
 def _fid(clips: list[Path], out: Path, max_frames: int | None) -> report.FidMeter:
     """FID of the generated frames (``out/clips/NAME.mp4``) against the clips' real frames, all clips pooled."""
     from ..media.video import VideoReader
+    from . import report
 
     fid = report.FidMeter()
     for clip in clips if fid.reason is None else []:
@@ -140,6 +146,8 @@ def _fid(clips: list[Path], out: Path, max_frames: int | None) -> report.FidMete
 
 def _run_folder(args: argparse.Namespace, evaluator: protocols.Evaluator, models: dict) -> dict:
     from tqdm import tqdm
+
+    from . import protocols, report
 
     clips, out = protocols.clips_in(args.clips), Path(args.out)
     run = protocols.self_reenact if args.protocol == "reenact" else protocols.audio_clip
