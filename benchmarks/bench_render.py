@@ -72,13 +72,18 @@ def median_time(fn: Callable[[], object], device: torch.device, repeats: int, wa
     for _ in range(warmup):
         fn()
     _sync(device)
+    return statistics.median(_wall_times(fn, device, repeats))
+
+
+def _wall_times(fn: Callable[[], object], device: torch.device, repeats: int) -> list[float]:
+    """Wall time of each of ``repeats`` runs of ``fn``, seconds (the device synchronised after each)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def pick_device(name: str, threads: int) -> torch.device:
@@ -102,13 +107,7 @@ def build(device: torch.device) -> dict[str, torch.nn.Module]:
 def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
     """Fastest wall time of ``fn`` in seconds over ``repeats`` runs (no warm-up): what the code can do on a
     machine shared with other jobs, where a median still carries their load."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(_wall_times(fn, device, repeats))
 
 
 def gemm_tflops(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:

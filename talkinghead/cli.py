@@ -176,6 +176,17 @@ def _add_regions(p: argparse.ArgumentParser, job: str) -> None:
         group.add_argument("--driving-landmarks", metavar="FILE.json", help="68-point landmarks of the --driving clip")
 
 
+def _add_generation(p: argparse.ArgumentParser) -> None:
+    """The speech-to-motion generation flags of every job that generates from speech (audio, dub, live)."""
+    from .jobs import AudioJobOptions
+
+    add_option(p, AudioJobOptions, "steps", metavar="N")
+    add_option(p, AudioJobOptions, "seed", metavar="SEED")
+    add_option(p, AudioJobOptions, "emotion", metavar="EMOTION")
+    add_option(p, AudioJobOptions, "blinks")
+    add_option(p, AudioJobOptions, "expression_scale", metavar="X")
+
+
 def _add_audio(sub: argparse._SubParsersAction) -> None:
     from .jobs import AudioJobOptions
 
@@ -188,11 +199,7 @@ def _add_audio(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ditto-config", metavar="FILE.pkl",
                    help="a Ditto configuration pickle to use instead of Ditto's shipped "
                         "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl (read safely: plain data only)")
-    add_option(p, AudioJobOptions, "steps", metavar="N")
-    add_option(p, AudioJobOptions, "seed", metavar="SEED")
-    add_option(p, AudioJobOptions, "emotion", metavar="EMOTION")
-    add_option(p, AudioJobOptions, "blinks")
-    add_option(p, AudioJobOptions, "expression_scale", metavar="X")
+    _add_generation(p)
     head = p.add_mutually_exclusive_group()
     add_option(head, AudioJobOptions, "still_head")
     head.add_argument("--pose-from", metavar="CLIP",
@@ -226,11 +233,7 @@ def _add_dub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--audio-backend", choices=tuple(AUDIO_BACKENDS), default=AudioJobOptions.backend,
                    help="speech-to-motion model (default ditto)")
     p.add_argument("--ditto-config", metavar="FILE.pkl", help="a Ditto configuration pickle (as for the audio job)")
-    add_option(p, AudioJobOptions, "steps", metavar="N")
-    add_option(p, AudioJobOptions, "seed", metavar="SEED")
-    add_option(p, AudioJobOptions, "emotion", metavar="EMOTION")
-    add_option(p, AudioJobOptions, "blinks")
-    add_option(p, AudioJobOptions, "expression_scale", metavar="X")
+    _add_generation(p)
     add_option(p, DubOptions, "mouth_gain", metavar="G")
     add_option(p, DubOptions, "mouth_base")
     # the head comes from the video: the audio job's head options keep their defaults
@@ -259,11 +262,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
                    help="milliseconds of audio per push, 1..10000 (default 200)")
     p.add_argument("--motion-only", action="store_true", help="generate motion only, render nothing (no --out)")
     p.add_argument("--save-motion", metavar="FILE.safetensors", help="also save the session's motion")
-    add_option(p, AudioJobOptions, "steps", metavar="N")
-    add_option(p, AudioJobOptions, "seed", metavar="SEED")
-    add_option(p, AudioJobOptions, "emotion", metavar="EMOTION")
-    add_option(p, AudioJobOptions, "blinks")
-    add_option(p, AudioJobOptions, "expression_scale", metavar="X")
+    _add_generation(p)
     add_option(p, AudioJobOptions, "still_head")
     group = p.add_argument_group("idle and listening motion between turns (README: Live avatar)")
     for name in option_fields(IdleOptions):
