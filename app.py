@@ -841,9 +841,20 @@ def live_step(chunk: tuple[int, Any] | None, photo: str | None, listening: float
                                  f"windows {low:g}–{high:g} ms), speech weight {last.speech:.2f}")
 
 
-def live_stop(session: LiveSession | None) -> tuple[None, str]:
-    """The microphone stopped: close the session (its last frames are dropped; a new one opens next time)."""
-    return None, "stopped" if session is not None else ""
+def live_stop(session: LiveSession | None) -> tuple[Any, None, str]:
+    """The microphone stopped: flush the session (:meth:`LiveSession.end`: the frames of the last 0.5–0.9 s of
+    speech, which Ditto's look-ahead held back) and show its last frame; a new session opens next time.
+
+    Returns (the last frame, or no change; the cleared session; the status line).
+    """
+    if session is None or session.ended:
+        return gr.skip(), None, ""
+    try:
+        frames = session.end()
+    except TalkingHeadError:  # nothing was pushed: nothing to flush
+        return gr.skip(), None, "stopped"
+    last = frames[-1].image if frames and frames[-1].image is not None else gr.skip()
+    return last, None, f"stopped: {len(frames)} last frames flushed"
 
 
 def _live_tab() -> None:
@@ -860,7 +871,7 @@ def _live_tab() -> None:
     session = gr.State(None)
     mic.stream(_user_errors(live_step), [mic, photo, listening, session], [video, session, status],
                stream_every=LIVE_CHUNK_S, concurrency_limit=4, api_name="live")
-    mic.stop_recording(live_stop, [session], [session, status])
+    mic.stop_recording(live_stop, [session], [video, session, status])
 
 
 def build_app() -> gr.Blocks:

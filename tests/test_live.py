@@ -269,3 +269,17 @@ def test_microphone_chunks_at_48_khz_give_the_motion_of_16_khz_pushes(audio_engi
                   [np.round(speech * 32768).clip(-32768, 32767) / 32768])
     assert session.samples == speech.size
     _assert_equal(_motion(frames), _motion(direct))
+
+
+def test_app_live_stop_flushes_the_session(audio_engine, astronaut) -> None:
+    """Stopping the microphone ends the session: the frames Ditto's look-ahead held back come out."""
+    pytest.importorskip("gradio")
+    import app
+
+    session = audio_engine.live(astronaut, audio=FAST, render=False)
+    pushed = session.push(load_audio(AUDIO / "espeak_en_us.wav")[:24000])     # 1.5 s: 38 frames in all
+    _, cleared, status = app.live_stop(session)
+    assert cleared is None and session.ended
+    flushed = int(status.split()[1])
+    assert flushed > 0 and len(pushed) + flushed == 38
+    assert app.live_stop(None)[1:] == (None, "")
