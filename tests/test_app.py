@@ -256,7 +256,7 @@ class _RecordingEngine:
         from types import SimpleNamespace
 
         self.calls.append((name, args, kwargs))
-        return SimpleNamespace(motion=None, fps=25.0)
+        return SimpleNamespace(motion=None, fps=25.0, record_motion=lambda: None)   # nothing rendered: no curves
 
     def dub(self, *args, **kwargs):
         return self._job("dub", *args, **kwargs)
@@ -271,6 +271,19 @@ class _RecordingEngine:
         return path
 
 
+class _PreparedStub(tuple):
+    """Stands in for a prepared photo: ("prepared", photo, settings), with the ``info.motion`` the curves read."""
+
+    def __new__(cls, photo, settings):
+        return super().__new__(cls, ("prepared", photo, settings))
+
+    @property
+    def info(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(motion=None)
+
+
 @pytest.fixture
 def recording_app(monkeypatch):
     pytest.importorskip("gradio")
@@ -278,7 +291,7 @@ def recording_app(monkeypatch):
 
     engine = _RecordingEngine()
     monkeypatch.setattr(app, "ENGINE", engine)
-    monkeypatch.setattr(app, "_prepared", lambda engine, photo, settings=None: ("prepared", photo, settings))
+    monkeypatch.setattr(app, "_prepared", lambda engine, photo, settings=None: _PreparedStub(photo, settings))
     return app, engine
 
 
