@@ -21,7 +21,13 @@ this run, nothing is quoted from elsewhere:
   measured at the start of the run (fp32 and bf16, same threads); on a GPU
   the datasheet dense peak (:data:`GPU_PEAK_TFLOPS`) and the measured
   matmul rate; on CUDA also the peak memory per batch size
-  (``torch.cuda.max_memory_allocated`` above the weights).
+  (``torch.cuda.max_memory_allocated`` above the weights);
+* the paste-back table: a batch of 512² faces pasted into a 1920×1080 frame
+  (the shipped example photo scaled into it, the crop rotated 5°) by the
+  host path (faces to the host, then ``cv2.warpAffine``: what a job on a CPU
+  runs) and by the device path (:func:`paste_back_tensor` on the device,
+  only the finished frames to the host: what a job on CUDA runs), seconds
+  per frame and the ratio against the host path of the same run.
 """
 
 from __future__ import annotations
@@ -35,11 +41,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from talkinghead.devices import cpu_has_bf16  # noqa: E402
+from talkinghead.devices import cpu_has_bf16, to_host  # noqa: E402
+from talkinghead.face.paste import paste_back, paste_back_tensor  # noqa: E402
+from talkinghead.media.image import load_image  # noqa: E402
 from talkinghead.models.appearance import AppearanceFeatureExtractor  # noqa: E402
 from talkinghead.models.images import tensor_to_images  # noqa: E402
 from talkinghead.models.motion_extractor import MotionExtractor  # noqa: E402
@@ -250,6 +259,38 @@ def print_wg(nets: dict[str, torch.nn.Module], device: torch.device, settings: l
           "+compile = torch.compile; memory = peak above the weights")
 
 
+def _paste_scene() -> tuple[np.ndarray, np.ndarray]:
+    """(1080, 1920, 3) uint8 frame holding the example photo, and a 512² crop → frame transform (rotated 5°)."""
+    import cv2
+
+    photo = load_image(Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.png")
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    frame[:, 420:1500] = cv2.resize(photo, (1080, 1080), interpolation=cv2.INTER_LINEAR)
+    angle, scale = math.radians(5), 1.6
+    rotation = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    M_c2o = np.eye(3)
+    M_c2o[:2, :2], M_c2o[:2, 2] = rotation, np.array([960.0, 520.0]) - rotation @ np.array([256.0, 256.0])
+    return frame, M_c2o
+
+
+def print_paste(device: torch.device, batch: int, repeats: int) -> None:
+    frame, M_c2o = _paste_scene()
+    faces = torch.from_numpy(np.ascontiguousarray(frame[270:782, 704:1216]))[None].repeat(batch, 1, 1, 1).to(device)
+    original = torch.from_numpy(frame).to(device)
+
+    def host() -> object:
+        return [paste_back(frame, face, M_c2o) for face in to_host(faces)]
+
+    def on_device() -> object:
+        return list(to_host(paste_back_tensor(original, faces, M_c2o)))
+
+    times = {name: best_time(fn, device, repeats) / batch for name, fn in (("host", host), ("device", on_device))}
+    print(f"\npaste-back of {batch} faces into 1920x1080, seconds per frame (fastest of {repeats})")
+    for name, t in times.items():
+        print(f"{name:<7} {t:8.4f} s  {1 / t:8.1f} frames/s  {times['host'] / t:6.2f}x host")
+    print("host = faces to the host, cv2 paste-back (a CPU job); device = paste_back_tensor, frames to the host (a CUDA job)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -275,6 +316,7 @@ def main() -> int:
     if not args.no_stages:
         print_stages(nets, device, args.repeats or (20 if cuda else 1))
     print_wg(nets, device, settings, batches, args.frames or (64 if cuda else 2), peaks)
+    print_paste(device, 16 if cuda else 2, args.repeats or (20 if cuda else 3))
     return 0
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """Renderer precisions: "auto" (CUDA: fp16 autocast, LivePortrait's default; CPU: fp32), or one of the others."""
@@ -109,3 +113,17 @@ def frames_per_batch(device: torch.device, precision: str, reserve: float = 0.8)
         return 1
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(MAX_AUTO_BATCH, int(reserve * free / WG_BYTES_PER_FRAME[precision])))
+
+
+def to_host(tensor: torch.Tensor) -> "np.ndarray":
+    """A tensor as a host numpy array; from CUDA through pinned host memory (one synchronising copy).
+
+    PyTorch's caching host allocator reuses the pinned buffer once the previous array is dropped.  On a
+    CPU tensor this is ``tensor.numpy()`` (no copy).
+    """
+    if tensor.device.type != "cuda":
+        return tensor.numpy()
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    torch.cuda.current_stream(tensor.device).synchronize()
+    return host.numpy()

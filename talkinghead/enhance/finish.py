@@ -6,12 +6,14 @@ rendered (B, 512, 512, 3) faces ─ restore (GFPGAN / CodeFormer, the whole batc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from ..devices import to_host
 from ..face.crop import transform_points
-from ..face.paste import paste_back
+from ..face.paste import mask_template, paste_back, paste_back_tensor
 from ..render.source import PreparedSource
 from .align import five_points
 from .options import EnhanceOptions
@@ -36,6 +38,7 @@ class Finisher:
     enhance: EnhanceOptions = EnhanceOptions()
     restorer: FaceRestorer | None = None
     upscaler: Upscaler | None = None
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)   # the last source's photo and mask
 
     def __call__(self, source: PreparedSource, faces: np.ndarray) -> list[np.ndarray]:
         """(B, 512, 512, 3) uint8 RGB rendered faces of ``source`` → B (H, W, 3) uint8 RGB output frames.
@@ -47,3 +50,26 @@ class Finisher:
             faces = self.restorer.restore(faces, points, self.enhance.weight, self.enhance.fidelity)
         frames = [paste_back(source.image, face, source.crop.M_c2o) if self.paste_back else face for face in faces]
         return frames if self.upscaler is None else [self.upscaler.upscale(frame) for frame in frames]
+
+    def finish_tensor(self, source: PreparedSource, faces: torch.Tensor) -> list[np.ndarray]:
+        """Like ``__call__`` for (B, 512, 512, 3) uint8 faces already on the renderer's device (the GPU path).
+
+        Paste-back runs there (:func:`~talkinghead.face.paste.paste_back_tensor`: within 1 grey level of
+        :func:`~talkinghead.face.paste.paste_back`), so only the finished frames cross to the host, through
+        pinned memory; the photo and the mask are uploaded once per source.  With a restorer the faces come
+        to the host first (the restorers take uint8 arrays) and ``__call__`` finishes them.
+        """
+        if self.restorer is not None or not self.paste_back:
+            return self(source, to_host(faces))
+        original, mask = self._device_copies(source, faces.device)
+        frames = list(to_host(paste_back_tensor(original, faces, source.crop.M_c2o, mask)))
+        return frames if self.upscaler is None else [self.upscaler.upscale(frame) for frame in frames]
+
+    def _device_copies(self, source: PreparedSource, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(photo, mask) of ``source`` on ``device``, kept for the last source (one per job; a source video's
+        frames each upload their own)."""
+        kept = self._on_device.get("source")
+        if kept is None or kept[0] is not source or kept[1].device != device:
+            mask = torch.from_numpy(mask_template().copy()).to(device)
+            self._on_device["source"] = (source, torch.from_numpy(np.ascontiguousarray(source.image)).to(device), mask)
+        return self._on_device["source"][1], self._on_device["source"][2]

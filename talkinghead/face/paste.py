@@ -23,6 +23,7 @@ import math
 
 import cv2
 import numpy as np
+import torch
 
 MASK_SIZE = 512
 """Side in pixels of LivePortrait's paste-back mask (the renderer's output size)."""
@@ -128,3 +129,70 @@ def _warped_box(
     if x0 >= x1 or y0 >= y1:
         return None
     return x0, y0, x1, y1
+
+
+def paste_back_tensor(original: torch.Tensor, faces: torch.Tensor, M_c2o: np.ndarray,
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`paste_back` for a batch of faces, in PyTorch on the tensors' device (the GPU fast path).
+
+    The same formula (module docstring) with ``cv2.warpAffine`` replaced by ``torch.nn.functional.grid_sample``
+    (bilinear, zero padding, pixel centres at integer coordinates: ``align_corners=False`` with the
+    ``(2u + 1) / S − 1`` normalisation); each warp is rounded to uint8 values as OpenCV's is, then the
+    blend is truncated.  OpenCV quantises the sample positions to 1/32 pixel and this does not, so a few
+    pixels differ by 1–2 grey levels from :func:`paste_back` (``tests/test_paste_tensor.py`` states the bound);
+    outside the warped crop square the result equals ``original`` exactly.
+
+    Args:
+        original: (H, W, 3) uint8 RGB image the crop was cut from, on the device.
+        faces: (B, S, S, 3) uint8 RGB generated crops on the same device (S = 512 for the renderer).
+        M_c2o: (3, 3) or (2, 3) crop → original transform (``FaceCrop.M_c2o``, pixels).
+        mask: (S, S) uint8 blend weights on the device, 255 = take the face; default :func:`mask_template`.
+
+    Returns:
+        (B, H, W, 3) uint8 RGB on the device, a new tensor.
+
+    Raises:
+        ValueError: ``original`` / ``faces`` of the wrong rank, dtype or device, or a mask of another size.
+    """
+    if original.dtype != torch.uint8 or faces.dtype != torch.uint8 or original.ndim != 3 or faces.ndim != 4:
+        raise ValueError(f"expected an (H, W, 3) and a (B, S, S, 3) uint8 tensor, got {original.dtype} "
+                         f"{tuple(original.shape)} and {faces.dtype} {tuple(faces.shape)}")
+    if original.device != faces.device:
+        raise ValueError(f"original is on {original.device} but faces on {faces.device}")
+    size = faces.shape[1]
+    if mask is None:
+        mask = torch.from_numpy(mask_template(size).copy()).to(faces.device)
+    if tuple(mask.shape) != (size, size):
+        raise ValueError(f"mask {tuple(mask.shape)} and faces {size}x{size} must have the same size")
+    H, W = original.shape[:2]
+    result = original.expand(faces.shape[0], -1, -1, -1).clone()
+    box = _warped_box(M_c2o, faces.shape[2], size, W, H)
+    if box is None:
+        return result
+    x0, y0, x1, y1 = box
+    grid = _sample_grid(M_c2o, box, faces.shape[2], size, faces.device)
+    stacked = torch.cat([faces.permute(0, 3, 1, 2), mask.expand(faces.shape[0], 1, -1, -1)], dim=1).float()
+    warped = torch.nn.functional.grid_sample(stacked, grid.expand(faces.shape[0], -1, -1, -1), mode="bilinear",
+                                             padding_mode="zeros", align_corners=False)
+    warped = warped.round_().clamp_(0, 255).permute(0, 2, 3, 1)          # (B, h, w, 4), uint8 values
+    alpha = warped[..., 3:] / 255
+    region = original[y0:y1, x0:x1].float()
+    blended = alpha * warped[..., :3] + (1 - alpha) * region
+    result[:, y0:y1, x0:x1] = blended.clamp_(0, 255).to(torch.uint8)
+    return result
+
+
+def _sample_grid(M_c2o: np.ndarray, box: tuple[int, int, int, int], crop_width: int, crop_height: int,
+                 device: torch.device) -> torch.Tensor:
+    """(1, h, w, 2) grid_sample coordinates in the crop of the output pixels of ``box`` (float32)."""
+    x0, y0, x1, y1 = box
+    M = np.asarray(M_c2o, dtype=np.float64)
+    M = np.vstack([M[:2], [0.0, 0.0, 1.0]])
+    inverse = np.linalg.inv(M)[:2]                                        # output pixel → crop pixel
+    ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float64), torch.arange(x0, x1, dtype=torch.float64),
+                            indexing="ij")
+    A = torch.from_numpy(inverse)
+    u = A[0, 0] * xs + A[0, 1] * ys + A[0, 2]
+    v = A[1, 0] * xs + A[1, 1] * ys + A[1, 2]
+    grid = torch.stack([(2 * u + 1) / crop_width - 1, (2 * v + 1) / crop_height - 1], dim=-1)
+    return grid[None].to(device=device, dtype=torch.float32)

@@ -65,8 +65,9 @@ class RenderedFrames(Iterator[np.ndarray]):
 
     An iterator (consumed once).  On CUDA the driven batches are made in a background thread
     (:func:`~talkinghead.threads.prefetch`, :data:`PREFETCH_BATCHES` ahead), so the driving clip's
-    decoding, landmarks and M overlap W + G; on a CPU everything runs in the caller's thread (the
-    cores are already busy).  :meth:`record_motion`, called before or while the frames are read,
+    decoding, landmarks and M overlap W + G, and a finishing step with a ``finish_tensor`` method
+    (:class:`~talkinghead.enhance.finish.Finisher`) pastes back on the GPU; on a CPU everything runs in
+    the caller's thread (the cores are already busy).  :meth:`record_motion`, called before or while the frames are read,
     makes it keep the motion of each batch it renders (:attr:`Driven.motion`, on the CPU: about
     0.3 kB per frame), e.g. to plot the curves of what a video-driven job rendered.
     """
@@ -78,10 +79,14 @@ class RenderedFrames(Iterator[np.ndarray]):
         self._record: MotionRecord | None = None
 
     def _render(self, renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> Iterator[np.ndarray]:
+        on_device = getattr(finish, "finish_tensor", None) if renderer.device.type == "cuda" else None
         for source, x_s, x_d, motion in driven:
             if self._record is not None and motion is not None:
                 self._record.add(motion)
-            yield from finish(source, renderer.render(source.feature_3d, x_s, x_d))
+            if on_device is not None:  # paste-back on the GPU: only finished frames cross to the host
+                yield from on_device(source, renderer.render_uint8(source.feature_3d, x_s, x_d))
+            else:
+                yield from finish(source, renderer.render(source.feature_3d, x_s, x_d))
 
     def __next__(self) -> np.ndarray:
         return next(self._frames)

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..devices import AUTOCAST_DTYPES, frames_per_batch, resolve_precision
+from ..devices import AUTOCAST_DTYPES, frames_per_batch, resolve_precision, to_host
 from ..models.appearance import AppearanceFeatureExtractor
 from ..models.images import image_to_tensor, images_uint8, tensor_to_images
 from ..models.spade import SPADEDecoder
@@ -121,21 +121,22 @@ class Renderer:
             image = self._decode(warped)
         return image[:batch].float().contiguous()
 
+    def render_uint8(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`render_tensor`, as (B, 512, 512, 3) uint8 RGB on the renderer's device (truncated,
+        spec §8): what the GPU finishing path (:meth:`~talkinghead.enhance.finish.Finisher.finish_tensor`)
+        pastes back without a trip through host memory."""
+        return images_uint8(self.render_tensor(feature_3d, x_s, x_d))
+
     def render(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> np.ndarray:
         """Like :meth:`render_tensor`, returning (B, 512, 512, 3) uint8 RGB (truncated, spec §8).
 
         On CUDA the uint8 conversion runs on the GPU and the frames come back
-        through pinned host memory (PyTorch's caching host allocator reuses the
-        buffer once the previous batch's array is dropped).
+        through pinned host memory (:func:`~talkinghead.devices.to_host`).
         """
         images = self.render_tensor(feature_3d, x_s, x_d)
         if self.device.type != "cuda":
             return tensor_to_images(images)
-        frames = images_uint8(images)
-        host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
-        host.copy_(frames, non_blocking=True)
-        torch.cuda.current_stream(self.device).synchronize()
-        return host.numpy()
+        return to_host(images_uint8(images))
 
     def render_batches(self, feature_3d: torch.Tensor, x_s: torch.Tensor,
                        x_d_batches: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
