@@ -223,7 +223,7 @@ def build_engine(device: torch.device, precision: str, folder: Path) -> Engine:
     (folder / "ditto_cfg" / "v0.4_hubert_cfg_pytorch.pkl").write_bytes(pickle.dumps(cfg, protocol=4))
     engine = Engine(nets, precision=precision, store=WeightStore(folder))
     backend = engine.audio_backend("ditto")
-    backend._driver = AudioDriver(LMDM(LMDMConfig()).eval().requires_grad_(False).to(device), StandInEncoder())
+    backend.use_driver(AudioDriver(LMDM(LMDMConfig()).eval().requires_grad_(False).to(device), StandInEncoder()))
     return engine
 
 

@@ -120,8 +120,11 @@ def test_bad_eval_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
                  "--out", str(tmp_path / "r.json")]) == 2
     assert main(["eval", "reenact", "--clips", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert main(["eval", "compare", "--pred", str(CLIP), "--ref", str(CLIP), "--out", str(tmp_path / "r.txt")]) == 2
+    assert main(["eval", "compare", "--pred", str(CLIP), "--ref", str(CLIP), "--out", str(tmp_path / "r.json"),
+                 "--device", "cpu", "--precision", "fp16"]) == 2         # fp16 is CUDA-only: refused before any work
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
+    assert len(err) == 4 and all(line.startswith("error: ") for line in err), err
+    assert "fp16" in err[3] and not (tmp_path / "r.json").exists()
     assert not (tmp_path / "o").exists()
 
 

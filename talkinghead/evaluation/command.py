@@ -23,6 +23,7 @@ def _add_shared(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="DIR", help="LivePortrait/Ditto weights folder (as for the jobs); default: "
                    "./checkpoints, then the Hugging Face Hub cache")
     add_option(p, EngineOptions, "device")
+    add_option(p, EngineOptions, "precision")
     add_option(p, RenderOptions, "max_frames", metavar="N")
     p.add_argument("--arcface", metavar="FILE.onnx", help="ArcFace recognition model for CSIM, e.g. insightface "
                    "buffalo_l/w600k_r50.onnx (non-commercial research licence); default: dlib's face embedding")
@@ -59,7 +60,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
 
 def check_eval(args: argparse.Namespace) -> None:
     """Check the ``eval`` command line before any work; raises TalkingHeadError (MediaError, ControlError)."""
-    from ..devices import resolve_device
+    from ..devices import resolve_device, resolve_precision
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ControlError(f"--max-frames must be at least 1, got {args.max_frames}")
@@ -82,7 +83,7 @@ def check_eval(args: argparse.Namespace) -> None:
     for option, path in files:
         if path is not None and not Path(path).is_file():
             raise MediaError(f"{option} {path}: no such file")
-    resolve_device(args.device)
+    resolve_precision(args.precision, resolve_device(args.device))  # DeviceError: no GPU, or no bf16 on this CPU
 
 
 def _photos(folder: str) -> list[Path]:
@@ -100,7 +101,8 @@ def _engine(args: argparse.Namespace, required: bool):
     from ..errors import WeightsError
 
     try:
-        return Engine.from_pretrained(weights=args.weights, device=args.device, progress=not args.quiet)
+        return Engine.from_pretrained(weights=args.weights, device=args.device, precision=args.precision,
+                                      progress=not args.quiet)
     except WeightsError:
         if required:
             raise

@@ -114,6 +114,11 @@ class DittoBackend:
             self._driver = AudioDriver(lmdm, encoder)
         return self._driver
 
+    def use_driver(self, driver: AudioDriver) -> None:
+        """Generate with ``driver`` (an LMDM and an audio encoder already built, e.g. randomly initialised
+        networks for a benchmark) instead of loading Ditto's files; the configuration is still read."""
+        self._driver, self._lmdm_source = driver, "given driver"
+
     def config(self, online: bool = False, path: str | os.PathLike | None = None) -> DittoConfig:
         """Ditto's configuration, read once (see :mod:`.config`).
 
