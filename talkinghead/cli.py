@@ -245,6 +245,7 @@ def _add_dub(sub: argparse._SubParsersAction) -> None:
 
 def _add_live(sub: argparse._SubParsersAction) -> None:
     from .jobs import AudioJobOptions
+    from .live_job import LiveOptions
     from .motion.idle import IdleOptions
     from .options import option_fields
 
@@ -264,6 +265,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-motion", metavar="FILE.safetensors", help="also save the session's motion")
     _add_generation(p)
     add_option(p, AudioJobOptions, "still_head")
+    add_option(p, LiveOptions, "window_overlap", metavar="N")
     group = p.add_argument_group("idle and listening motion between turns (README: Live avatar)")
     for name in option_fields(IdleOptions):
         add_option(group, IdleOptions, name)
@@ -638,7 +640,7 @@ def _run_live(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .jobs import VideoJob
-    from .live_job import LiveOptions, latency_summary, play_out, replay
+    from .live_job import latency_summary, play_out, replay
     from .media.audio import load_audio
     from .media.video import AudioSource
     from .motion.frame import MotionSequence
@@ -647,7 +649,7 @@ def _run_live(args: argparse.Namespace) -> None:
     engine = _engine(args)
     source = _prepare(engine, args, engine.audio_source_settings(args.audio_options))
     render = False if args.motion_only else args.render_options
-    session = engine.live(source, LiveOptions(idle=args.idle_options), args.audio_options, render)
+    session = engine.live(source, args.live_options, args.audio_options, render)
     samples = load_audio(args.audio, session.sample_rate)
     chunk = max(1, args.chunk_ms * session.sample_rate // 1000)
     frames, motion = [], []
@@ -800,7 +802,8 @@ def check_job(args: argparse.Namespace) -> None:
 
 
 def _check_live(args: argparse.Namespace) -> None:
-    """The live job's own checks: an output to write, a chunk size; builds ``args.idle_options``."""
+    """The live job's own checks: an output to write, a chunk size; builds ``args.live_options``."""
+    from .live_job import LiveOptions
     from .motion.idle import IdleOptions
     from .options import option_fields
 
@@ -812,6 +815,7 @@ def _check_live(args: argparse.Namespace) -> None:
     if not 1 <= args.chunk_ms <= 10000:
         raise ControlError(f"--chunk-ms must be between 1 and 10000, got {args.chunk_ms}")
     args.idle_options = IdleOptions(**{name: getattr(args, name) for name in option_fields(IdleOptions)})
+    args.live_options = LiveOptions(idle=args.idle_options, window_overlap=args.window_overlap)
 
 
 class _Terminated(KeyboardInterrupt):

@@ -46,6 +46,7 @@ from .motion.idle import IdleMotion, IdleOptions, blend_motion
 from .motion.smoothing import MotionSmoother, SmoothingOptions
 from .motion.speech_gate import SpeechGate
 from .motion.timeline import lay_timeline
+from .options import check_options, option
 from .render.source import PreparedSource
 
 if TYPE_CHECKING:
@@ -58,9 +59,25 @@ class LiveOptions:
 
     Attributes:
         idle: idle/listening motion and its crossfade with speech (:class:`~talkinghead.motion.idle.IdleOptions`).
+        window_overlap: frames each online window of L = 80 shares with the last (None: the online
+            configuration's, 70 in Ditto's shipped ``v0.4_hubert_cfg_pytorch_trt_online.pkl``: 10 new
+            frames a window, 485–845 ms look-ahead).  75 (5 new frames, one encoder chunk): 285–445 ms,
+            with the audio model run twice as often; up to 79 (1 frame a window).  40..79 (the first
+            frame emitted must be frame 0).  Not Ditto's shipped setting, so the motion differs slightly
+            from the offline and streaming jobs' (:attr:`LiveSession.lookahead_ms` gives the numbers).
+
+    Raises:
+        ControlError: ``window_overlap`` outside 40..79.
     """
 
     idle: IdleOptions = field(default_factory=IdleOptions)
+    window_overlap: int | None = option(None, what="window overlap", range=(40, 79), type=int,
+                                        help="frames each online window of 80 shares with the last: lower "
+                                             "look-ahead the higher it is (default: the online configuration's, "
+                                             "70 = 485-845 ms; 75 = 285-445 ms, the audio model run twice as often)")
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
 
 @dataclass
@@ -125,7 +142,7 @@ class LiveSession:
         self.engine, self.source, self.options, self.audio = engine, source, options, audio
         self.render = render if isinstance(render, RenderOptions) else RenderOptions() if render else None
         self.fps, self.sample_rate = backend.fps, backend.sample_rate
-        self._stream = backend.open_stream(source, audio)
+        self._stream = backend.open_stream(source, audio, overlap=options.window_overlap)
         self._stitching = backend.stitching(audio, online=True)
         self._reference = reference
         self._smoother = MotionSmoother((self.render or RenderOptions()).smoothing)

@@ -18,7 +18,7 @@ from talkinghead.cli import main
 from talkinghead.drivers.audio.ditto.driver import AudioDriverOptions
 from talkinghead.drivers.audio.ditto.stream import online_lookahead_ms, samples_needed
 from talkinghead.engine import AudioJobOptions, RenderOptions
-from talkinghead.errors import MediaError
+from talkinghead.errors import ControlError, MediaError
 from talkinghead.live_job import LiveOptions, latency_summary, play_out
 from talkinghead.media.audio import load_audio
 from talkinghead.motion.controls import expression_direction
@@ -204,6 +204,24 @@ def test_idle_motion_is_a_function_of_the_frame_index_and_seed(astronaut) -> Non
     assert not torch.equal(other.yaw, late.yaw)
     listening = IdleMotion(astronaut.info.motion, IdleOptions(listening=1.0)).frames(200, 50)
     assert (listening.roll - late.roll).mean() == pytest.approx(2.0, abs=1e-4)
+
+
+def test_a_higher_window_overlap_lowers_the_lookahead_and_keeps_the_push_form(audio_engine, astronaut) -> None:
+    """Overlap 75 (5 new frames a window) with a 0.2 s crossfade: 285-445 ms instead of 485-845 ms; still
+    ⌈duration·25⌉ frames, the same motion for any chunking; a different motion from the shipped windows."""
+    samples = load_audio(AUDIO / "espeak_en_us.wav")[:32000]
+    low = LiveOptions(idle=IdleOptions(crossfade=0.2), window_overlap=75)
+    session = audio_engine.live(astronaut, low, FAST, render=False)
+    assert session.lookahead_ms == (285.0, 445.0)
+    whole = _run(session, [samples])
+    pieces = _run(audio_engine.live(astronaut, low, FAST, render=False), _random_pieces(samples, 3))
+    assert len(whole) == math.ceil(samples.size * 25 / 16000) == 50
+    _assert_equal(_motion(whole), _motion(pieces))
+    shipped = _run(audio_engine.live(astronaut, LiveOptions(idle=IdleOptions(crossfade=0.2)), FAST, render=False),
+                   [samples])
+    assert not torch.equal(_motion(whole).exp, _motion(shipped).exp)
+    with pytest.raises(ControlError, match="window overlap"):
+        LiveOptions(window_overlap=30)
 
 
 def test_cli_replays_a_file_motion_only(tmp_path, all_weights_dir, capsys) -> None:

@@ -9,6 +9,7 @@ the offline (:mod:`.driver`) or streaming (:mod:`.stream`) generation.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from typing import Any, Iterable, Iterator, Mapping
@@ -219,11 +220,15 @@ class DittoBackend:
         windows = settings.windows if options.driver is None else SHIPPED_ONLINE
         return stream_motion(driver, chunks, source.raw, self.eye_conditions(source), settings, windows)
 
-    def open_stream(self, source: SourceFace, options: Any) -> MotionStream:
+    def open_stream(self, source: SourceFace, options: Any, overlap: int | None = None) -> MotionStream:
         """:meth:`stream` in push form (a live session): ``push(samples)`` / ``end()`` → motion chunks.
 
-        Same settings and the same motion as :meth:`stream` (:class:`.stream.MotionStream`).
+        Same settings and the same motion as :meth:`stream` (:class:`.stream.MotionStream`); ``overlap``
+        (frames, ≥ L/2) replaces the windows' overlap, e.g. 75 for a lower look-ahead
+        (:func:`.stream.online_lookahead_ms`).
         """
         settings = self.driver_options(options, online=True)
         windows = settings.windows if options.driver is None else SHIPPED_ONLINE
+        if overlap is not None:
+            windows = dataclasses.replace(windows, overlap=overlap)
         return MotionStream(self.driver, source.raw, self.eye_conditions(source), settings, windows)
