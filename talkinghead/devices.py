@@ -115,15 +115,32 @@ def frames_per_batch(device: torch.device, precision: str, reserve: float = 0.8)
     return max(1, min(MAX_AUTO_BATCH, int(reserve * free / WG_BYTES_PER_FRAME[precision])))
 
 
-def to_host(tensor: torch.Tensor) -> "np.ndarray":
-    """A tensor as a host numpy array; from CUDA through pinned host memory (one synchronising copy).
+class HostCopy:
+    """A device → host copy in flight: started at construction, :meth:`wait` gives the numpy array.
 
-    PyTorch's caching host allocator reuses the pinned buffer once the previous array is dropped.  On a
-    CPU tensor this is ``tensor.numpy()`` (no copy).
+    From CUDA the copy goes into pinned host memory without blocking (ordered after the work already queued
+    on the tensor's stream, with a CUDA event recorded behind it), so the host can queue more GPU work
+    before it waits; PyTorch's caching host allocator reuses the pinned buffer once the array is dropped.
+    A CPU tensor is handed over as it is (``tensor.numpy()``, no copy).
     """
-    if tensor.device.type != "cuda":
-        return tensor.numpy()
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    host.copy_(tensor, non_blocking=True)
-    torch.cuda.current_stream(tensor.device).synchronize()
-    return host.numpy()
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self._event = None
+        if tensor.device.type != "cuda":
+            self._host = tensor
+            return
+        self._host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        self._host.copy_(tensor, non_blocking=True)
+        self._event = torch.cuda.Event()
+        self._event.record(torch.cuda.current_stream(tensor.device))
+
+    def wait(self) -> "np.ndarray":
+        """Block until the copy is done; the host array (the tensor's shape and dtype)."""
+        if self._event is not None:
+            self._event.synchronize()
+        return self._host.numpy()
+
+
+def to_host(tensor: torch.Tensor) -> "np.ndarray":
+    """A tensor as a host numpy array, waiting for it (:class:`HostCopy`: pinned memory from CUDA)."""
+    return HostCopy(tensor).wait()

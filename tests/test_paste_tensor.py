@@ -76,10 +76,10 @@ def test_finish_tensor_matches_the_host_finisher(engine, faces: np.ndarray) -> N
     source = engine.prepare_source(TESTDATA / "images" / "astronaut.png", landmarks=landmarks_json("astronaut.png"))
     finish = Finisher()
     host = finish(source, faces)
-    device = finish.finish_tensor(source, torch.from_numpy(faces))
+    device = finish.finish_tensor(source, torch.from_numpy(faces))()
     assert len(device) == 2 and all(d.shape == h.shape for d, h in zip(device, host))
     assert max(np.abs(d.astype(int) - h.astype(int)).max() for d, h in zip(device, host)) <= MAX_LEVELS
-    crops = Finisher(paste_back=False).finish_tensor(source, torch.from_numpy(faces))
+    crops = Finisher(paste_back=False).finish_tensor(source, torch.from_numpy(faces))()
     assert np.array_equal(np.stack(crops), faces)                    # no paste-back: the faces themselves
 
 
@@ -100,17 +100,23 @@ class _CudaLabelledRenderer:
         return self.faces[: x_d.shape[0]]
 
 
-def test_rendered_frames_on_cuda_paste_back_on_the_device(engine, faces: np.ndarray) -> None:
+def test_rendered_frames_on_cuda_paste_back_on_the_device_one_batch_ahead(engine, faces: np.ndarray) -> None:
     from talkinghead.render.frames import Driven, render_frames
 
     source = engine.prepare_source(TESTDATA / "images" / "astronaut.png", landmarks=landmarks_json("astronaut.png"))
-    driven = [Driven(source, torch.zeros(1, 21, 3), torch.zeros(2, 21, 3))]
+    driven = [Driven(source, torch.zeros(1, 21, 3), torch.zeros(2, 21, 3))] * 3
     renderer = _CudaLabelledRenderer(faces)
-    frames = list(render_frames(renderer, driven, Finisher()))
-    assert renderer.calls == ["render_uint8"] and len(frames) == 2 and frames[0].shape == source.image.shape
+    frames, rendered_before = [], []
+    for frame in render_frames(renderer, driven, Finisher()):
+        frames.append(frame)
+        rendered_before.append(len(renderer.calls))
+    assert renderer.calls == ["render_uint8"] * 3 and len(frames) == 6 and frames[0].shape == source.image.shape
+    assert rendered_before == [2, 2, 3, 3, 3, 3]       # batch k + 1 queued before batch k's frames come out
+    expected = Finisher()(source, faces)
+    assert all(np.abs(f.astype(int) - expected[i % 2].astype(int)).max() <= MAX_LEVELS for i, f in enumerate(frames))
     renderer = _CudaLabelledRenderer(faces)
     plain = list(render_frames(renderer, driven, lambda s, f: list(f)))   # a finishing step without finish_tensor
-    assert renderer.calls == ["render"] and np.array_equal(np.stack(plain), faces)
+    assert renderer.calls == ["render"] * 3 and np.array_equal(np.stack(plain), np.concatenate([faces] * 3))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -7,11 +7,12 @@ rendered (B, 512, 512, 3) faces ─ restore (GFPGAN / CodeFormer, the whole batc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..devices import to_host
+from ..devices import HostCopy, to_host
 from ..face.crop import transform_points
 from ..face.paste import mask_template, paste_back, paste_back_tensor
 from ..render.source import PreparedSource
@@ -51,19 +52,27 @@ class Finisher:
         frames = [paste_back(source.image, face, source.crop.M_c2o) if self.paste_back else face for face in faces]
         return frames if self.upscaler is None else [self.upscaler.upscale(frame) for frame in frames]
 
-    def finish_tensor(self, source: PreparedSource, faces: torch.Tensor) -> list[np.ndarray]:
-        """Like ``__call__`` for (B, 512, 512, 3) uint8 faces already on the renderer's device (the GPU path).
+    def finish_tensor(self, source: PreparedSource, faces: torch.Tensor) -> Callable[[], list[np.ndarray]]:
+        """Like ``__call__`` for (B, 512, 512, 3) uint8 faces already on the renderer's device (the GPU path);
+        returns a function that waits for the frames, so the caller can queue the next batch first.
 
         Paste-back runs there (:func:`~talkinghead.face.paste.paste_back_tensor`: within 1 grey level of
-        :func:`~talkinghead.face.paste.paste_back`), so only the finished frames cross to the host, through
-        pinned memory; the photo and the mask are uploaded once per source.  With a restorer the faces come
-        to the host first (the restorers take uint8 arrays) and ``__call__`` finishes them.
+        :func:`~talkinghead.face.paste.paste_back`) and only the finished frames cross to the host, through
+        pinned memory (:class:`~talkinghead.devices.HostCopy`, started here); the photo and the mask are
+        uploaded once per source.  With a restorer the faces come to the host first (the restorers take
+        uint8 arrays) and ``__call__`` finishes them now.
         """
         if self.restorer is not None or not self.paste_back:
-            return self(source, to_host(faces))
+            finished = self(source, to_host(faces))
+            return lambda: finished
         original, mask = self._device_copies(source, faces.device)
-        frames = list(to_host(paste_back_tensor(original, faces, source.crop.M_c2o, mask)))
-        return frames if self.upscaler is None else [self.upscaler.upscale(frame) for frame in frames]
+        with torch.inference_mode():
+            copy = HostCopy(paste_back_tensor(original, faces, source.crop.M_c2o, mask))
+
+        def frames() -> list[np.ndarray]:
+            pasted = list(copy.wait())
+            return pasted if self.upscaler is None else [self.upscaler.upscale(frame) for frame in pasted]
+        return frames
 
     def _device_copies(self, source: PreparedSource, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(photo, mask) of ``source`` on ``device``, kept for the last source (one per job; a source video's

@@ -66,8 +66,9 @@ class RenderedFrames(Iterator[np.ndarray]):
     An iterator (consumed once).  On CUDA the driven batches are made in a background thread
     (:func:`~talkinghead.threads.prefetch`, :data:`PREFETCH_BATCHES` ahead), so the driving clip's
     decoding, landmarks and M overlap W + G, and a finishing step with a ``finish_tensor`` method
-    (:class:`~talkinghead.enhance.finish.Finisher`) pastes back on the GPU; on a CPU everything runs in
-    the caller's thread (the cores are already busy).  :meth:`record_motion`, called before or while the frames are read,
+    (:class:`~talkinghead.enhance.finish.Finisher`) pastes back on the GPU, one batch queued ahead (the
+    GPU renders batch k + 1 while the host takes batch k's frames); on a CPU everything runs in the
+    caller's thread, one batch at a time (the cores are already busy).  :meth:`record_motion`, called before or while the frames are read,
     makes it keep the motion of each batch it renders (:attr:`Driven.motion`, on the CPU: about
     0.3 kB per frame), e.g. to plot the curves of what a video-driven job rendered.
     """
@@ -80,13 +81,21 @@ class RenderedFrames(Iterator[np.ndarray]):
 
     def _render(self, renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> Iterator[np.ndarray]:
         on_device = getattr(finish, "finish_tensor", None) if renderer.device.type == "cuda" else None
+        waiting: Callable[[], list[np.ndarray]] | None = None
         for source, x_s, x_d, motion in driven:
             if self._record is not None and motion is not None:
                 self._record.add(motion)
-            if on_device is not None:  # paste-back on the GPU: only finished frames cross to the host
-                yield from on_device(source, renderer.render_uint8(source.feature_3d, x_s, x_d))
-            else:
+            if on_device is None:
                 yield from finish(source, renderer.render(source.feature_3d, x_s, x_d))
+                continue
+            # paste-back on the GPU, only finished frames cross to the host; double-buffered: this batch is
+            # queued on the GPU before the host waits for the previous one's frames
+            queued = on_device(source, renderer.render_uint8(source.feature_3d, x_s, x_d))
+            if waiting is not None:
+                yield from waiting()
+            waiting = queued
+        if waiting is not None:
+            yield from waiting()
 
     def __next__(self) -> np.ndarray:
         return next(self._frames)
