@@ -50,13 +50,13 @@ def _layout(counters: bool) -> dict[str, tuple[int, ...]]:
     return keys
 
 
-def _random_file(path: Path, counters: bool = False, seed: int = 0) -> Path:
+def _random_file(path: Path, counters: bool = False, seed: int = 0, legacy: bool = False) -> Path:
     g = torch.Generator().manual_seed(seed)
     state = {k: (torch.tensor(7) if not shape else
                  torch.rand(shape, generator=g) + 0.5 if k.endswith("running_var") else
                  torch.randn(shape, generator=g) * (0.05 if len(shape) > 1 else 0.1))
              for k, shape in _layout(counters).items()}
-    torch.save(state, path)
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)  # legacy: torch < 1.6's format
     return path
 
 
@@ -70,9 +70,10 @@ def model(weights) -> SyncNet:
     return load_syncnet(weights)
 
 
-@pytest.mark.parametrize("counters", [False, True])
-def test_a_file_in_the_syncnet_v2_layout_loads_strictly(tmp_path, counters) -> None:
-    path = _random_file(tmp_path / "syncnet_v2.model", counters)
+@pytest.mark.parametrize("counters, legacy", [(False, True), (True, False)])
+def test_a_file_in_the_syncnet_v2_layout_loads_strictly(tmp_path, counters, legacy) -> None:
+    """As an old torch saves it (no BatchNorm counters, the pre-1.6 file format) and as a newer one does."""
+    path = _random_file(tmp_path / "syncnet_v2.model", counters, legacy=legacy)
     net = load_syncnet(path)
     stored = torch.load(path, weights_only=True)
     assert list(net.state_dict()) == list(_layout(True))  # the reference's key order, counters included
