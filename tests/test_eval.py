@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from talkinghead.cli import main
 from talkinghead.evaluation import identity, metrics
 from talkinghead.evaluation.protocols import EvalOptions, Evaluator
+from talkinghead.evaluation.syncnet import SyncNet
 from talkinghead.face.landmarks import JsonLandmarks
 from talkinghead.media.provenance import ProvenanceOptions
 from talkinghead.media.video import VideoReader, write_frames
@@ -136,9 +138,9 @@ def _folder(tmp_path: Path, names: list[str]) -> Path:
     return clips
 
 
-def _run(protocol: str, clips: Path, out: Path, weights: Path) -> dict:
+def _run(protocol: str, clips: Path, out: Path, weights: Path, *extra: str) -> dict:
     assert main(["eval", protocol, "--clips", str(clips), "--out", str(out), "--landmarks", str(TESTDATA / "landmarks"),
-                 "--max-frames", "2", "--weights", str(weights), "--device", "cpu", "--quiet"]) == 0
+                 "--max-frames", "2", "--weights", str(weights), "--device", "cpu", "--quiet", *extra]) == 0
     return json.loads((out / "REPORT.json").read_text())
 
 
@@ -165,8 +167,10 @@ def test_eval_audio_end_to_end_and_resumes(tmp_path, all_weights_dir) -> None:
     assert m["rtf"] > 0 and all(m[f"pose_std_{a}"] >= 0 for a in ("yaw", "pitch", "roll"))
     assert m["sync_c"] is None and "--syncnet" in report["skipped"]["sync_c"]
     assert m["fvd"] is None and "fvd" in report["skipped"]
-    again = _run("audio", clips, out, all_weights_dir)
+    torch.save(SyncNet().state_dict(), tmp_path / "syncnet_v2.model")  # random SyncNet weights, strict layout
+    again = _run("audio", clips, out, all_weights_dir, "--syncnet", str(tmp_path / "syncnet_v2.model"))
     assert all(clip.get("resumed") for clip in again["clips"].values())
+    assert again["metrics"]["sync_c"] is None and "resumed" in again["skipped"]["sync_c"]  # (scoring: test_eval_sync)
 
 
 def test_eval_cross_reenactment_end_to_end(tmp_path, all_weights_dir) -> None:

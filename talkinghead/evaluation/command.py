@@ -42,6 +42,8 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", required=True, help="REPORT.json (REPORT.md and REPORT.png are written beside it)")
     c.add_argument("--pred-landmarks", metavar="FILE.json", help="precomputed 68-point landmarks of --pred")
     c.add_argument("--ref-landmarks", metavar="FILE.json", help="precomputed 68-point landmarks of --ref")
+    c.add_argument("--syncnet", metavar="FILE", help="SyncNet weights (syncnet_v2.model) for Sync-C/Sync-D of --pred "
+                   "with its own audio (else not measured)")
     for name, text in (("reenact", "self-reenactment: each clip's first frame driven by the clip, compared with it"),
                        ("audio", "each clip's first frame + the clip's own speech through the audio job")):
         q = protocols_.add_parser(name, help=text)
@@ -53,7 +55,8 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--sources", metavar="DIR", help="cross-reenactment: photos of this folder (sorted; "
                            "clip i drives photo i mod count) instead of each clip's first frame (CSIM, AED, APD, FID)")
         if name == "audio":
-            q.add_argument("--syncnet", metavar="FILE", help="SyncNet weights for Sync-C/Sync-D (else skipped)")
+            q.add_argument("--syncnet", metavar="FILE", help="SyncNet weights (syncnet_v2.model) for Sync-C/Sync-D "
+                           "(else skipped)")
     for q in (c, *[protocols_.choices[n] for n in ("reenact", "audio")]):
         _add_shared(q)
 
@@ -119,11 +122,14 @@ def run_eval(args: argparse.Namespace, engine=None) -> dict:
     check_eval(args)
     engine = engine or _engine(args, required=args.protocol != "compare")
     options = protocols.EvalOptions(args.max_frames, args.face_crop, args.arcface,
-                                    getattr(args, "landmarks", None), str(resolve_device(args.device)))
+                                    getattr(args, "landmarks", None), str(resolve_device(args.device)),
+                                    syncnet=getattr(args, "syncnet", None))
     evaluator = protocols.Evaluator(engine, options)
     models = {"csim_model": evaluator.csim_model, "lpips_model": "lpips v0.1 AlexNet" if evaluator.lpips.available else None,
               "landmarks": "precomputed files, else dlib shape_predictor_68_face_landmarks",
               "aed_apd": "LivePortrait motion extractor: exp (21x3) and yaw/pitch/roll (degrees)"}
+    if getattr(args, "syncnet", None):
+        models["syncnet"] = f"SyncNet {Path(args.syncnet).name} (joonson/syncnet_python layout), landmark face crops"
     if args.protocol == "compare":
         with tqdm(desc="eval compare", unit="frame", disable=args.quiet) as bar:
             clip = evaluator.compare(args.pred, args.ref, args.pred_landmarks, args.ref_landmarks, bar.update)
@@ -163,8 +169,7 @@ def _run_folder(args: argparse.Namespace, evaluator: protocols.Evaluator, models
     fid = _fid(clips, out, args.max_frames)
     skipped = {"fid": report.FidMeter.reason_of(fid), "fvd": report.FVD_REASON}
     if args.protocol == "audio":
-        skipped["sync_c"] = skipped["sync_d"] = (report.SYNC_REASON if not args.syncnet else
-                                                 "SyncNet scoring is not implemented yet (the weights were given)")
+        skipped.update(protocols.sync_skips(results, args.syncnet))
     extra = {name: None for name in skipped}
     extra["fid"] = fid.value()
     models["seconds"] = f"{time.perf_counter() - started:.1f}"

@@ -22,7 +22,8 @@ from ..face.crop import crop_box, driving_box
 from ..face.landmarks import JsonLandmarks, LandmarkProvider
 from ..jobs import RenderOptions
 from ..media.video import VideoReader, probe_video
-from . import identity, metrics, motion_metrics
+from .syncnet import load_syncnet
+from . import identity, metrics, motion_metrics, sync
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 FRAME_METRICS = ("psnr", "ssim", "l1", "lpips")
@@ -32,13 +33,15 @@ FRAME_METRICS = ("psnr", "ssim", "l1", "lpips")
 class EvalOptions:
     """``max_frames``: at most this many frames per clip (None: all); ``face_crop``: frame metrics on the
     512×512 face crop of the reference landmarks (as papers do); ``arcface``: an ArcFace ONNX file for CSIM
-    (None: dlib's embedding); ``landmarks``: a folder of precomputed ``NAME.json`` landmark files."""
+    (None: dlib's embedding); ``landmarks``: a folder of precomputed ``NAME.json`` landmark files;
+    ``syncnet``: SyncNet weights (``syncnet_v2.model``) for Sync-C/Sync-D (None: skipped)."""
 
     max_frames: int | None = None
     face_crop: bool = False
     arcface: str | None = None
     landmarks: str | None = None
     device: str = "cpu"
+    syncnet: str | None = None
 
 
 class FrameLandmarks:
@@ -59,8 +62,9 @@ def mean(values: list[float | None]) -> float | None:
 
 
 class Evaluator:
-    """The metric networks, loaded once: LPIPS, dlib's landmarks/embeddings, ArcFace, and ``engine`` (its
-    motion extractor M for AED/APD, None: skipped)."""
+    """The metric networks, loaded once: LPIPS, dlib's landmarks/embeddings, ArcFace, SyncNet (with
+    ``options.syncnet``; WeightsError on a wrong file), and ``engine`` (its motion extractor M for AED/APD,
+    None: skipped)."""
 
     def __init__(self, engine, options: EvalOptions = EvalOptions()) -> None:
         self.engine, self.options = engine, options
@@ -72,6 +76,7 @@ class Evaluator:
         self.embedder = identity.ArcFace(options.arcface) if options.arcface else self.dlib
         self.csim_model = ("ArcFace " + Path(options.arcface).name if options.arcface else
                            "dlib_face_recognition_resnet_model_v1" if self.dlib else None)
+        self.syncnet = load_syncnet(options.syncnet, options.device) if options.syncnet else None
 
     def provider(self, spec: str | os.PathLike | None, video: Path) -> LandmarkProvider | None:
         """Landmarks of ``video``: a provider or a file, else ``<landmarks folder>/<name>.json``, else dlib (None: none)."""
@@ -85,12 +90,30 @@ class Evaluator:
         """Identity embedding of the face with ``points`` (None without a face or a model)."""
         return None if points is None or self.embedder is None else self.embedder.embedding(frame, points)
 
+    def sync_metrics(self, video: Path, points: list[np.ndarray | None]) -> tuple[dict, dict, list]:
+        """Sync-C, Sync-D and the offset (frames at 25 fps) of ``video`` with its audio track (:mod:`.sync`),
+        cropped with ``points`` (per decoded frame, None: nearest frame's).
+
+        Returns ``(values, skipped reasons, per-window confidence)``; all empty without SyncNet weights;
+        values None with the reason when the video cannot be scored (too short, no audio, no face).
+        """
+        names = ("sync_c", "sync_d", "sync_offset")
+        if self.syncnet is None:
+            return {}, {}, []
+        try:
+            result = sync.score_video(self.syncnet, video, FrameLandmarks(points, points), self.options.max_frames)
+        except TalkingHeadError as e:
+            return dict.fromkeys(names), dict.fromkeys(names, f"SyncNet scoring failed: {e}"), []
+        values = {"sync_c": result.sync_c, "sync_d": result.sync_d, "sync_offset": result.offset}
+        return values, {}, [float(c) for c in result.frame_confidence]
+
     def compare(self, pred: str | os.PathLike, ref: str | os.PathLike, pred_landmarks=None, ref_landmarks=None,
                 progress: Callable | None = None) -> dict:
         """Frame-aligned metrics of ``pred`` against ``ref`` (same rate; the shorter length, ≤ max_frames).
 
         Returns ``{"frames": n, "per_frame": {metric: [...]}, "metrics": {metric: mean | None},
-        "skipped": {metric: reason}}``.  Raises MediaError (unreadable videos, different frame rates).
+        "skipped": {metric: reason}}`` (with SyncNet weights also Sync-C/Sync-D of ``pred`` with its own
+        audio track, see :meth:`sync_metrics`).  Raises MediaError (unreadable videos, different frame rates).
         """
         pred, ref = Path(pred), Path(ref)
         pi, ri = probe_video(pred), probe_video(ref)
@@ -99,7 +122,13 @@ class Evaluator:
         per_frame, marks = self._frame_pass(pred, ref, self.provider(pred_landmarks, pred),
                                             self.provider(ref_landmarks, ref), progress)
         skipped = self._motion_pass(pred, ref, marks, per_frame)
-        return summarize(per_frame, {**skipped, **self._frame_skips(per_frame)})
+        result = summarize(per_frame, {**skipped, **self._frame_skips(per_frame)})
+        values, reasons, confidence = self.sync_metrics(pred, FrameLandmarks(*marks).points)  # of pred's own audio
+        result["metrics"].update(values)
+        result["skipped"].update(reasons)
+        if confidence:
+            result["per_frame"]["sync_confidence"] = confidence
+        return result
 
     def _frame_pass(self, pred: Path, ref: Path, pred_marks, ref_marks, progress) -> tuple[dict, tuple[list, list]]:
         """Stream both videos once: frame metrics, AKD and CSIM per frame; the landmarks found, kept."""
@@ -235,9 +264,33 @@ def cross_reenact(evaluator: Evaluator, clip: Path, out: Path, photo: Path) -> d
     return {**result, "source": photo.name}
 
 
+def sync_skips(results: dict[str, dict], syncnet: str | None) -> dict[str, str]:
+    """Run-level reasons for ``sync_c``/``sync_d``/``sync_offset`` of the audio protocol: without weights
+    (:data:`report.SYNC_REASON`), or when every clip was resumed from a run without them; {} otherwise
+    (each clip then has its values or its own reason)."""
+    from .report import SYNC_REASON
+
+    names = ("sync_c", "sync_d", "sync_offset")
+    if not syncnet:
+        return dict.fromkeys(names, SYNC_REASON)
+    if results and not any("sync_c" in r["metrics"] for r in results.values()):
+        return dict.fromkeys(names, "all clips were resumed from a run without --syncnet (delete OUT/clips/*.json "
+                                    "to score them)")
+    return {}
+
+
+def _or_source(found: list, video: Path, source: np.ndarray, points: np.ndarray | None) -> list:
+    """The generated frames' landmarks, a frame without a face taking the source photo's ``points``
+    (the pasted-back output keeps the photo's framing) when the video is the photo's size."""
+    info = probe_video(video)
+    fill = points if (info.width, info.height) == (source.shape[1], source.shape[0]) else None
+    return [p if p is not None else fill for p in found]
+
+
 def audio_clip(evaluator: Evaluator, clip: Path, out: Path) -> dict:
     """The audio job on one clip (first frame + the clip's speech): CSIM to the source, blink rate, pose
-    diversity, keypoint jitter, real-time factor (render seconds / video seconds)."""
+    diversity, keypoint jitter, real-time factor (render seconds / video seconds), and with SyncNet weights
+    Sync-C/Sync-D/offset of the result with its own audio (face boxes: the generated frames' landmarks)."""
     engine, marks = evaluator.engine, evaluator.provider(None, clip)
     frame = first_frame(clip)
     source = engine.prepare_source(frame, landmarks=marks, settings=engine.audio_source_settings())
@@ -252,12 +305,16 @@ def audio_clip(evaluator: Evaluator, clip: Path, out: Path) -> dict:
             for e in (evaluator.embedding(f, p) for f, p in zip(VideoReader(video), found))]
     motion = job.motion[: job.n_frames]
     diversity = motion_metrics.pose_diversity(motion)
+    sync_points = _or_source(found, video, frame, source_points)
+    sync_values, sync_reasons, sync_confidence = evaluator.sync_metrics(video, sync_points)
     values = {"csim": mean(csim), "blink_rate": motion_metrics.blink_rate(found, job.fps),
               "pose_std_yaw": diversity["yaw"], "pose_std_pitch": diversity["pitch"], "pose_std_roll": diversity["roll"],
               "jitter": motion_metrics.keypoint_jitter(motion, source.info.kp),
-              "rtf": seconds / (job.n_frames / job.fps)}
+              "rtf": seconds / (job.n_frames / job.fps), **sync_values}
     skipped = {"csim": "no face found in the generated frames or the source",
-               "blink_rate": "fewer than 2 generated frames with a face", "jitter": "fewer than 3 frames"}
-    return {"frames": job.n_frames, "per_frame": {"csim": csim}, "metrics": values,
+               "blink_rate": "fewer than 2 generated frames with a face", "jitter": "fewer than 3 frames",
+               **sync_reasons}
+    per_frame = {"csim": csim, **({"sync_confidence": sync_confidence} if sync_confidence else {})}
+    return {"frames": job.n_frames, "per_frame": per_frame, "metrics": values,
             "skipped": {k: v for k, v in skipped.items() if values[k] is None}}
 
