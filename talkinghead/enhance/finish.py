@@ -39,7 +39,7 @@ class Finisher:
     enhance: EnhanceOptions = EnhanceOptions()
     restorer: FaceRestorer | None = None
     upscaler: Upscaler | None = None
-    _on_device: dict = field(default_factory=dict, compare=False, repr=False)   # the last source's photo and mask
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)   # the last photo, a mask per device
 
     def __call__(self, source: PreparedSource, faces: np.ndarray) -> list[np.ndarray]:
         """(B, 512, 512, 3) uint8 RGB rendered faces of ``source`` → B (H, W, 3) uint8 RGB output frames.
@@ -75,10 +75,11 @@ class Finisher:
         return frames
 
     def _device_copies(self, source: PreparedSource, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(photo, mask) of ``source`` on ``device``, kept for the last source (one per job; a source video's
-        frames each upload their own)."""
-        kept = self._on_device.get("source")
+        """(photo, mask) on ``device``: the photo kept for the last source (one per job; a source video's
+        frames each upload their own), the mask once per device."""
+        if ("mask", device) not in self._on_device:
+            self._on_device[("mask", device)] = torch.from_numpy(mask_template().copy()).to(device)
+        kept = self._on_device.get("photo")
         if kept is None or kept[0] is not source or kept[1].device != device:
-            mask = torch.from_numpy(mask_template().copy()).to(device)
-            self._on_device["source"] = (source, torch.from_numpy(np.ascontiguousarray(source.image)).to(device), mask)
-        return self._on_device["source"][1], self._on_device["source"][2]
+            self._on_device["photo"] = (source, torch.from_numpy(np.ascontiguousarray(source.image)).to(device))
+        return self._on_device["photo"][1], self._on_device[("mask", device)]
