@@ -69,8 +69,8 @@ def check_eval(args: argparse.Namespace) -> None:
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ControlError(f"--max-frames must be at least 1, got {args.max_frames}")
-    files = [("--arcface", args.arcface), ("--syncnet", getattr(args, "syncnet", None))]
-    files.append(("--i3d", getattr(args, "i3d", None)))
+    files = [("--arcface", args.arcface), ("--syncnet", getattr(args, "syncnet", None)),
+             ("--i3d", getattr(args, "i3d", None))]
     if args.protocol == "compare":
         files += [("--pred", args.pred), ("--ref", args.ref), ("--pred-landmarks", args.pred_landmarks),
                   ("--ref-landmarks", args.ref_landmarks)]

@@ -17,7 +17,7 @@ import torch
 
 from ..devices import AUTOCAST_DTYPES, frames_per_batch, resolve_precision, to_host
 from ..models.appearance import AppearanceFeatureExtractor
-from ..models.images import image_to_tensor, images_uint8, tensor_to_images
+from ..models.images import image_to_tensor, images_uint8
 from ..models.spade import SPADEDecoder
 from ..models.warping import WarpingNetwork
 
@@ -130,13 +130,10 @@ class Renderer:
     def render(self, feature_3d: torch.Tensor, x_s: torch.Tensor, x_d: torch.Tensor) -> np.ndarray:
         """Like :meth:`render_tensor`, returning (B, 512, 512, 3) uint8 RGB (truncated, spec §8).
 
-        On CUDA the uint8 conversion runs on the GPU and the frames come back
-        through pinned host memory (:func:`~talkinghead.devices.to_host`).
+        The uint8 conversion runs on the renderer's device; from CUDA the frames
+        come back through pinned host memory (:func:`~talkinghead.devices.to_host`).
         """
-        images = self.render_tensor(feature_3d, x_s, x_d)
-        if self.device.type != "cuda":
-            return tensor_to_images(images)
-        return to_host(images_uint8(images))
+        return to_host(self.render_uint8(feature_3d, x_s, x_d))
 
     def render_batches(self, feature_3d: torch.Tensor, x_s: torch.Tensor,
                        x_d_batches: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
