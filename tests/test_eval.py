@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from talkinghead.cli import main
-from talkinghead.evaluation import identity, metrics
+from talkinghead.evaluation import identity, metrics, report_json
 from talkinghead.evaluation.protocols import EvalOptions, Evaluator
 from talkinghead.evaluation.syncnet import SyncNet
 from talkinghead.face.landmarks import JsonLandmarks
@@ -186,3 +186,14 @@ def test_eval_cross_reenactment_end_to_end(tmp_path, all_weights_dir) -> None:
     assert report["clips"]["hdtf_RD_Radio10_0_clip_0"]["source"] == "st_happy.png"
     assert math.isfinite(report["metrics"]["aed"]) and math.isfinite(report["metrics"]["apd"])
     assert report["metrics"]["csim"] is not None or "csim" in report["skipped"]
+
+
+def test_results_json_is_strict_and_reads_back_non_finite_values() -> None:
+    results = {"psnr": math.inf, "low": -math.inf, "bad": math.nan, "frames": [30.5, math.inf], "name": "a",
+               "Infinity": 1}
+    text = report_json.dumps_results(results)
+    assert "Infinity" in text and json.loads(text)["psnr"] == "Infinity"  # no bare token: any parser reads it
+    back = report_json.loads_results(text)
+    assert back["psnr"] == math.inf and back["low"] == -math.inf and math.isnan(back["bad"])
+    assert back["frames"] == [30.5, math.inf] and back["name"] == "a" and back["Infinity"] == 1
+    assert report_json.loads_results('{"psnr": Infinity}')["psnr"] == math.inf  # files of earlier runs

@@ -17,6 +17,7 @@ from talkinghead.cli import main
 from talkinghead.errors import WeightsError
 from talkinghead.evaluation import sync
 from talkinghead.evaluation.protocols import EvalOptions, Evaluator, sync_skips
+from talkinghead.evaluation.report_json import loads_results
 from talkinghead.evaluation.syncnet import SyncNet, load_syncnet
 from talkinghead.face.landmarks import JsonLandmarks
 from talkinghead.media.audio import load_audio
@@ -197,13 +198,19 @@ def test_the_audio_protocols_hook_scores_or_says_why(weights) -> None:
     assert Evaluator(None, EvalOptions()).sync_metrics(CLIP, points) == ({}, {}, [])
 
 
+def _refuse_bare_constant(token: str) -> None:
+    raise AssertionError(f"REPORT.json holds a bare {token}, which strict JSON parsers refuse")
+
+
 def test_eval_compare_with_syncnet_reports_sync(tmp_path, weights, capsys) -> None:
     marks = str(landmarks_json(CLIP.name))
     command = ["eval", "compare", "--pred", str(CLIP), "--ref", str(CLIP), "--pred-landmarks", marks,
                "--ref-landmarks", marks, "--max-frames", "6", "--weights", str(tmp_path / "no_weights"),
                "--device", "cpu", "--quiet", "--out"]
     assert main([*command, str(tmp_path / "r.json"), "--syncnet", str(weights)]) == 0
-    report = json.loads((tmp_path / "r.json").read_text())
+    text = (tmp_path / "r.json").read_text()
+    report = json.loads(text, parse_constant=_refuse_bare_constant)  # strict RFC 8259 JSON
+    assert report["metrics"]["psnr"] == "Infinity" and loads_results(text)["metrics"]["psnr"] == math.inf
     assert all(math.isfinite(report["metrics"][m]) for m in ("sync_c", "sync_d", "sync_offset"))
     assert "syncnet" in report["models"]
     torch.save({"netcnnaud.0.weight": torch.zeros(64, 1, 3, 3)}, tmp_path / "bad.model")

@@ -9,7 +9,6 @@ speech go through the audio job.  Our own glue over the public Engine API and th
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..face.crop import crop_box, driving_box
 from ..face.landmarks import JsonLandmarks, LandmarkProvider
 from ..jobs import RenderOptions
 from ..media.video import VideoReader, probe_video
+from .report_json import dumps_results, loads_results
 from .syncnet import load_syncnet
 from . import identity, metrics, motion_metrics, sync
 
@@ -206,11 +206,11 @@ def run_folder(clips: list[Path], out: Path, run_clip: Callable[[Path, Path], di
     for clip in clips:
         path = out / "clips" / f"{clip.stem}.json"
         if path.exists():
-            results[clip.stem] = {**json.loads(path.read_text()), "resumed": True}
+            results[clip.stem] = {**loads_results(path.read_text()), "resumed": True}
         else:
             result = run_clip(clip, out / "clips")
             tmp = path.with_suffix(".json.part")
-            tmp.write_text(json.dumps(result))
+            tmp.write_text(dumps_results(result))
             tmp.replace(path)
             results[clip.stem] = result
         if progress:

@@ -2,17 +2,18 @@
 
 ``REPORT.json``: ``metrics`` maps lowercase metric names to the mean over frames and clips (None where a
 metric could not run, its reason under ``skipped``), ``clips`` holds each clip's means and per-frame
-values, ``models`` names the networks used.  PSNR of identical frames is infinite, written ``Infinity``
-(Python's ``json`` reads it back).
+values, ``models`` names the networks used.  The file is strict JSON: PSNR of identical frames is infinite,
+written as the string ``"Infinity"`` (:mod:`.report_json`; :func:`~.report_json.loads_results` reads it back
+as a float).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .fvd import NO_I3D_REASON
 from .protocols import mean
+from .report_json import dumps_results
 
 FID_REASON = ("torchmetrics' FID needs torch-fidelity and its InceptionV3 weights (pt_inception-2015-12-05, "
               "downloaded on first use)")
@@ -74,7 +75,7 @@ def write_report(path: Path, protocol: str, clips: dict[str, dict], models: dict
     report = {"protocol": protocol, "metrics": metrics, "skipped": reasons, "models": models, "clips": clips}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(report, indent=1))
+    tmp.write_text(dumps_results(report, indent=1))
     tmp.replace(path)
     path.with_suffix(".md").write_text(markdown_table(report))
     plot_metric_curves(clips, path.with_suffix(".png"))
