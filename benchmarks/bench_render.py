@@ -27,7 +27,14 @@ this run, nothing is quoted from elsewhere:
   host path (faces to the host, then ``cv2.warpAffine``: what a job on a CPU
   runs) and by the device path (:func:`paste_back_tensor` on the device,
   only the finished frames to the host: what a job on CUDA runs), seconds
-  per frame and the ratio against the host path of the same run.
+  per frame and the ratio against the host path of the same run;
+* the colour-conversion table: those 1920×1080 frames to the encoder's
+  yuv420p by swscale on the host (frames to the host, then
+  :func:`~talkinghead.media.video.swscale_yuv420`, one frame at a time in the
+  encoder's thread: what the writer does with RGB frames) and by
+  :func:`~talkinghead.media.yuv.rgb_to_yuv420` on the device (planes to the
+  host: what a job on CUDA hands the writer), seconds per frame, bytes per
+  frame crossing to the host, and the ratio against swscale.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from talkinghead.devices import cpu_has_bf16, to_host  # noqa: E402
 from talkinghead.face.paste import paste_back, paste_back_tensor  # noqa: E402
+from talkinghead.media.video import swscale_yuv420  # noqa: E402
+from talkinghead.media.yuv import rgb_to_yuv420  # noqa: E402
 from talkinghead.media.image import load_image  # noqa: E402
 from talkinghead.models.appearance import AppearanceFeatureExtractor  # noqa: E402
 from talkinghead.models.images import tensor_to_images  # noqa: E402
@@ -291,6 +300,25 @@ def print_paste(device: torch.device, batch: int, repeats: int) -> None:
     print("host = faces to the host, cv2 paste-back (a CPU job); device = paste_back_tensor, frames to the host (a CUDA job)")
 
 
+def print_colour(device: torch.device, batch: int, repeats: int) -> None:
+    frame = _paste_scene()[0]
+    frames = torch.from_numpy(frame)[None].repeat(batch, 1, 1, 1).to(device)
+
+    def host() -> object:
+        return [swscale_yuv420(f) for f in to_host(frames)]
+
+    def on_device() -> object:
+        return [to_host(plane) for plane in rgb_to_yuv420(frames)]
+
+    times = {name: best_time(fn, device, repeats) / batch for name, fn in (("swscale", host), ("device", on_device))}
+    crossed = {"swscale": frame.nbytes, "device": frame.nbytes // 2}
+    print(f"\nRGB -> yuv420p of {batch} 1920x1080 frames, seconds per frame (fastest of {repeats})")
+    for name, t in times.items():
+        print(f"{name:<7} {t:8.4f} s  {1 / t:8.1f} frames/s  {crossed[name] / 1e6:5.2f} MB to the host  "
+              f"{times['swscale'] / t:6.2f}x swscale")
+    print("swscale = frames to the host, the writer's conversion (one thread); device = rgb_to_yuv420, planes to the host")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -317,6 +345,7 @@ def main() -> int:
         print_stages(nets, device, args.repeats or (20 if cuda else 1))
     print_wg(nets, device, settings, batches, args.frames or (64 if cuda else 2), peaks)
     print_paste(device, 16 if cuda else 2, args.repeats or (20 if cuda else 3))
+    print_colour(device, 16 if cuda else 2, args.repeats or (20 if cuda else 3))
     return 0
 
 

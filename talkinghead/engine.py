@@ -347,4 +347,4 @@ class Engine:
         ``provenance`` (:mod:`talkinghead.media.provenance`): None signs the file as AI-generated, job kind
         "video"; ``ProvenanceOptions(enabled=False)``: unmarked.  Raises TalkingHeadError (no partial file).
         """
-        return write_frames(job.frames, out, job.fps, job.n_frames, job.audio, progress, provenance or ProvenanceOptions())
+        return write_frames(job.encoder_frames(), out, job.fps, job.n_frames, job.audio, progress, provenance or ProvenanceOptions())

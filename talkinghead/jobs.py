@@ -21,6 +21,7 @@ from .devices import PRECISIONS
 from .enhance import EnhanceOptions
 from .errors import ControlError
 from .media.video import AudioSource
+from .media.yuv import Yuv420Frame
 from .motion.controls import Controls
 from .motion.frame import MotionSequence
 from .motion.keyframes import KeyframeTrack
@@ -62,6 +63,12 @@ class VideoJob:
         engine's own stream (a caller's wrapper).
         """
         return self.frames.record_motion() if isinstance(self.frames, RenderedFrames) else None
+
+    def encoder_frames(self) -> Iterator[np.ndarray | Yuv420Frame]:
+        """``frames`` as :func:`~talkinghead.media.video.write_frames` takes them: on the GPU path their
+        yuv420p planes, converted there (:meth:`~talkinghead.render.frames.RenderedFrames.encoder_frames`),
+        else the RGB frames themselves.  Consumes ``frames`` as they do."""
+        return self.frames.encoder_frames() if isinstance(self.frames, RenderedFrames) else self.frames
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import torch
 from ..devices import HostCopy, to_host
 from ..face.crop import transform_points
 from ..face.paste import mask_template, paste_back, paste_back_tensor
+from ..media.yuv import Yuv420Frame, rgb_to_yuv420, yuv420_frames
 from ..render.source import PreparedSource
 from .align import five_points
 from .options import EnhanceOptions
@@ -52,26 +53,35 @@ class Finisher:
         frames = [paste_back(source.image, face, source.crop.M_c2o) if self.paste_back else face for face in faces]
         return frames if self.upscaler is None else [self.upscaler.upscale(frame) for frame in frames]
 
-    def finish_tensor(self, source: PreparedSource, faces: torch.Tensor) -> Callable[[], list[np.ndarray]]:
+    def finish_tensor(self, source: PreparedSource, faces: torch.Tensor,
+                      yuv420: bool = False) -> Callable[[], list[np.ndarray] | list[Yuv420Frame]]:
         """Like ``__call__`` for (B, 512, 512, 3) uint8 faces already on the renderer's device (the GPU path);
         returns a function that waits for the frames, so the caller can queue the next batch first.
 
         Paste-back runs there (:func:`~talkinghead.face.paste.paste_back_tensor`: within 1 grey level of
         :func:`~talkinghead.face.paste.paste_back`) and only the finished frames cross to the host, through
         pinned memory (:class:`~talkinghead.devices.HostCopy`, started here); the photo and the mask are
-        uploaded once per source.  With a restorer the faces come to the host first (the restorers take
-        uint8 arrays) and ``__call__`` finishes them now.
+        uploaded once per source.  ``yuv420`` (for the video writer, when there is no upscaler): the frames
+        are converted there too (:func:`~talkinghead.media.yuv.rgb_to_yuv420`, within 1 level of swscale)
+        and come back as B :class:`~talkinghead.media.yuv.Yuv420Frame`, half the bytes.  With a restorer
+        the faces come to the host first (the restorers take uint8 arrays) and ``__call__`` finishes them now.
         """
-        if self.restorer is not None or not self.paste_back:
+        if self.restorer is not None:
             finished = self(source, to_host(faces))
             return lambda: finished
-        original, mask = self._device_copies(source, faces.device)
         with torch.inference_mode():
-            copy = HostCopy(paste_back_tensor(original, faces, source.crop.M_c2o, mask))
+            if self.paste_back:
+                original, mask = self._device_copies(source, faces.device)
+                faces = paste_back_tensor(original, faces, source.crop.M_c2o, mask)
+            if yuv420 and self.upscaler is None:
+                size = (faces.shape[2], faces.shape[1])
+                planes = [HostCopy(plane) for plane in rgb_to_yuv420(faces)]
+                return lambda: yuv420_frames(*(plane.wait() for plane in planes), size)
+            copy = HostCopy(faces)
 
         def frames() -> list[np.ndarray]:
-            pasted = list(copy.wait())
-            return pasted if self.upscaler is None else [self.upscaler.upscale(frame) for frame in pasted]
+            finished = list(copy.wait())
+            return finished if self.upscaler is None else [self.upscaler.upscale(frame) for frame in finished]
         return frames
 
     def _device_copies(self, source: PreparedSource, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,8 +5,9 @@
 * :class:`VideoReader` streams RGB uint8 frames lazily — memory does not grow
   with clip length — with the container's rotation (display matrix) applied,
   and can resample variable-frame-rate input to a constant rate.
-* :class:`VideoWriter` encodes RGB uint8 frames as H.264 (libx264, yuv420p,
-  BT.709 limited range) in MP4/MOV/MKV, optionally with an AAC audio track
+* :class:`VideoWriter` encodes RGB uint8 frames (or their yuv420p planes,
+  :class:`~talkinghead.media.yuv.Yuv420Frame`, converted on the GPU) as H.264
+  (libx264, yuv420p, BT.709 limited range) in MP4/MOV/MKV, optionally with an AAC audio track
   cut from another media file (:class:`AudioSource`) or made of samples
   already decoded (:class:`AudioSamples`), and writes atomically;
   :func:`write_frames` encodes a whole stream of frames with it.
@@ -38,8 +39,9 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from talkinghead.errors import MediaError
 from talkinghead.media._files import PathLike, atomic_output, decoding, open_input, stream_duration_s
 from talkinghead.media.audio import AUDIO_HINT, decode_audio, first_audio_stream
-from talkinghead.threads import BackgroundSink
 from talkinghead.media.provenance import ProvenanceOptions
+from talkinghead.media.yuv import Yuv420Frame
+from talkinghead.threads import BackgroundSink
 
 VIDEO_HINT = "use an MP4, MOV, MKV, WebM or AVI video"
 """What to do when a file is not usable as video (end of MediaError messages)."""
@@ -424,11 +426,13 @@ class VideoWriter:
         """Number of frames written so far."""
         return self._n_frames
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray | Yuv420Frame) -> None:
         """Encode one frame.
 
         Args:
-            frame: (H, W, 3) uint8 RGB, the writer's size (see ``size``).
+            frame: (H, W, 3) uint8 RGB of the writer's size (see ``size``), converted to yuv420p with
+                swscale; or its planes already converted (:class:`~talkinghead.media.yuv.Yuv420Frame`,
+                e.g. by :func:`~talkinghead.media.yuv.rgb_to_yuv420` on the GPU), encoded as they are.
 
         Raises:
             ValueError: wrong shape, dtype or size, or the writer is closed.
@@ -436,26 +440,40 @@ class VideoWriter:
         """
         if self._closed:
             raise ValueError("write() on a closed VideoWriter")
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"frames must be (H, W, 3) uint8 RGB arrays, got {frame.shape} {frame.dtype}")
-        height, width = frame.shape[:2]
-        if self._size is None:
-            self._size = (width, height)
-        if (width, height) != self._size:
-            raise ValueError(f"frame is {width}x{height} but the video is {self._size[0]}x{self._size[1]}")
+        width = self._check_size(frame)[0]
         if self._video is None:
             self._open_output()
-        yuv = av.VideoFrame.from_ndarray(_pad_to_even(frame), format="rgb24").reformat(
-            format="yuv420p",
-            dst_colorspace=Colorspace.ITU709,
-            dst_color_range=ColorRange.MPEG,
-            interpolation=_RGB_TO_YUV_FLAGS,
-        )
+        if isinstance(frame, Yuv420Frame):
+            planes = np.concatenate([frame.y.reshape(-1), frame.u.reshape(-1), frame.v.reshape(-1)])
+            yuv = av.VideoFrame.from_ndarray(planes.reshape(-1, width + width % 2), format="yuv420p")
+            yuv.colorspace, yuv.color_range = Colorspace.ITU709, ColorRange.MPEG
+        else:
+            yuv = swscale_yuv420(frame)
         yuv.pts = self._n_frames
         self._mux(self._video.encode(yuv))
         self._n_frames += 1
         if self._audio is not None:
             self._audio.write_until(self._n_frames / self._rate)
+
+    def _check_size(self, frame: np.ndarray | Yuv420Frame) -> tuple[int, int]:
+        """The frame's (width, height), after checking its form and that it is the video's size (ValueError)."""
+        if isinstance(frame, Yuv420Frame):
+            width, height = frame.size
+            luma = (height + height % 2, width + width % 2)
+            chroma = (luma[0] // 2, luma[1] // 2)
+            shapes = (frame.y.shape, frame.u.shape, frame.v.shape)
+            if shapes != (luma, chroma, chroma) or any(p.dtype != np.uint8 for p in frame[:3]):
+                raise ValueError(f"a {width}x{height} Yuv420Frame needs uint8 planes of {luma}, {chroma}, {chroma}; "
+                                 f"got {shapes}")
+        elif frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be (H, W, 3) uint8 RGB arrays, got {frame.shape} {frame.dtype}")
+        else:
+            height, width = frame.shape[:2]
+        if self._size is None:
+            self._size = (width, height)
+        if (width, height) != self._size:
+            raise ValueError(f"frame is {width}x{height} but the video is {self._size[0]}x{self._size[1]}")
+        return width, height
 
     def close(self) -> None:
         """Flush the encoders and move the finished file to its path.
@@ -519,10 +537,11 @@ ENCODE_QUEUE = 8
 """Frames :func:`write_frames` lets wait for the encoder (memory: 8 × H × W × 3 bytes, e.g. 39 MB at 1280×1280)."""
 
 
-def write_frames(frames: Iterable[np.ndarray], path: PathLike, fps: float, n_frames: int | None = None,
+def write_frames(frames: Iterable[np.ndarray | Yuv420Frame], path: PathLike, fps: float, n_frames: int | None = None,
                  audio: AudioSource | AudioSamples | None = None, progress: bool = False,
                  provenance: ProvenanceOptions | None = None) -> Path:
-    """Encode a stream of (H, W, 3) uint8 RGB frames to ``path`` with a :class:`VideoWriter`, atomically.
+    """Encode a stream of (H, W, 3) uint8 RGB frames (or their :class:`~talkinghead.media.yuv.Yuv420Frame`
+    planes) to ``path`` with a :class:`VideoWriter`, atomically.
 
     ``n_frames`` is the expected count, for the tqdm progress bar
     ("rendering", shown when ``progress``); the other arguments are the
@@ -695,6 +714,18 @@ def _as_rate(fps: float) -> Fraction:
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number of frames per second, got {fps}")
     return Fraction(fps).limit_denominator(_MAX_FPS_DENOMINATOR)
+
+
+def swscale_yuv420(frame: np.ndarray) -> av.VideoFrame:
+    """An (H, W, 3) uint8 RGB frame as the yuv420p frame :class:`VideoWriter` encodes: padded to even sizes
+    (last row/column repeated), BT.709 limited range, converted by swscale on the CPU (bilinear chroma,
+    accurate rounding)."""
+    return av.VideoFrame.from_ndarray(_pad_to_even(frame), format="rgb24").reformat(
+        format="yuv420p",
+        dst_colorspace=Colorspace.ITU709,
+        dst_color_range=ColorRange.MPEG,
+        interpolation=_RGB_TO_YUV_FLAGS,
+    )
 
 
 def _pad_to_even(frame: np.ndarray) -> np.ndarray:

@@ -78,6 +78,7 @@ class RenderedFrames(Iterator[np.ndarray]):
             driven = prefetch(driven, depth=PREFETCH_BATCHES, name="talkinghead-driving")
         self._frames = self._render(renderer, driven, finish)
         self._record: MotionRecord | None = None
+        self._yuv420 = False
 
     def _render(self, renderer: Renderer, driven: Iterable[Driven], finish: Finish) -> Iterator[np.ndarray]:
         on_device = getattr(finish, "finish_tensor", None) if renderer.device.type == "cuda" else None
@@ -90,7 +91,7 @@ class RenderedFrames(Iterator[np.ndarray]):
                 continue
             # paste-back on the GPU, only finished frames cross to the host; double-buffered: this batch is
             # queued on the GPU before the host waits for the previous one's frames
-            queued = on_device(source, renderer.render_uint8(source.feature_3d, x_s, x_d))
+            queued = on_device(source, renderer.render_uint8(source.feature_3d, x_s, x_d), yuv420=self._yuv420)
             if waiting is not None:
                 yield from waiting()
             waiting = queued
@@ -99,6 +100,16 @@ class RenderedFrames(Iterator[np.ndarray]):
 
     def __next__(self) -> np.ndarray:
         return next(self._frames)
+
+    def encoder_frames(self) -> "RenderedFrames":
+        """These frames as the video writer takes them (call before reading them; returns ``self``).
+
+        On CUDA with a finishing step on the GPU and no upscaler, frames come as their yuv420p planes
+        (:class:`~talkinghead.media.yuv.Yuv420Frame`, converted on the GPU: the encoder's thread skips
+        swscale and half the bytes cross to the host); elsewhere they stay (H, W, 3) uint8 RGB arrays.
+        """
+        self._yuv420 = True
+        return self
 
     def record_motion(self) -> "MotionRecord":
         """The (growing) record of the motion rendered from now on (the same record on every call)."""
