@@ -14,9 +14,20 @@
 #   bench_dub     the dubbing job's stages on CUDA, fp16, with the W + G TFLOP/s line (issue 13's benchmark)
 #
 # What the machine needs beyond its image (torch, numpy, scipy, OpenCV, onnxruntime, safetensors, tqdm,
-# pytest are there): PyAV, carried as a wheel in .whl/ (see the device tool's README; av 18.1.0,
-# cp311-abi3 manylinux_2_28, 36 MB).  The tests and benchmarks read tests/data (testdata, the
-# LivePortrait manifest, golden_M and golden_pipeline); the other goldens are not needed there.
+# pytest are there): PyAV, carried as a wheel in .whl/ (av 18.1.0, cp311-abi3 manylinux_2_28, 36 MB).
+# The steps read tests/data: testdata images, landmarks, two speech files, one talking clip, both
+# manifests, golden_M and golden_pipeline.  The whole tracked tree (93 MB) is over the 64 MiB that
+# travels to a lent machine, so, on the developer's machine, before the run (measured: 25 MB + the wheel):
+#
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl av==18.1.0
+#   unneeded='^tests/data/fixtures/ditto/(golden_|inputs)|^tests/data/fixtures/liveportrait/golden_(F|G|W|crop)'
+#   unneeded="$unneeded|^tests/data/testdata/driving/|^tests/data/testdata/talking/(hdtf_WDA|vr_)"
+#   git ls-files | grep -E "$unneeded" > /tmp/unneeded && git rm -q --cached --pathspec-from-file=/tmp/unneeded
+#   sed 's|^|/|' /tmp/unneeded >> .git/info/exclude        # untracked and ignored: they stay behind
+#   (device tool) run: command "bash benchmarks/gpu_checks.sh", carry [".whl"], timeout_s 560
+#   git reset -q && sed -i '\|^/tests/data/|d' .git/info/exclude   # the index and the ignore list as before
 set -u
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
