@@ -189,3 +189,15 @@ def test_tiled_equals_untiled(x2plus_state_dict, face) -> None:
     tiled = upscaler.upscale(frame)
     assert tiled.shape == whole.shape == (176, 240, 3)
     assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 2
+
+
+def test_upscale_tensor_is_upscale_frame_by_frame(x2plus_state_dict, face) -> None:
+    small = cv2.resize(face[0], (40, 30), interpolation=cv2.INTER_AREA)
+    frames = np.stack([small, small[:, ::-1]])                        # two frames: the crop and its mirror
+    upscaler = Upscaler.from_state_dict(x2plus_state_dict, tile=24)   # tiled: 2 × 2 tiles
+    batch = upscaler.upscale_tensor(torch.from_numpy(frames))
+    assert batch.shape == (2, 60, 80, 3) and batch.dtype == torch.uint8
+    for frame, upscaled in zip(frames, batch):
+        assert np.array_equal(upscaled.numpy(), upscaler.upscale(frame))
+    with pytest.raises(ValueError, match="uint8"):
+        upscaler.upscale_tensor(torch.from_numpy(frames).float())

@@ -111,10 +111,18 @@ def _faces() -> np.ndarray:
 
 
 class _Doubler:
-    """An upscaler stand-in: each frame repeated 2×2 (which finishing call gets it?)."""
+    """An upscaler stand-in on ``device``: each frame repeated 2×2 (which finishing call gets it?)."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.calls = torch.device(device), []
 
     def upscale(self, frame: np.ndarray) -> np.ndarray:
+        self.calls.append("upscale")
         return frame.repeat(2, axis=0).repeat(2, axis=1)
+
+    def upscale_tensor(self, frames: torch.Tensor) -> torch.Tensor:
+        self.calls.append("upscale_tensor")
+        return frames.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
 
 
 def test_finish_tensor_converts_on_the_device_when_asked(engine) -> None:
@@ -126,8 +134,13 @@ def test_finish_tensor_converts_on_the_device_when_asked(engine) -> None:
     for frame, plane in zip(rgb, planes):
         assert plane.size == (frame.shape[1], frame.shape[0])
         assert all(np.array_equal(a, b) for a, b in zip(plane[:3], _ours(frame)[:3]))
-    upscaled = Finisher(upscaler=_Doubler()).finish_tensor(source, faces, yuv420=True)()
-    assert all(isinstance(f, np.ndarray) and f.shape[0] == 2 * rgb[0].shape[0] for f in upscaled)  # RGB: host upscaler
+    here = _Doubler("cpu")                       # on the faces' device: upscaled there, then converted
+    upscaled = Finisher(upscaler=here).finish_tensor(source, faces, yuv420=True)()
+    assert here.calls == ["upscale_tensor"] and upscaled[0].size == (2 * rgb[0].shape[1], 2 * rgb[0].shape[0])
+    assert np.array_equal(upscaled[0].y, _ours(here.upscale(rgb[0])).y)
+    elsewhere = _Doubler("meta")                 # on another device: the host path, RGB frames
+    upscaled = Finisher(upscaler=elsewhere).finish_tensor(source, faces, yuv420=True)()
+    assert elsewhere.calls == ["upscale"] * 2 and all(f.shape[0] == 2 * rgb[0].shape[0] for f in upscaled)
 
 
 def test_rendered_frames_on_cuda_hand_planes_to_the_writer(engine, tmp_path) -> None:

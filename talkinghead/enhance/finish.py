@@ -59,21 +59,25 @@ class Finisher:
         returns a function that waits for the frames, so the caller can queue the next batch first.
 
         Paste-back runs there (:func:`~talkinghead.face.paste.paste_back_tensor`: within 1 grey level of
-        :func:`~talkinghead.face.paste.paste_back`) and only the finished frames cross to the host, through
-        pinned memory (:class:`~talkinghead.devices.HostCopy`, started here); the photo and the mask are
-        uploaded once per source.  ``yuv420`` (for the video writer, when there is no upscaler): the frames
-        are converted there too (:func:`~talkinghead.media.yuv.rgb_to_yuv420`, within 1 level of swscale)
-        and come back as B :class:`~talkinghead.media.yuv.Yuv420Frame`, half the bytes.  With a restorer
-        the faces come to the host first (the restorers take uint8 arrays) and ``__call__`` finishes them now.
+        :func:`~talkinghead.face.paste.paste_back`), and so does the upscaler when it is on that device
+        (:meth:`~talkinghead.enhance.upscale.Upscaler.upscale_tensor`); only the finished frames cross to the
+        host, through pinned memory (:class:`~talkinghead.devices.HostCopy`, started here); the photo and the
+        mask are uploaded once per source.  ``yuv420`` (for the video writer): the frames are converted there
+        too (:func:`~talkinghead.media.yuv.rgb_to_yuv420`, within 1 level of swscale) and come back as B
+        :class:`~talkinghead.media.yuv.Yuv420Frame`, half the bytes.  With a restorer the faces come to the
+        host first (the restorers take uint8 arrays) and ``__call__`` finishes them now.
         """
         if self.restorer is not None:
             finished = self(source, to_host(faces))
             return lambda: finished
+        upscale_here = self.upscaler is not None and _same_device(self.upscaler.device, faces.device)
         with torch.inference_mode():
             if self.paste_back:
                 original, mask = self._device_copies(source, faces.device)
                 faces = paste_back_tensor(original, faces, source.crop.M_c2o, mask)
-            if yuv420 and self.upscaler is None:
+            if upscale_here:
+                faces = self.upscaler.upscale_tensor(faces)
+            if yuv420 and (self.upscaler is None or upscale_here):
                 size = (faces.shape[2], faces.shape[1])
                 planes = [HostCopy(plane) for plane in rgb_to_yuv420(faces)]
                 return lambda: yuv420_frames(*(plane.wait() for plane in planes), size)
@@ -81,7 +85,7 @@ class Finisher:
 
         def frames() -> list[np.ndarray]:
             finished = list(copy.wait())
-            return finished if self.upscaler is None else [self.upscaler.upscale(frame) for frame in finished]
+            return finished if self.upscaler is None or upscale_here else [self.upscaler.upscale(f) for f in finished]
         return frames
 
     def _device_copies(self, source: PreparedSource, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,3 +97,8 @@ class Finisher:
         if kept is None or kept[0] is not source or kept[1].device != device:
             self._on_device["photo"] = (source, torch.from_numpy(np.ascontiguousarray(source.image)).to(device))
         return self._on_device["photo"][1], self._on_device[("mask", device)]
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one (``cuda`` and ``cuda:0`` are, on a one-GPU machine's default device)."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)

@@ -95,7 +95,7 @@ class Upscaler:
         return self.descriptor.device
 
     def upscale(self, frame: np.ndarray) -> np.ndarray:
-        """Upscale one frame 2×.
+        """Upscale one frame 2× (on :attr:`device`; the result comes back to the host).
 
         Args:
             frame: (H, W, 3) uint8 RGB, any size ≥ 2 px.
@@ -108,14 +108,34 @@ class Upscaler:
         """
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
-        height, width = frame.shape[:2]
+        return self.upscale_tensor(torch.from_numpy(frame)[None])[0].cpu().numpy()
+
+    def upscale_tensor(self, frames: torch.Tensor) -> torch.Tensor:
+        """Upscale a batch 2×, frame by frame, on :attr:`device` (the GPU path's finishing step keeps the
+        frames there; each frame's result equals :meth:`upscale`'s).
+
+        Args:
+            frames: (B, H, W, 3) uint8 RGB tensor on any device, H and W ≥ 2 px.
+
+        Returns:
+            (B, 2H, 2W, 3) uint8 RGB on :attr:`device`.
+
+        Raises:
+            ValueError: for a tensor that is not (B, H, W, 3) uint8.
+        """
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+            raise ValueError(f"expected (B, H, W, 3) uint8 frames, got {tuple(frames.shape)} {frames.dtype}")
+        height, width = frames.shape[1:3]
+        upscaled = []
         with torch.inference_mode():
-            image = torch.from_numpy(frame).to(self.device).permute(2, 0, 1)[None].float() / 255
-            if self.tile == 0 or (height <= self.tile and width <= self.tile):
-                out = self.descriptor(image)
-            else:
-                out = self._tiled(image)
-            return (out[0] * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            for frame in frames:
+                image = frame.to(self.device).permute(2, 0, 1)[None].float() / 255
+                if self.tile == 0 or (height <= self.tile and width <= self.tile):
+                    out = self.descriptor(image)
+                else:
+                    out = self._tiled(image)
+                upscaled.append((out[0] * 255).round().byte().permute(1, 2, 0))
+        return torch.stack(upscaled)
 
     def _tiled(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) [0, 1] → (1, 3, 2H, 2W), tile by tile with overlapping context."""

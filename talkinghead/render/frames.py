@@ -104,7 +104,7 @@ class RenderedFrames(Iterator[np.ndarray]):
     def encoder_frames(self) -> "RenderedFrames":
         """These frames as the video writer takes them (call before reading them; returns ``self``).
 
-        On CUDA with a finishing step on the GPU and no upscaler, frames come as their yuv420p planes
+        On CUDA with a finishing step on the GPU (no restorer), frames come as their yuv420p planes
         (:class:`~talkinghead.media.yuv.Yuv420Frame`, converted on the GPU: the encoder's thread skips
         swscale and half the bytes cross to the host); elsewhere they stay (H, W, 3) uint8 RGB arrays.
         """
