@@ -21,7 +21,8 @@ was wrong; no output file is left behind), 130 when interrupted (Ctrl-C),
 output is removed as for Ctrl-C).
 
 Every option and output path is checked before any work (:func:`check_job`):
-value ranges, the video, audio and dub jobs' ``--keyframes`` file (read once, there), the output suffix, an output that is one of the inputs, an
+value ranges, the video, audio and dub jobs' ``--keyframes`` file (read once, there), that every input file
+exists and is not empty, the output suffix, an output that is one of the inputs, an
 output location that cannot be written (read-only, full disk), ``--device
 cuda`` without a GPU.  Missing folders of an output path are created.
 """
@@ -267,8 +268,9 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     add_option(p, AudioJobOptions, "still_head")
     add_option(p, LiveOptions, "window_overlap", metavar="N")
     group = p.add_argument_group("idle and listening motion between turns (README: Live avatar)")
+    metavars = {"blink_interval": "S", "crossfade": "S", "hold": "S", "threshold": "RMS", "idle_seed": "SEED"}
     for name in option_fields(IdleOptions):
-        add_option(group, IdleOptions, name)
+        add_option(group, IdleOptions, name, metavar=metavars.get(name, "X"))
     p.set_defaults(ditto_config=None, **{name: getattr(AudioJobOptions, name) for name in (
         "pose_from", "pose_from_landmarks", "pose_blend", "pose_style", "pose_style_landmarks", "pose_style_tempo",
         "pose_style_keep_mean")})
@@ -758,7 +760,8 @@ def check_job(args: argparse.Namespace) -> None:
 
     Raises:
         TalkingHeadError: an option out of range or a bad ``--keyframes``
-            file (ControlError), ``--device
+            file (ControlError), an input file that is missing, not a regular
+            file or empty (MediaError), ``--device
             cuda`` without a usable GPU or a ``--precision`` this device
             cannot run (DeviceError), an output with an unsupported
             suffix, an output that is one of the job's input files (it would
@@ -767,7 +770,7 @@ def check_job(args: argparse.Namespace) -> None:
             folder should be).
     """
     from .devices import resolve_device, resolve_precision
-    from .media._files import check_output
+    from .media._files import check_output, require_file
 
     if args.command == "pose" and args.keyframes and not args.out:
         raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
@@ -792,6 +795,8 @@ def check_job(args: argparse.Namespace) -> None:
         args.mixed_drivers = _mixed_drivers(args)  # driver mixing by face region: None = the job as it is
     resolve_precision(args.precision, resolve_device(args.device))  # DeviceError: no GPU, or no bf16 on this CPU
     inputs = [(_flag(name), getattr(args, name)) for name in _INPUTS[args.command] if getattr(args, name, None)]
+    for option, path in inputs:  # a mistyped path is found before the weights load (or download)
+        require_file(Path(path).expanduser(), option)
     for option, path, suffixes, kind in _outputs(args):
         for input_option, input_path in inputs:
             if _same_file(path, input_path):

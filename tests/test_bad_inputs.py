@@ -987,3 +987,33 @@ def test_bad_input(row: Row, tmp_path: Path, lp_weights_dir: Path, all_weights_d
     assert _listing(out) == [], "the output folder must stay empty"
     assert _listing(folder) == made, "nothing may be left beside the inputs"
     assert not (tmp_path / "PWNED").exists() and not any(p.name == "PWNED" for p in tmp_path.rglob("*"))
+
+
+MISSING_INPUT_JOBS = [
+    ("video", ["--source", "{photo}", "--driving", "{missing}", "--out", "{out}/a.mp4"], "--driving"),
+    ("audio", ["--source", "{missing}", "--audio", "{speech}", "--out", "{out}/a.mp4"], "--source"),
+    ("dub", ["--source", "{clip}", "--audio", "{missing}", "--out", "{out}/a.mp4"], "--audio"),
+    ("pose", ["--source", "{photo}", "--source-landmarks", "{missing}", "--still", "{out}/a.png"], "--source-landmarks"),
+    ("live", ["--source", "{photo}", "--audio", "{missing}", "--motion-only"], "--audio"),
+]
+
+
+@pytest.mark.parametrize("job, argv, flag", MISSING_INPUT_JOBS, ids=[row[0] for row in MISSING_INPUT_JOBS])
+def test_a_missing_input_file_is_refused_before_any_weights_load(tmp_path: Path, capsys, monkeypatch, job: str,
+                                                                 argv: list[str], flag: str) -> None:
+    """A mistyped input path is one line naming the flag and the file, found before the weights load (or
+    download: ~520 MB on a first run)."""
+    from talkinghead.engine import Engine
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the inputs were checked")
+
+    monkeypatch.setattr(Engine, "from_pretrained", classmethod(no_weights))
+    values = {"photo": str(ASTRONAUT), "speech": str(GERMAN), "clip": str(D9), "missing": str(tmp_path / "typo.xyz"),
+              "out": str(tmp_path / "out")}
+    assert main([job, *(arg.format(**values) for arg in argv)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert flag in errors[0] and "typo.xyz" in errors[0] and "not found" in errors[0], errors[0]
+    assert not (tmp_path / "out").exists()

@@ -341,8 +341,8 @@ def test_from_pretrained_revision_loads_that_snapshot(tmp_path: Path, lp_weights
 
 @pytest.mark.parametrize("command", [
     ["pose", "--still", "{out}.png"],
-    ["video", "--driving", "{out}_driving.mp4", "--out", "{out}.mp4"],
-    ["audio", "--audio", "{out}.wav", "--out", "{out}.mp4"],
+    ["video", "--driving", "{data}/driving/lp_d0.mp4", "--out", "{out}.mp4"],
+    ["audio", "--audio", "{data}/audio/dt_german1.wav", "--out", "{out}.mp4"],
 ])
 def test_cli_revision_options(tmp_path: Path, command: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """--revision / --ditto-revision / --enhance-revision reach Engine.from_pretrained in every job."""
@@ -359,7 +359,7 @@ def test_cli_revision_options(tmp_path: Path, command: list[str], monkeypatch: p
 
     monkeypatch.setattr(Engine, "from_pretrained", staticmethod(fake))
     photo = str(TESTDATA / "images" / "astronaut.png")
-    args = [a.format(out=tmp_path / "out") for a in command] + ["--source", photo]
+    args = [a.format(out=tmp_path / "out", data=TESTDATA) for a in command] + ["--source", photo]
     assert main(args + ["--revision", SHA_A, "--ditto-revision", "v2", "--enhance-revision", "main"]) == 2
     assert asked["revision"] == {"liveportrait": SHA_A, "ditto": "v2", "enhance": "main"}
     assert main(args) == 2 and asked["revision"] is None
