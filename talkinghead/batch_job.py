@@ -469,19 +469,23 @@ def run_batch(args: argparse.Namespace) -> int:
         0 every job done or skipped, 1 some line invalid or some job failed, 130/143 when interrupted.
 
     Raises:
-        TalkingHeadError: the jobs file cannot be read, ``--out`` cannot be created, Ray cannot start.
+        TalkingHeadError: the jobs file cannot be read or holds no job (both found before ``--out`` is
+            created), ``--out`` cannot be created, Ray cannot start.
     """
     options = BatchOptions(ray=args.ray, workers=args.workers, retries=args.retries)
-    out_dir = Path(args.out).expanduser().resolve()
+    runner, status = _runner(options), 0
+    out_dir, jobs_file = Path(args.out).expanduser().resolve(), Path(args.jobs).expanduser().resolve()
+    jobs = read_jobs(jobs_file, out_dir)
+    if not jobs:
+        raise TalkingHeadError(f"the jobs file {jobs_file} has no jobs: write one JSON object per line, "
+                               'e.g. {"job": "pose", "source": "a.png", "still": "a_still.png", "yaw": 12}')
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TalkingHeadError(f"cannot create the output folder {out_dir} ({exc.strerror})") from None
-    jobs = read_jobs(Path(args.jobs).expanduser().resolve(), out_dir)
     for job in jobs:
         if job.status == "invalid":
             print(f"line {job.line}: invalid, not run: {job.error}", file=sys.stderr)
-    runner, status = _runner(options), 0
     try:
         info = _execute(jobs, options, runner, args.quiet)
     except KeyboardInterrupt as exc:

@@ -124,25 +124,30 @@ def test_in_process_without_ray_shares_one_engine_reports_a_bad_job_and_skips_on
     monkeypatch.setattr(batch_job, "_ray_available", lambda: False)  # as without ray installed: in-process
     folder = _jobs_folder(tmp_path)
     lines = _pose_lines(lp_weights_dir)
-    missing = {**lines[0], "source": "nobody.png", "still": "stills/missing.png"}
-    jobs = _write_jsonl(folder / "jobs.jsonl", [lines[0], missing, "{\"job\": \"pose\",", *lines[1:]])
+    missing = {**lines[0], "source": "nobody.png", "still": "stills/missing.png"}  # found when the file is read
+    no_face = {**lines[0], "source": str(TESTDATA / "images" / "coffee_noface.png"),  # found when the job runs
+               "source-landmarks": str(landmarks_json("coffee_noface.png")), "still": "stills/no_face.png"}
+    jobs = _write_jsonl(folder / "jobs.jsonl", [lines[0], missing, "{\"job\": \"pose\",", *lines[1:], no_face])
     out = tmp_path / "out"
     assert main(["batch", str(jobs), "--out", str(out)]) == 1
     captured = capsys.readouterr()
-    assert "ray is not installed" in captured.err and "line 3: invalid" in captured.err
+    assert "ray is not installed" in captured.err and "line 2: invalid" in captured.err and "line 3: invalid" in captured.err
     summary = _summary(out)
-    assert {n: s["status"] for n, s in summary.items()} == {1: "done", 2: "failed", 3: "invalid", 4: "done", 5: "done"}
-    assert "nobody.png" in summary[2]["error"] and summary[2]["attempts"] == 1  # bad input: not retried
+    assert {n: s["status"] for n, s in summary.items()} == {1: "done", 2: "invalid", 3: "invalid", 4: "done", 5: "done",
+                                                            6: "failed"}
+    assert "nobody.png" in summary[2]["error"] and "not found" in summary[2]["error"]
+    assert "no face" in summary[6]["error"] and summary[6]["attempts"] == 1  # bad input: not retried
     assert len(loads) == 1  # weights loaded once for every job of that setting
     for i in range(3):
         assert load_image(out / "stills" / f"{i}.png").shape == (512, 512, 3)
         assert summary[(1, 4, 5)[i]]["frames"] == 1 and summary[(1, 4, 5)[i]]["fps"] > 0
-    assert "frames/s" in captured.out and "nobody.png" in captured.out  # the summary table
-    assert not (out / "stills" / "missing.png").exists()
+    assert "frames/s" in captured.out and "nobody.png" in captured.out and "no face" in captured.out  # the table
+    assert not (out / "stills" / "missing.png").exists() and not (out / "stills" / "no_face.png").exists()
     loads.clear()
     assert main(["batch", str(jobs), "--out", str(out), "--workers", "0", "--quiet"]) == 1
     summary = _summary(out)
-    assert [summary[n]["status"] for n in (1, 4, 5)] == ["skipped"] * 3 and summary[2]["status"] == "failed"
+    assert [summary[n]["status"] for n in (1, 4, 5)] == ["skipped"] * 3
+    assert summary[2]["status"] == "invalid" and summary[6]["status"] == "failed"
 
 
 def test_on_a_local_ray_instance_with_two_workers(tmp_path: Path, lp_weights_dir: Path) -> None:
@@ -169,3 +174,11 @@ def test_the_module_and_the_command_work_without_ray(tmp_path: Path) -> None:
             f"sys.exit(main(['batch', {str(tmp_path / 'none.jsonl')!r}, '--out', {str(tmp_path / 'o')!r}, '--workers', '2']))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "need Ray" in done.stderr, done.stderr
+
+
+def test_a_jobs_file_with_no_job_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    assert main(["batch", str(tmp_path / "blank.jsonl"), "--out", str(tmp_path / "out"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "has no jobs" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
