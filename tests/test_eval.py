@@ -124,9 +124,15 @@ def test_bad_eval_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
     assert main(["eval", "compare", "--pred", str(CLIP), "--ref", str(CLIP), "--out", str(tmp_path / "r.txt")]) == 2
     assert main(["eval", "compare", "--pred", str(CLIP), "--ref", str(CLIP), "--out", str(tmp_path / "r.json"),
                  "--device", "cpu", "--precision", "fp16"]) == 2         # fp16 is CUDA-only: refused before any work
+    speech = TESTDATA / "audio" / "espeak_en_us.wav"                           # not a video: probed before any work
+    assert main(["eval", "compare", "--pred", str(speech), "--ref", str(CLIP), "--out", str(tmp_path / "r.json")]) == 2
+    other_rate = TESTDATA / "talking" / "vr_face2.mp4"                         # 25 fps against 29.97
+    assert main(["eval", "compare", "--pred", str(other_rate), "--ref", str(CLIP), "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("error: ") for line in err), err
+    assert len(err) == 6 and all(line.startswith("error: ") for line in err), err
     assert "fp16" in err[3] and not (tmp_path / "r.json").exists()
+    assert "espeak_en_us.wav" in err[4] and "video" in err[4]
+    assert "25 fps" in err[5] and "29.97 fps" in err[5] and "one rate" in err[5]
     assert not (tmp_path / "o").exists()
 
 

@@ -89,6 +89,10 @@ def check_eval(args: argparse.Namespace) -> None:
     for option, path in files:
         if path is not None and not Path(path).is_file():
             raise MediaError(f"{option} {path}: no such file")
+    if args.protocol == "compare":
+        from .protocols import check_pair
+
+        check_pair(args.pred, args.ref)  # unreadable videos, two rates: before any weights load
     resolve_precision(args.precision, resolve_device(args.device))  # DeviceError: no GPU, or no bf16 on this CPU
 
 

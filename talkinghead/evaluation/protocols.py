@@ -61,6 +61,14 @@ def mean(values: list[float | None]) -> float | None:
     return float(np.mean(kept)) if kept else None
 
 
+def check_pair(pred: str | os.PathLike, ref: str | os.PathLike) -> None:
+    """Check that ``pred`` and ``ref`` are readable videos of one frame rate (within 0.1%), what
+    :meth:`Evaluator.compare` needs; raises MediaError naming the file and what to do."""
+    pi, ri = probe_video(pred), probe_video(ref)
+    if abs(pi.fps - ri.fps) > 1e-3 * ri.fps:
+        raise MediaError(f"{pred} runs at {pi.fps:g} fps but {ref} at {ri.fps:g} fps: compare videos of one rate")
+
+
 class Evaluator:
     """The metric networks, loaded once: LPIPS, dlib's landmarks/embeddings, ArcFace, SyncNet (with
     ``options.syncnet``; WeightsError on a wrong file), and ``engine`` (its motion extractor M for AED/APD,
@@ -116,9 +124,7 @@ class Evaluator:
         audio track, see :meth:`sync_metrics`).  Raises MediaError (unreadable videos, different frame rates).
         """
         pred, ref = Path(pred), Path(ref)
-        pi, ri = probe_video(pred), probe_video(ref)
-        if abs(pi.fps - ri.fps) > 1e-3 * ri.fps:
-            raise MediaError(f"{pred} runs at {pi.fps:g} fps but {ref} at {ri.fps:g} fps: compare videos of one rate")
+        check_pair(pred, ref)
         per_frame, marks = self._frame_pass(pred, ref, self.provider(pred_landmarks, pred),
                                             self.provider(ref_landmarks, ref), progress)
         skipped = self._motion_pass(pred, ref, marks, per_frame)
