@@ -805,7 +805,9 @@ LIVE_NEEDS_GPU = ("The live avatar needs a CUDA GPU: on this CPU-only host one f
                   "it cannot keep up with speech. Run the app on a GPU, or try the live path here without rendering: "
                   "python -m talkinghead live --source PHOTO --audio SPEECH --motion-only")
 LIVE_CHUNK_S = 0.2
-"""Seconds of microphone audio per streamed chunk (Gradio's ``stream_every``)."""
+"""Seconds of microphone audio per streamed chunk (Gradio's ``stream_every``), and the idle timer's period."""
+LIVE_SLEEP_S = 120.0
+"""Seconds without microphone audio after which the Live tab drops its session (no more idle frames rendered)."""
 
 
 def live_step(chunk: tuple[int, Any] | None, photo: str | None, listening: float,
@@ -835,26 +837,45 @@ def live_step(chunk: tuple[int, Any] | None, photo: str | None, listening: float
     if not frames:
         return gr.skip(), session, f"listening… {session.samples / session.sample_rate:.1f} s of audio in"
     last = frames[-1]
-    latency = last.ready_s - (last.time_s + 1 / session.fps)
+    latency = last.ready_s - (last.time_s + 1 / session.fps + session.skipped_s)
     low, high = session.lookahead_ms
     return last.image, session, (f"frame {last.index}: latency {latency * 1000:.0f} ms (look-ahead of the online "
                                  f"windows {low:g}–{high:g} ms), speech weight {last.speech:.2f}")
 
 
-def live_stop(session: LiveSession | None) -> tuple[Any, None, str]:
-    """The microphone stopped: flush the session (:meth:`LiveSession.end`: the frames of the last 0.5–0.9 s of
-    speech, which Ditto's look-ahead held back) and show its last frame; a new session opens next time.
+def live_stop(session: LiveSession | None) -> tuple[Any, LiveSession | None, str]:
+    """The microphone stopped: the session stays open and the avatar idles on between turns (:func:`live_tick`;
+    the frames of the last 0.5–0.9 s of speech, which Ditto's look-ahead held back, come out first).
 
-    Returns (the last frame, or no change; the cleared session; the status line).
+    Returns (no change to the frame; the session; the status line).
     """
     if session is None or session.ended:
         return gr.skip(), None, ""
-    try:
-        frames = session.end()
-    except TalkingHeadError:  # nothing was pushed: nothing to flush
-        return gr.skip(), None, "stopped"
-    last = frames[-1].image if frames and frames[-1].image is not None else gr.skip()
-    return last, None, f"stopped: {len(frames)} last frames flushed"
+    return gr.skip(), session, "microphone off: the avatar idles between turns; record again to talk"
+
+
+def live_tick(session: LiveSession | None) -> tuple[Any, LiveSession | None, Any]:
+    """The idle timer (every :data:`LIVE_CHUNK_S`): with the microphone off, keep the avatar alive
+    (:meth:`LiveSession.keep_alive`: the silence that keeps the audio timeline up with the wall clock, once
+    no chunk came for 0.6 s); after :data:`LIVE_SLEEP_S` without the microphone the session is dropped.
+
+    Returns (the newest frame, or no change; the session, or None once dropped; the status line, or no change).
+    """
+    if session is None or session.ended:
+        return gr.skip(), session, gr.skip()
+    if session.quiet_s > LIVE_SLEEP_S:
+        return gr.skip(), None, (f"asleep after {LIVE_SLEEP_S:g} s without the microphone: record to wake the "
+                                 "avatar")
+    frames = session.keep_alive()
+    if not frames or frames[-1].image is None:
+        return gr.skip(), session, gr.skip()
+    last = frames[-1]
+    return last.image, session, f"between turns: frame {last.index}, speech weight {last.speech:.2f}"
+
+
+def live_reset() -> tuple[None, str]:
+    """A new photo or listening strength: drop the session (the next microphone chunk opens one with them)."""
+    return None, ""
 
 
 def _live_tab() -> None:
@@ -872,6 +893,11 @@ def _live_tab() -> None:
     mic.stream(_user_errors(live_step), [mic, photo, listening, session], [video, session, status],
                stream_every=LIVE_CHUNK_S, concurrency_limit=4, api_name="live")
     mic.stop_recording(live_stop, [session], [video, session, status])
+    timer = gr.Timer(LIVE_CHUNK_S, active=DEVICE.type == "cuda")
+    timer.tick(live_tick, [session], [video, session, status], concurrency_limit=4, show_progress="hidden",
+               api_name=False)
+    for changed in (photo.change, listening.release):
+        changed(live_reset, None, [session, status], api_name=False)
 
 
 def build_app() -> gr.Blocks:

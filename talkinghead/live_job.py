@@ -24,12 +24,17 @@ algorithmic look-ahead of the online windows is :attr:`LiveSession.lookahead_ms`
 (485–845 ms with Ditto's shipped online settings: :func:`~talkinghead.drivers.audio.ditto.stream.online_lookahead_ms`).
 Silence costs the same model time as speech (the stream keeps running, so
 its windows stay in step); frames come out whenever audio (speech or
-silence, :meth:`LiveSession.push_silence`) is pushed.
+silence, :meth:`LiveSession.push_silence`) is pushed.  When no audio arrives
+at all (a microphone switched off, a voice agent between replies),
+:meth:`LiveSession.keep_alive`, called on a timer, pushes the silence that
+keeps the audio timeline up with the wall clock, so the idle motion goes on
+in real time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
@@ -111,7 +116,9 @@ class LiveSession:
     Built by :meth:`Engine.live`.  ``push`` returns the frames that became
     ready (often none: Ditto's online windows emit 10 frames per 0.4 s of
     audio, the first after 0.885 s); frames are consecutive from 0, one per
-    640 samples, ⌈duration·25⌉ in all.
+    640 samples, ⌈duration·25⌉ in all.  Between turns with no audio at all,
+    call :meth:`keep_alive` on a timer.  Pushes, ``keep_alive`` and ``end``
+    may come from different threads (one at a time: a lock).
 
     Args:
         engine: the engine (its audio backend and renderer are used).
@@ -153,7 +160,12 @@ class LiveSession:
         self._max = self.render.max_frames if self.render is not None else None
         self._clock, self.busy_s, self.ended = clock, 0.0, False
         self._resampler: _Resampler | None = None
+        self._lock = threading.Lock()
         self.start = clock()
+        self._pushed_at = self.start
+        self.skipped_s = 0.0
+        """Wall-clock seconds :meth:`keep_alive` skipped instead of filling with silence (the audio timeline
+        runs that much behind the clock since the session opened)."""
 
     @property
     def samples(self) -> int:
@@ -172,12 +184,54 @@ class LiveSession:
         Raises:
             MediaError: a chunk that is not 1-D or not finite; a push after :meth:`end`.
         """
-        samples = self._checked(samples)
+        with self._lock:
+            self._pushed_at = self._clock()
+            return self._push(self._checked(samples))
+
+    def _push(self, samples: np.ndarray) -> list[LiveFrame]:
+        """Push checked samples (the lock held)."""
         began = self._clock()
         if self._idle is not None:
             self._gate.push(samples)
         self._add(self._stream.push(samples), final=False)
         return self._emit(began)
+
+    @property
+    def quiet_s(self) -> float:
+        """Seconds since audio was last pushed (:meth:`push`, :meth:`push_audio`, :meth:`push_silence`; not
+        :meth:`keep_alive`'s silence), or since the session opened."""
+        return self._clock() - self._pushed_at
+
+    def keep_alive(self, after_s: float = 0.6, most_s: float = 1.0) -> list[LiveFrame]:
+        """Between turns with no audio coming in: keep the idle motion going in real time.
+
+        Once nothing was pushed for ``after_s`` seconds, pushes the silence
+        that brings the audio timeline (samples pushed / rate) up to the wall
+        clock since the session opened, at most ``most_s`` seconds of it per
+        call (a longer gap, e.g. a stalled caller, is skipped, not made up:
+        the timeline then runs that much behind the clock).  Call it on a
+        timer, e.g. every 0.2 s; frames then come out at 25 per second, the
+        ones held back by the look-ahead first.  Audio pushed later goes on
+        from where the timeline stands.
+
+        Returns:
+            The frames now ready; [] while audio still arrives, while another
+            thread is pushing (it does not wait), and after :meth:`end`.
+        """
+        if self.ended or not self._lock.acquire(blocking=False):
+            return []
+        try:
+            now = self._clock()
+            if self.ended or now - self._pushed_at < after_s:
+                return []
+            behind = now - self.start - self.skipped_s - self.samples / self.sample_rate
+            if behind > most_s:
+                self.skipped_s += behind - most_s
+                behind = most_s
+            n = int(behind * self.sample_rate)
+            return self._push(np.zeros(n, np.float32)) if n > 0 else []
+        finally:
+            self._lock.release()
 
     def push_audio(self, samples: np.ndarray, rate: int) -> list[LiveFrame]:
         """:meth:`push` for a microphone's chunk: (k,) or (k, channels), int16 or float, at ``rate`` Hz.
@@ -205,14 +259,15 @@ class LiveSession:
         Raises:
             MediaError: nothing was pushed, or the session has ended already.
         """
-        if self.ended:
-            raise MediaError("this live session has ended: open a new one")
-        began = self._clock()
-        if self._idle is not None:
-            self._gate.end()
-        self._add(self._stream.end(), final=True)
-        self.ended = True
-        return self._emit(began)
+        with self._lock:
+            if self.ended:
+                raise MediaError("this live session has ended: open a new one")
+            began = self._clock()
+            if self._idle is not None:
+                self._gate.end()
+            self._add(self._stream.end(), final=True)
+            self.ended = True
+            return self._emit(began)
 
     def _checked(self, samples: np.ndarray) -> np.ndarray:
         if self.ended:

@@ -19,7 +19,7 @@ from talkinghead.drivers.audio.ditto.driver import AudioDriverOptions
 from talkinghead.drivers.audio.ditto.stream import online_lookahead_ms, samples_needed
 from talkinghead.engine import AudioJobOptions, RenderOptions
 from talkinghead.errors import ControlError, MediaError
-from talkinghead.live_job import LiveOptions, latency_summary, play_out
+from talkinghead.live_job import LiveOptions, LiveSession, latency_summary, play_out
 from talkinghead.media.audio import load_audio
 from talkinghead.motion.controls import expression_direction
 from talkinghead.motion.frame import KeypointInfo, MotionSequence
@@ -289,15 +289,73 @@ def test_microphone_chunks_at_48_khz_give_the_motion_of_16_khz_pushes(audio_engi
     _assert_equal(_motion(frames), _motion(direct))
 
 
-def test_app_live_stop_flushes_the_session(audio_engine, astronaut) -> None:
-    """Stopping the microphone ends the session: the frames Ditto's look-ahead held back come out."""
-    pytest.importorskip("gradio")
+class _Clock:
+    """A wall clock the test moves (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_keep_alive_is_the_silence_of_the_wall_clock_when_no_audio_comes(audio_engine, astronaut) -> None:
+    """Between turns with no audio: once 0.6 s pass without a push, each call pushes the silence that brings
+    the audio timeline up to the clock (the same motion as pushing those zeros), at most 1 s per call."""
+    clock = _Clock()
+    session = LiveSession(audio_engine, astronaut, audio=FAST, render=False, clock=clock)
+    speech = load_audio(AUDIO / "espeak_en_us.wav")[:24000]                   # 1.5 s, pushed at once at t = 0
+    frames, pushed = session.push(speech), [speech.size]
+    clock.now = 0.4
+    assert session.keep_alive() == [] and session.samples == speech.size      # 0.4 s quiet: audio may still come
+    while clock.now < 12.0:                                                    # a timer every 0.2 s up to 12 s
+        clock.now = round(clock.now + 0.2, 6)
+        before = session.samples
+        frames += session.keep_alive()
+        pushed.append(session.samples - before)
+    assert abs(session.samples - 12.0 * 16000) <= 1 and session.skipped_s == 0.0
+    assert [f.index for f in frames] == list(range(len(frames))) and len(frames) >= (12.0 - 0.9) * 25
+    assert frames[-1].speech == 0.0                                            # idle by then
+    same = audio_engine.live(astronaut, audio=FAST, render=False)
+    again = [f for n, piece in zip(pushed, [speech] + [None] * len(pushed)) for f in
+             (same.push(piece) if piece is not None else same.push(np.zeros(n, np.float32)))]
+    _assert_equal(_motion(frames), _motion(again))
+    clock.now += 30.0                                                          # a stalled caller: 30 s gap
+    before = session.samples
+    session.keep_alive()
+    assert session.samples - before == 16000 and session.skipped_s == pytest.approx(29.0, abs=1e-3)
+    clock.now += 0.2
+    before = session.samples
+    session.keep_alive()
+    assert abs(session.samples - before - 3200) <= 1                          # then on in step again
+    with session._lock:                                                        # a push running in another thread
+        clock.now += 1.0
+        assert session.keep_alive() == []
+    session.end()
+    assert session.keep_alive() == []
+
+
+def test_app_live_stop_keeps_the_session_and_the_timer_keeps_it_alive(audio_engine, astronaut) -> None:
+    """Stopping the microphone leaves the session open; the idle timer then pushes silence in step with the
+    clock (frames come out), and drops the session after LIVE_SLEEP_S without the microphone."""
+    gr = pytest.importorskip("gradio")
     import app
 
-    session = audio_engine.live(astronaut, audio=FAST, render=False)
-    pushed = session.push(load_audio(AUDIO / "espeak_en_us.wav")[:24000])     # 1.5 s: 38 frames in all
-    _, cleared, status = app.live_stop(session)
-    assert cleared is None and session.ended
-    flushed = int(status.split()[1])
-    assert flushed > 0 and len(pushed) + flushed == 38
-    assert app.live_stop(None)[1:] == (None, "")
+    demo = app.build_app()
+    tick = next(fn for fn in demo.fns.values() if fn.name == "live_tick")
+    (timer_id, event), = tick.targets
+    timer = demo.blocks[timer_id]
+    assert event == "tick" and isinstance(timer, gr.Timer) and timer.value == app.LIVE_CHUNK_S
+    assert timer.active is (app.DEVICE.type == "cuda")                        # no idle rendering on a CPU host
+    clock = _Clock()
+    session = LiveSession(audio_engine, astronaut, audio=FAST, render=False, clock=clock)
+    session.push(load_audio(AUDIO / "espeak_en_us.wav")[:24000])
+    clock.now = 1.5
+    _, kept, status = app.live_stop(session)
+    assert kept is session and not session.ended and "idles" in status
+    clock.now = 2.5
+    assert app.live_tick(session)[1] is session and session.samples == 2.5 * 16000
+    clock.now = 1.5 + app.LIVE_SLEEP_S + 1
+    _, dropped, status = app.live_tick(session)
+    assert dropped is None and "asleep" in status
+    assert app.live_stop(None)[1:] == (None, "") and app.live_tick(None)[1] is None
