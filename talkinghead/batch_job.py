@@ -232,7 +232,8 @@ def _parse(job: str, argv: list[str]) -> argparse.Namespace:
 
 
 def read_jobs(path: Path, out_dir: Path) -> list[BatchJob]:
-    """Every non-blank line of the JSONL file as a :class:`BatchJob`, checked (parser + check_job) now.
+    """Every non-blank line of the JSONL file as a :class:`BatchJob`, checked (parser, check_job,
+    check_inputs) now.
 
     A line that cannot be decoded, names an unknown job or option, fails a
     check or writes an output another line writes too is "invalid" (its
@@ -258,6 +259,7 @@ def read_jobs(path: Path, out_dir: Path) -> list[BatchJob]:
             job.job, job.argv = job_argv(entry, path.parent, out_dir)
             args = _parse(job.job, job.argv)
             cli.check_job(args)
+            cli.check_inputs(args)
             job.outputs = [str(Path(p).expanduser().resolve()) for _, p, _, _ in cli._outputs(args)]
             for output in job.outputs:
                 if output in writers:

@@ -21,10 +21,11 @@ was wrong; no output file is left behind), 130 when interrupted (Ctrl-C),
 output is removed as for Ctrl-C).
 
 Every option and output path is checked before any work (:func:`check_job`):
-value ranges, the video, audio and dub jobs' ``--keyframes`` file (read once, there), that every input file
-exists and is not empty, the output suffix, an output that is one of the inputs, an
+value ranges, the video, audio and dub jobs' ``--keyframes`` file (read once, there), the output suffix, an output that is one of the inputs, an
 output location that cannot be written (read-only, full disk), ``--device
-cuda`` without a GPU.  Missing folders of an output path are created.
+cuda`` without a GPU.  Then every input file is checked to exist and not to be
+empty (:func:`check_inputs`), still before the weights load (or download).
+Missing folders of an output path are created.
 """
 
 from __future__ import annotations
@@ -760,8 +761,7 @@ def check_job(args: argparse.Namespace) -> None:
 
     Raises:
         TalkingHeadError: an option out of range or a bad ``--keyframes``
-            file (ControlError), an input file that is missing, not a regular
-            file or empty (MediaError), ``--device
+            file (ControlError), ``--device
             cuda`` without a usable GPU or a ``--precision`` this device
             cannot run (DeviceError), an output with an unsupported
             suffix, an output that is one of the job's input files (it would
@@ -770,7 +770,7 @@ def check_job(args: argparse.Namespace) -> None:
             folder should be).
     """
     from .devices import resolve_device, resolve_precision
-    from .media._files import check_output, require_file
+    from .media._files import check_output
 
     if args.command == "pose" and args.keyframes and not args.out:
         raise TalkingHeadError("--keyframes renders a video: give --out OUT.mp4 (or use --still OUT.png for one image)")
@@ -795,8 +795,6 @@ def check_job(args: argparse.Namespace) -> None:
         args.mixed_drivers = _mixed_drivers(args)  # driver mixing by face region: None = the job as it is
     resolve_precision(args.precision, resolve_device(args.device))  # DeviceError: no GPU, or no bf16 on this CPU
     inputs = [(_flag(name), getattr(args, name)) for name in _INPUTS[args.command] if getattr(args, name, None)]
-    for option, path in inputs:  # a mistyped path is found before the weights load (or download)
-        require_file(Path(path).expanduser(), option)
     for option, path, suffixes, kind in _outputs(args):
         for input_option, input_path in inputs:
             if _same_file(path, input_path):
@@ -823,6 +821,20 @@ def _check_live(args: argparse.Namespace) -> None:
     args.live_options = LiveOptions(idle=args.idle_options, window_overlap=args.window_overlap)
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Check that every input file of a checked job (:data:`_INPUTS`) exists, is a regular file and is not
+    empty, so a mistyped path is found before the weights load (or download: ~520 MB on a first run).
+
+    Raises:
+        MediaError: the first input that is missing, not a regular file or empty; the message names its flag.
+    """
+    from .media._files import require_file
+
+    for name in _INPUTS[args.command]:
+        if getattr(args, name, None):
+            require_file(Path(getattr(args, name)).expanduser(), _flag(name))
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that every ``with`` block cleans up as for Ctrl-C."""
 
@@ -836,7 +848,7 @@ RUNS = {"video": _run_video, "audio": _run_audio, "dub": _run_dub, "pose": _run_
 
 
 def run_job(args: argparse.Namespace) -> None:
-    """Check (:func:`check_job`) and run one parsed rendering job, as ``main`` does.
+    """Check (:func:`check_job`, :func:`check_inputs`) and run one parsed rendering job, as ``main`` does.
 
     Folders created for the outputs are removed again (when still empty) if
     the job fails.  ``args.engines`` (optional dict) shares engines between
@@ -849,6 +861,7 @@ def run_job(args: argparse.Namespace) -> None:
     ok = False
     try:
         check_job(args)
+        check_inputs(args)
         args.provenance_options = _provenance(args)
         RUNS[args.command](args)
         ok = True

@@ -248,6 +248,7 @@ def test_cli_reanimates_a_source_video(tmp_path: Path, lp_weights_dir: Path) -> 
 
 
 def test_cli_refuses_a_motion_file_for_a_source_video(tmp_path: Path, capsys) -> None:
+    (tmp_path / "m.safetensors").write_bytes(b"not read: refused before")  # an input file that exists
     rc = main(["video", "--source", str(SOURCE), "--motion", str(tmp_path / "m.safetensors"),
                "--out", str(tmp_path / "o.mp4"), "--quiet"])
     assert rc == 2
